@@ -1,0 +1,133 @@
+"""Request tables: load, check and draw them.
+
+A request table is a tidy DataFrame, one row per request, with the columns
+
+==========================  =====  ===============================================
+``request_id``              int    the request's id (unique; the row order is the arrival order)
+``prompt_tokens``           int    ``s_i >= 1``
+``output_tokens``           int    ``o_i >= 1``, the true output length
+``predicted_output_tokens`` int    ``ô_i >= 1``, what planners see (default ``o_i``)
+``arrival_s``               float  ``r_i >= 0`` (default 0: the whole batch is known at 0)
+==========================  =====  ===============================================
+
+Every loader returns that schema through ``validate_requests``, so a bad row fails here,
+with the column, the value and the row named, and never deep inside the simulator.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hybridsched.paths import data_dir
+
+COLUMNS = ["request_id", "prompt_tokens", "output_tokens", "predicted_output_tokens", "arrival_s"]
+_INT_COLUMNS = ["request_id", "prompt_tokens", "output_tokens", "predicted_output_tokens"]
+
+GSM8K_CSV = "gsm8k_llama_tokens.csv"
+
+
+def _fail_row(df: pd.DataFrame, mask: np.ndarray, column: str, rule: str) -> None:
+    if mask.any():
+        pos = int(np.flatnonzero(mask)[0])
+        rid = df["request_id"].iloc[pos] if "request_id" in df.columns else pos
+        raise ValueError(
+            f"request {rid} (row {pos}): {column} {rule}, got {df[column].iloc[pos]!r}"
+            + (f" ({int(mask.sum())} bad rows)" if mask.sum() > 1 else "")
+        )
+
+
+def validate_requests(df: pd.DataFrame) -> pd.DataFrame:
+    """Return the request table in the canonical schema, or raise naming the first bad value.
+
+    Missing optional columns get their defaults: ids ``0..n-1``, predictions equal to the
+    true lengths, arrivals at 0.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise ValueError(f"requests: expected a DataFrame, got {type(df).__name__}")
+    missing = [c for c in ("prompt_tokens", "output_tokens") if c not in df.columns]
+    if missing:
+        raise ValueError(f"requests: missing column(s) {', '.join(missing)}; have {', '.join(map(str, df.columns))}")
+    if len(df) == 0:
+        raise ValueError("requests: the table has no rows")
+    out = pd.DataFrame(index=pd.RangeIndex(len(df)))
+    out["request_id"] = df["request_id"].to_numpy() if "request_id" in df.columns else np.arange(len(df))
+    out["prompt_tokens"] = df["prompt_tokens"].to_numpy()
+    out["output_tokens"] = df["output_tokens"].to_numpy()
+    if "predicted_output_tokens" in df.columns:
+        out["predicted_output_tokens"] = df["predicted_output_tokens"].to_numpy()
+    else:
+        out["predicted_output_tokens"] = out["output_tokens"]
+    out["arrival_s"] = df["arrival_s"].to_numpy() if "arrival_s" in df.columns else 0.0
+
+    for col in _INT_COLUMNS:
+        values = pd.to_numeric(out[col], errors="coerce").to_numpy(dtype=float)
+        _fail_row(out, ~np.isfinite(values), col, "must be a number")
+        _fail_row(out, values != np.round(values), col, "must be an integer")
+        out[col] = values.astype(np.int64)
+    for col in ("prompt_tokens", "output_tokens", "predicted_output_tokens"):
+        _fail_row(out, out[col].to_numpy() < 1, col, "must be >= 1")
+    _fail_row(out, out["request_id"].to_numpy() < 0, "request_id", "must be >= 0")
+    _fail_row(out, out["request_id"].duplicated().to_numpy(), "request_id", "must be unique")
+    arr = pd.to_numeric(out["arrival_s"], errors="coerce").to_numpy(dtype=float)
+    out["arrival_s"] = arr
+    _fail_row(out, ~np.isfinite(arr), "arrival_s", "must be a finite number")
+    _fail_row(out, arr < 0, "arrival_s", "must be >= 0")
+    return out
+
+
+def load_requests(path: str | Path) -> pd.DataFrame:
+    """Read a request table from CSV (columns as in the module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"requests: no such file {path}")
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ValueError(f"requests: {path} is not a readable CSV ({str(e).strip()})") from None
+    return validate_requests(df)
+
+
+def load_gsm8k(split: str = "test", output_column: str = "model_output_tokens") -> pd.DataFrame:
+    """The shipped GSM8K workload: ``s_i`` = zero-shot prompt, ``o_i`` = real model output.
+
+    Request ids are the dataset indices, so subsets keep their identity.
+    """
+    raw = pd.read_csv(data_dir() / GSM8K_CSV)
+    if split not in set(raw["split"]):
+        raise ValueError(f"split must be one of {sorted(set(raw['split']))}, got {split!r}")
+    raw = raw[raw["split"] == split]
+    if output_column not in raw.columns or raw[output_column].isna().any():
+        raise ValueError(f"output_column {output_column!r} is not available for split {split!r}")
+    return validate_requests(
+        pd.DataFrame(
+            {
+                "request_id": raw["index"].to_numpy(),
+                "prompt_tokens": raw["prompt_tokens"].to_numpy(),
+                "output_tokens": raw[output_column].to_numpy(),
+            }
+        )
+    )
+
+
+def sample_requests(requests: pd.DataFrame, num_requests: int, seed: int) -> pd.DataFrame:
+    """Draw ``num_requests`` rows without replacement with ``seed``, kept in dataset order.
+
+    The order matters: round-robin dispatch follows it (docs/model.md section 10).
+    """
+    if not 1 <= num_requests <= len(requests):
+        raise ValueError(f"num_requests must be in 1..{len(requests)}, got {num_requests}")
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(len(requests), size=num_requests, replace=False))
+    return requests.iloc[rows].reset_index(drop=True)
+
+
+def with_predictions(requests: pd.DataFrame, sigma: float, seed: int) -> pd.DataFrame:
+    """Predicted lengths with multiplicative lognormal error (an extension: output-length uncertainty)."""
+    if sigma < 0:
+        raise ValueError(f"sigma must be >= 0, got {sigma}")
+    rng = np.random.default_rng(seed)
+    noisy = requests["output_tokens"].to_numpy() * rng.lognormal(0.0, sigma, len(requests))
+    return requests.assign(predicted_output_tokens=np.maximum(1, np.round(noisy)).astype(np.int64))

@@ -1,0 +1,346 @@
+"""Latency models of one client (a tensor-parallel replica): docs/model.md section 3.
+
+Two implementations share one interface, ``LatencyModel``:
+
+- ``RooflineLatency``: ``t = overhead + max(flops / peak_eff, bytes / bw_eff) + comm``,
+  built from a model profile and a hardware profile (YAML files in data/profiles/).
+- ``LinearLatency``: ``t_prefill = a_p + b_p * sum(s)`` and
+  ``t_decode = a_d + b_d * |D| + c_d * sum(context)``, the model of the exact MIP; it is
+  fitted to the roofline by least squares (``fit_linear``).
+
+An iteration's time depends on its requests only through a few sums, so the methods take
+those sums (scalars or numpy arrays, broadcast): a prefill needs ``sum(s)``, ``sum(s^2)``;
+a decode needs ``|D|`` and ``sum(context)``. That keeps the simulator's hot path free of
+per-request work.
+
+The per-token floors of section 5 live here too, next to the model they bound: every
+feasible iteration lasts at least the sum of the floors of the tokens it processes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import yaml
+
+from hybridsched.paths import data_dir
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    """A decoder-only transformer, as far as its cost matters."""
+
+    name: str
+    num_layers: int
+    hidden_size: int
+    ffn_size: int
+    num_heads: int
+    vocab_size: int
+    bytes_per_param: int = 2
+    kv_bytes_per_value: int = 2
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name != "name" and (not isinstance(v, int) or v < 1):
+                raise ValueError(f"model profile {self.name!r}: {f.name} must be an integer >= 1, got {v!r}")
+
+    @property
+    def num_params(self) -> int:
+        """``L(4d^2 + 3 d ffn + 2d) + 2Vd + d``: attention, SwiGLU FFN, norms, embeddings."""
+        L, d = self.num_layers, self.hidden_size
+        return L * (4 * d * d + 3 * d * self.ffn_size + 2 * d) + 2 * self.vocab_size * d + d
+
+    @property
+    def weight_bytes(self) -> int:
+        return self.num_params * self.bytes_per_param
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        """Keys and values of every layer: ``2 * L * d * bytes``."""
+        return 2 * self.num_layers * self.hidden_size * self.kv_bytes_per_value
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    """One accelerator (per-GPU figures) plus the achieved efficiencies."""
+
+    name: str
+    peak_flops: float
+    memory_bandwidth: float
+    memory_bytes: float
+    usable_memory_fraction: float = 0.9
+    allreduce_bandwidth: float = 300e9
+    allreduce_latency_s: float = 10e-6
+    mfu: float = 0.5
+    mbu: float = 0.75
+    iteration_overhead_s: float = 3e-3
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name == "name":
+                continue
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"hardware profile {self.name!r}: {f.name} must be a finite number >= 0, got {v!r}")
+        for name in ("peak_flops", "memory_bandwidth", "memory_bytes", "allreduce_bandwidth", "mfu", "mbu"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"hardware profile {self.name!r}: {name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("usable_memory_fraction", "mfu", "mbu"):
+            if getattr(self, name) > 1:
+                raise ValueError(f"hardware profile {self.name!r}: {name} must be <= 1, got {getattr(self, name)!r}")
+
+
+def _profile_path(kind: str, name: str) -> Path:
+    folder = data_dir() / "profiles" / kind
+    path = folder / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in folder.glob("*.yaml"))
+        raise ValueError(f"unknown {kind[:-1]} profile {name!r}; known: {', '.join(known)}")
+    return path
+
+
+def _load_yaml(path: Path, cls: type, kind: str):
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ValueError(f"{kind} profile {path}: not valid YAML ({e})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{kind} profile {path}: expected a mapping of constants")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"{kind} profile {path}: unknown field(s) {', '.join(unknown)}")
+    # YAML 1.1 reads "312e12" as a string; accept it as the number it plainly is.
+    for f in fields(cls):
+        if f.type == "float" and isinstance(raw.get(f.name), str):
+            try:
+                raw[f.name] = float(raw[f.name])
+            except ValueError:
+                raise ValueError(f"{kind} profile {path}: {f.name} must be a number, got {raw[f.name]!r}") from None
+    try:
+        return cls(**{"name": path.stem, **raw})
+    except TypeError as e:  # a missing constant
+        raise ValueError(f"{kind} profile {path}: {e}") from None
+
+
+def load_model_profile(name_or_path: str | Path) -> ModelProfile:
+    """A model profile by name (data/profiles/models/NAME.yaml) or by path."""
+    p = Path(name_or_path)
+    path = p if p.suffix in (".yaml", ".yml") else _profile_path("models", str(name_or_path))
+    return _load_yaml(path, ModelProfile, "model")
+
+
+def load_hardware_profile(name_or_path: str | Path) -> HardwareProfile:
+    """A hardware profile by name (data/profiles/hardware/NAME.yaml) or by path."""
+    p = Path(name_or_path)
+    path = p if p.suffix in (".yaml", ".yml") else _profile_path("hardware", str(name_or_path))
+    return _load_yaml(path, HardwareProfile, "hardware")
+
+
+class LatencyModel(Protocol):
+    """What the simulator, the policies and the bounds need from a latency model."""
+
+    def prefill_time(self, sum_tokens, sum_sq_tokens): ...
+
+    def decode_time(self, batch_size, sum_context): ...
+
+    def prefill_floor_per_token(self) -> float: ...
+
+    def decode_floors(self, context, max_batch: int) -> dict[str, np.ndarray]: ...
+
+    def decode_fixed_cost(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class RooflineLatency:
+    """Roofline of one replica of ``tp`` GPUs: compute or memory bound, plus all-reduces."""
+
+    model: ModelProfile
+    hardware: HardwareProfile
+    tp: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tp, (int, np.integer)) or self.tp < 1:
+            raise ValueError(f"tp must be an integer >= 1, got {self.tp!r}")
+        if self.kv_capacity_tokens < 1:
+            need = math.ceil(self.model.weight_bytes / (self.hardware.memory_bytes * self.hardware.usable_memory_fraction))
+            raise ValueError(
+                f"tp={self.tp}: {self.tp} x {self.hardware.name} cannot hold the weights of {self.model.name} "
+                f"({self.model.weight_bytes / 1e9:.1f} GB) with room for KV cache; use tp >= {need}"
+            )
+
+    # --- derived constants -------------------------------------------------------------
+    @property
+    def peak_eff(self) -> float:
+        return self.tp * self.hardware.peak_flops * self.hardware.mfu
+
+    @property
+    def bw_eff(self) -> float:
+        return self.tp * self.hardware.memory_bandwidth * self.hardware.mbu
+
+    @property
+    def kv_capacity_tokens(self) -> int:
+        """``M = floor((tp * mem * usable - weight bytes) / kv bytes per token)``."""
+        free = self.tp * self.hardware.memory_bytes * self.hardware.usable_memory_fraction - self.model.weight_bytes
+        return max(0, int(free // self.model.kv_bytes_per_token))
+
+    def comm_time(self, tokens):
+        """Two all-reduces per layer of ``tokens * d * 2`` bytes; none without tensor parallelism."""
+        if self.tp == 1:
+            return 0.0 * tokens
+        hw = self.hardware
+        per = hw.allreduce_latency_s + tokens * self.model.hidden_size * 2 / hw.allreduce_bandwidth
+        return 2 * self.model.num_layers * per
+
+    # --- iteration times -----------------------------------------------------------------
+    def prefill_time(self, sum_tokens, sum_sq_tokens):
+        """Prefill of prompts with ``sum(s)`` and ``sum(s^2)``: linear FLOPs plus causal attention."""
+        m = self.model
+        flops = 2.0 * m.num_params * sum_tokens + 2.0 * m.num_layers * m.hidden_size * sum_sq_tokens
+        # Weights are read once; the prompt's KV is written once.
+        bytes_ = m.weight_bytes + m.kv_bytes_per_token * sum_tokens
+        return self.hardware.iteration_overhead_s + np.maximum(flops / self.peak_eff, bytes_ / self.bw_eff) + self.comm_time(sum_tokens)
+
+    def decode_time(self, batch_size, sum_context):
+        """One decode step of ``|D|`` requests holding ``sum(context)`` KV tokens."""
+        m = self.model
+        flops = 2.0 * m.num_params * batch_size + 4.0 * m.num_layers * m.hidden_size * sum_context
+        bytes_ = m.weight_bytes + m.kv_bytes_per_token * sum_context
+        return self.hardware.iteration_overhead_s + np.maximum(flops / self.peak_eff, bytes_ / self.bw_eff) + self.comm_time(batch_size)
+
+    # --- floors (section 5) --------------------------------------------------------------
+    def prefill_floor_per_token(self) -> float:
+        """``phi_p = 2 * params / peak_eff``: the compute a prompt token needs at any batch."""
+        return 2.0 * self.model.num_params / self.peak_eff
+
+    def decode_fixed_cost(self) -> float:
+        """The part of a decode step that does not grow with the batch: what slots or memory share."""
+        return self.hardware.iteration_overhead_s + self.comm_time(0.0) + self.model.weight_bytes / self.bw_eff
+
+    def decode_floors(self, context, max_batch: int) -> dict[str, np.ndarray]:
+        """Per-token floors of a decode step at ``context``, the two ends of section 5.
+
+        ``memory``: the fixed cost shared by at most ``max_batch`` slots plus the token's own
+        KV read and all-reduce share. ``compute``: the token's FLOPs at peak efficiency.
+        """
+        m = self.model
+        c = np.asarray(context, dtype=float)
+        comm_slope = self.comm_time(1.0) - self.comm_time(0.0)
+        memory = self.decode_fixed_cost() / max_batch + comm_slope + m.kv_bytes_per_token * c / self.bw_eff
+        compute = (2.0 * m.num_params + 4.0 * m.num_layers * m.hidden_size * c) / self.peak_eff
+        return {"memory": memory, "compute": compute}
+
+    def decode_variable_floor(self, context) -> np.ndarray:
+        """The batch-dependent part of a decode step per token (memory side), for reservation shares."""
+        c = np.asarray(context, dtype=float)
+        comm_slope = self.comm_time(1.0) - self.comm_time(0.0)
+        return comm_slope + self.model.kv_bytes_per_token * c / self.bw_eff
+
+    def describe(self) -> dict:
+        return {
+            "kind": "roofline",
+            "model": self.model.name,
+            "hardware": self.hardware.name,
+            "tp": int(self.tp),
+            "num_params": self.model.num_params,
+            "weight_gb": self.model.weight_bytes / 1e9,
+            "kv_capacity_tokens": self.kv_capacity_tokens,
+        }
+
+
+@dataclass(frozen=True)
+class LinearLatency:
+    """``t_prefill = a_p + b_p sum(s)``; ``t_decode = a_d + b_d |D| + c_d sum(context)``."""
+
+    a_p: float
+    b_p: float
+    a_d: float
+    b_d: float
+    c_d: float
+    kv_capacity_tokens: int = 10**9
+
+    def __post_init__(self) -> None:
+        for name in ("a_p", "b_p", "a_d", "b_d", "c_d"):
+            v = getattr(self, name)
+            if not math.isfinite(v) or v < 0:
+                raise ValueError(f"linear latency: {name} must be finite and >= 0, got {v!r}")
+        if self.a_p + self.b_p <= 0 or self.a_d + self.b_d <= 0:
+            raise ValueError("linear latency: every iteration must take positive time (a_p + b_p > 0, a_d + b_d > 0)")
+
+    def prefill_time(self, sum_tokens, sum_sq_tokens=0.0):
+        return self.a_p + self.b_p * sum_tokens
+
+    def decode_time(self, batch_size, sum_context):
+        return self.a_d + self.b_d * batch_size + self.c_d * sum_context
+
+    def prefill_floor_per_token(self) -> float:
+        return self.b_p
+
+    def decode_fixed_cost(self) -> float:
+        return self.a_d
+
+    def decode_floors(self, context, max_batch: int) -> dict[str, np.ndarray]:
+        c = np.asarray(context, dtype=float)
+        return {"memory": self.a_d / max_batch + self.b_d + self.c_d * c, "compute": self.b_d + self.c_d * c}
+
+    def decode_variable_floor(self, context) -> np.ndarray:
+        return self.b_d + self.c_d * np.asarray(context, dtype=float)
+
+    def describe(self) -> dict:
+        return {"kind": "linear", "a_p": self.a_p, "b_p": self.b_p, "a_d": self.a_d, "b_d": self.b_d, "c_d": self.c_d,
+                "kv_capacity_tokens": self.kv_capacity_tokens}
+
+
+@dataclass(frozen=True)
+class LinearFit:
+    """A fitted linear model and how far it is from the roofline over the fitted range."""
+
+    model: LinearLatency
+    prefill_max_rel_error: float
+    decode_max_rel_error: float
+    prefill_rmse_s: float
+    decode_rmse_s: float
+
+
+def fit_linear(
+    roofline: RooflineLatency,
+    max_batch: int,
+    max_prefill_tokens: int = 2048,
+    prompt_tokens: tuple[int, int] = (16, 256),
+    context_tokens: tuple[int, int] = (32, 2048),
+) -> LinearFit:
+    """Least-squares linear model of the roofline over an operating range.
+
+    The exact MIP needs a linear model; fitting it to the roofline (not inventing one)
+    keeps the MIP's optimum comparable with the simulator's schedules.
+    """
+    # Prefill: sets of equal prompts of length s, count k, up to the token budget.
+    rows_p, y_p = [], []
+    for s in np.linspace(*prompt_tokens, 8).round():
+        for k in range(1, max(2, int(max_prefill_tokens // s)) + 1, max(1, int(max_prefill_tokens // s) // 8)):
+            rows_p.append([1.0, k * s])
+            y_p.append(float(roofline.prefill_time(k * s, k * s * s)))
+    # Decode: batches of n requests at mean context c.
+    rows_d, y_d = [], []
+    for n in range(1, max_batch + 1, max(1, max_batch // 16)):
+        for c in np.linspace(*context_tokens, 8):
+            rows_d.append([1.0, n, n * c])
+            y_d.append(float(roofline.decode_time(n, n * c)))
+    Ap, yp, Ad, yd = map(np.asarray, (rows_p, y_p, rows_d, y_d))
+    cp = np.linalg.lstsq(Ap, yp, rcond=None)[0]
+    cd = np.linalg.lstsq(Ad, yd, rcond=None)[0]
+    cp, cd = np.maximum(cp, 0.0), np.maximum(cd, 0.0)  # keep the fit physical
+    lin = LinearLatency(*map(float, (cp[0], cp[1], cd[0], cd[1], cd[2])), kv_capacity_tokens=roofline.kv_capacity_tokens)
+    ep, ed = Ap @ cp - yp, Ad @ cd - yd
+    return LinearFit(
+        model=lin,
+        prefill_max_rel_error=float(np.max(np.abs(ep) / yp)),
+        decode_max_rel_error=float(np.max(np.abs(ed) / yd)),
+        prefill_rmse_s=float(np.sqrt(np.mean(ep**2))),
+        decode_rmse_s=float(np.sqrt(np.mean(ed**2))),
+    )

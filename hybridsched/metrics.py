@@ -1,0 +1,95 @@
+"""Metrics of a schedule, computed from its trace alone (docs/model.md section 4).
+
+Symbols: ``J`` clients, ``T = max_j C_j`` the makespan, ``k`` an iteration of duration
+``t_k`` on client ``j`` with ``|D_k|`` running requests.
+
+========================  ==================================================================
+``makespan_s``            ``T``: end of the last iteration (the paper's total inference time)
+``utilization``           ``U = sum_decode (|D_k| / B_j) t_k / (|J| T)``: decode-slot occupancy
+``mean_batch``            ``sum_decode |D_k| t_k / sum_decode t_k``: mean running batch while decoding
+``kv_occupancy``          ``sum_decode (kv_used_k / M_j) t_k / sum_decode t_k``
+``busy_fraction``         ``sum_k t_k / (|J| T)``
+``prefill_share``         prefill time / busy time
+``num_prefill_iterations`` and ``num_decode_iterations``
+``token_throughput``      output tokens / ``T``;  ``request_throughput``: requests / ``T``
+``ttft_*``                first token: end of the request's prefill minus its arrival
+``tpot_*``                ``(e2e - ttft) / (o_i - 1)`` over requests with ``o_i > 1``
+``e2e_*``                 end of the request's last iteration minus its arrival
+``client_makespan_*``     min and max of ``C_j``; ``imbalance = 1 - min C_j / max C_j``
+========================  ==================================================================
+
+Latency figures come as p50/p90/p99 (seconds).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from hybridsched.instance import Instance
+from hybridsched.trace import per_request
+
+
+def _pct(prefix: str, x: np.ndarray) -> dict:
+    if len(x) == 0:
+        return {f"{prefix}_p{q}_s": float("nan") for q in (50, 90, 99)}
+    return {f"{prefix}_p{q}_s": float(np.percentile(x, q)) for q in (50, 90, 99)}
+
+
+def request_table(trace: pd.DataFrame, instance: Instance) -> pd.DataFrame:
+    """Per request: client, TTFT, end-to-end latency, TPOT, from the trace."""
+    ex = per_request(trace)
+    g = ex.groupby("request_id")
+    pre = ex[ex["kind"] == "prefill"].set_index("request_id")
+    req = instance.requests.set_index("request_id")
+    out = pd.DataFrame(
+        {
+            "client": pre["client"],
+            "first_token_s": pre["end_s"],
+            "last_token_s": g["end_s"].max(),
+        }
+    ).reindex(req.index)
+    out["ttft_s"] = out["first_token_s"] - req["arrival_s"]
+    out["e2e_s"] = out["last_token_s"] - req["arrival_s"]
+    o = req["output_tokens"]
+    out["tpot_s"] = ((out["e2e_s"] - out["ttft_s"]) / (o - 1)).where(o > 1)
+    return out.reset_index()
+
+
+def metrics(trace: pd.DataFrame, instance: Instance) -> dict:
+    """All section-4 metrics of one schedule (see the module docstring for definitions)."""
+    J = instance.num_clients
+    B = np.array([c.max_batch for c in instance.clients], dtype=float)
+    M = np.array([c.kv_capacity_tokens for c in instance.clients], dtype=float)
+    cl = trace["client"].to_numpy()
+    dur = trace["duration_s"].to_numpy()
+    dec = (trace["kind"] == "decode").to_numpy()
+    n = trace["num_requests"].to_numpy().astype(float)
+    T = float(trace["end_s"].max()) if len(trace) else 0.0
+    dec_time = float(dur[dec].sum())
+    busy = float(dur.sum())
+    per_client_end = trace.groupby("client")["end_s"].max().reindex(range(J), fill_value=0.0).to_numpy()
+    req = request_table(trace, instance)
+    out_tokens = int(instance.output.sum())
+    m = {
+        "makespan_s": T,
+        "utilization": float(((n / B[cl]) * dur)[dec].sum() / (J * T)) if T > 0 else 0.0,
+        "mean_batch": float((n * dur)[dec].sum() / dec_time) if dec_time > 0 else 0.0,
+        "kv_occupancy": float(((trace["kv_used_tokens"].to_numpy() / M[cl]) * dur)[dec].sum() / dec_time) if dec_time > 0 else 0.0,
+        "busy_fraction": busy / (J * T) if T > 0 else 0.0,
+        "prefill_share": float(dur[~dec].sum() / busy) if busy > 0 else 0.0,
+        "num_prefill_iterations": int((~dec).sum()),
+        "num_decode_iterations": int(dec.sum()),
+        "mean_prefill_size": float(n[~dec].mean()) if (~dec).any() else 0.0,
+        "token_throughput": out_tokens / T if T > 0 else 0.0,
+        "request_throughput": instance.num_requests / T if T > 0 else 0.0,
+        "client_makespan_min_s": float(per_client_end.min()),
+        "client_makespan_max_s": float(per_client_end.max()),
+        "imbalance": float(1 - per_client_end.min() / per_client_end.max()) if T > 0 else 0.0,
+        "num_requests": instance.num_requests,
+        "num_output_tokens": out_tokens,
+    }
+    m.update(_pct("ttft", req["ttft_s"].to_numpy()))
+    m.update(_pct("tpot", req["tpot_s"].dropna().to_numpy()))
+    m.update(_pct("e2e", req["e2e_s"].to_numpy()))
+    return m

@@ -1,0 +1,325 @@
+"""The iteration-level simulator: the ground truth every policy is judged by.
+
+``simulate(instance, assignment, rule)`` runs each client's iterations back to back
+(docs/model.md section 2). The offline assignment says which client serves each
+request; the online rule, asked at every iteration boundary, says what runs next. The
+simulator executes the decision, advances the clock with the client's latency model
+and appends one trace row. Metrics are computed from that trace only.
+
+The trace is a DataFrame, one row per iteration (schema: ``TRACE_COLUMNS``):
+
+=====================  ====================================================================
+``client``             client index ``j``
+``iteration``          index of the iteration on its client (0, 1, ...)
+``kind``               ``"prefill"`` or ``"decode"``
+``start_s``/``end_s``  wall-clock interval; iterations of a client never overlap
+``duration_s``         ``end_s - start_s``, from the latency model
+``num_requests``       requests processed: ``|P|`` for a prefill, ``|D|`` for a decode
+``num_running``        slots held during the iteration: ``|D| + |P|`` or ``|D|``
+``prefill_tokens``     ``sum_{i in P} s_i`` (0 for a decode)
+``context_tokens``     ``sum_{i in D} c_i`` for a decode (0 for a prefill)
+``kv_reserved_tokens`` reservations ``sum (s_i + ô_i)`` of the requests holding slots
+``kv_used_tokens``     KV tokens held: contexts of ``D`` plus the prompts being prefilled
+``request_ids``        tuple of the ``request_id`` values processed (``P`` or ``D``)
+=====================  ====================================================================
+
+Extension points, so the loop need not be rewritten: ``Action.kind`` is where a mixed
+(chunked-prefill) iteration goes, and arrivals (``arrival_s > 0``) are already honoured:
+a request joins its client's queue only once it has arrived.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from hybridsched.instance import Instance
+
+TRACE_COLUMNS = [
+    "client",
+    "iteration",
+    "kind",
+    "start_s",
+    "end_s",
+    "duration_s",
+    "num_requests",
+    "num_running",
+    "prefill_tokens",
+    "context_tokens",
+    "kv_reserved_tokens",
+    "kv_used_tokens",
+    "request_ids",
+]
+
+
+@dataclass(frozen=True)
+class Action:
+    """What a client runs next: a decode of the whole running batch, or a prefill of ``rows``."""
+
+    kind: str
+    rows: tuple[int, ...] = ()
+
+
+DECODE = Action("decode")
+
+
+class ClientState:
+    """The view an online rule gets at an iteration boundary. Read it; never mutate it.
+
+    ``running`` maps the rows in the running batch ``D`` to their request ids, in
+    admission order; ``queue`` lists the waiting rows, head first. ``decode_count`` counts
+    the client's decode iterations so far and ``predicted_finish[i]`` is the count at
+    which running row ``i`` is predicted to leave, so its predicted remaining decode
+    steps are ``max(1, predicted_finish[i] - decode_count)`` (``remaining``). Per-request
+    lists are plain Python lists: rules run in the hot loop and index them one at a time.
+    """
+
+    __slots__ = (
+        "client",
+        "time_s",
+        "running",
+        "queue",
+        "decode_count",
+        "predicted_finish",
+        "kv_reserved_tokens",
+        "max_batch",
+        "kv_capacity_tokens",
+        "prefill_budget_tokens",
+        "latency",
+        "prompt",
+        "predicted",
+        "reservation",
+    )
+
+    @property
+    def free_slots(self) -> int:
+        return self.max_batch - len(self.running)
+
+    @property
+    def kv_free_tokens(self) -> int:
+        return self.kv_capacity_tokens - self.kv_reserved_tokens
+
+    def remaining(self, row: int) -> int:
+        return max(1, self.predicted_finish[row] - self.decode_count)
+
+
+Decider = Callable[[ClientState], Action]
+
+
+class OnlineRule(Protocol):
+    """The online stage: how a client's queue is ordered, and what runs at each boundary.
+
+    ``queue_key`` gives one sort key per request (smaller first; ties by row, i.e. by
+    arrival order). ``start`` is called once per client per simulation and returns the
+    decision function; per-client precomputation (such as the Lagrange multiplier) goes
+    there, so a rule object carries no state between runs.
+    """
+
+    name: str
+
+    def queue_key(self, instance: Instance) -> np.ndarray: ...
+
+    def start(self, instance: Instance, client: int) -> Decider: ...
+
+
+class PolicyError(RuntimeError):
+    """A rule asked for something the client cannot do: a bug in the rule, not in the input."""
+
+
+def _check_assignment(instance: Instance, assignment) -> np.ndarray:
+    a = np.asarray(assignment)
+    n, m = instance.num_requests, instance.num_clients
+    if a.shape != (n,):
+        raise ValueError(f"assignment: expected one client per request ({n}), got shape {a.shape}")
+    if not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"assignment: client indices must be integers, got dtype {a.dtype}")
+    bad = (a < 0) | (a >= m)
+    if bad.any():
+        pos = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"assignment: request row {pos} goes to client {a[pos]}, but clients are 0..{m - 1}")
+    for j, c in enumerate(instance.clients):
+        rows = np.flatnonzero(a == j)
+        too_big = instance.reservation[rows] > c.kv_capacity_tokens
+        if too_big.any():
+            i = int(rows[np.flatnonzero(too_big)[0]])
+            raise ValueError(
+                f"assignment: request {instance.requests['request_id'].iloc[i]} reserves {instance.reservation[i]} "
+                f"KV tokens, more than client {j} holds ({c.kv_capacity_tokens})"
+            )
+    return a.astype(np.int64)
+
+
+def simulate(instance: Instance, assignment, rule: OnlineRule, check: bool = False) -> pd.DataFrame:
+    """Run every client's iteration loop and return the trace (module docstring).
+
+    Parameters
+    ----------
+    instance : the requests and clients.
+    assignment : client index per request row (the offline stage's output).
+    rule : the online stage (``OnlineRule``).
+    check : also assert every invariant of docs/model.md section 9 on the result.
+
+    Raises
+    ------
+    ValueError : a bad assignment (wrong length, unknown client, a request too large
+        for its client's KV memory).
+    PolicyError : the rule chose an infeasible iteration.
+    """
+    a = _check_assignment(instance, assignment)
+    keys = np.asarray(rule.queue_key(instance), dtype=float)
+    if keys.shape != (instance.num_requests,):
+        raise PolicyError(f"rule {rule.name!r}: queue_key must give one key per request")
+    order = np.lexsort((np.arange(instance.num_requests), keys))  # key, then row
+    columns: dict[str, list] = {c: [] for c in TRACE_COLUMNS}
+    shared = {
+        "prompt": instance.prompt.tolist(),
+        "predicted": instance.predicted.tolist(),
+        "output": instance.output.tolist(),
+        "reservation": instance.reservation.tolist(),
+        "arrival": instance.arrival.tolist(),
+        "ids": instance.requests["request_id"].tolist(),
+        "rank": np.argsort(order).tolist(),  # queue position key for arrivals
+    }
+    for j in range(instance.num_clients):
+        rows_j = order[a[order] == j].tolist()  # this client's requests in queue order
+        _run_client(instance, j, rows_j, rule.start(instance, j), shared, columns, rule.name)
+    trace = pd.DataFrame(columns)
+    trace = trace.astype(
+        {
+            "client": np.int64,
+            "iteration": np.int64,
+            "num_requests": np.int64,
+            "num_running": np.int64,
+            "prefill_tokens": np.int64,
+            "context_tokens": np.int64,
+            "kv_reserved_tokens": np.int64,
+            "kv_used_tokens": np.int64,
+            "start_s": float,
+            "end_s": float,
+            "duration_s": float,
+        }
+    )
+    trace.attrs["rule"] = rule.name
+    if check:
+        from hybridsched.trace import check_trace
+
+        check_trace(trace, instance, assignment=a)
+    return trace
+
+
+def _run_client(instance: Instance, j: int, rows: list[int], decide: Decider, shared: dict, out: dict, rule_name: str) -> None:
+    client = instance.clients[j]
+    lat = client.latency
+    prompt, output, reservation = shared["prompt"], shared["output"], shared["reservation"]
+    arrival, ids, rank = shared["arrival"], shared["ids"], shared["rank"]
+    B, M, budget = client.max_batch, client.kv_capacity_tokens, instance.prefill_budget_tokens
+
+    # Requests not yet arrived wait in `pending` (by arrival, then queue order).
+    pending = sorted(rows, key=lambda i: (arrival[i], rank[i]))
+    pending.reverse()  # pop from the end
+    predicted = shared["predicted"]
+    predicted_finish = [0] * len(prompt)
+
+    st = ClientState()
+    st.client, st.time_s, st.running, st.queue = j, 0.0, {}, []
+    st.decode_count, st.predicted_finish, st.kv_reserved_tokens = 0, predicted_finish, 0
+    st.max_batch, st.kv_capacity_tokens, st.prefill_budget_tokens, st.latency = B, M, budget, lat
+    st.prompt, st.predicted, st.reservation = prompt, predicted, reservation
+    running, queue = st.running, st.queue
+    queue_rank: list[int] = []  # rank of each queued row, kept parallel to `queue` for bisect
+
+    finish_at: dict[int, list[int]] = {}  # decode count at which rows leave
+    context_sum = 0  # sum over D of s_i + generated_i: the context of D's next decode step
+    t = 0.0
+    k = 0
+    col = [out[c] for c in TRACE_COLUMNS]
+    (c_client, c_iter, c_kind, c_start, c_end, c_dur, c_nreq, c_nrun, c_pt, c_ct, c_kvr, c_kvu, c_ids) = col
+
+    while True:
+        while pending and arrival[pending[-1]] <= t:
+            i = pending.pop()
+            pos = bisect.bisect(queue_rank, rank[i])
+            queue_rank.insert(pos, rank[i])
+            queue.insert(pos, i)
+        if not running and not queue:
+            if not pending:
+                break
+            t = max(t, arrival[pending[-1]])
+            continue
+        st.time_s = t
+        action = decide(st)
+
+        if action.kind == "decode":
+            n = len(running)
+            if n == 0:
+                raise PolicyError(f"rule {rule_name!r} on client {j} at t={t:.6f}s: decode with an empty running batch")
+            dur = float(lat.decode_time(n, context_sum))
+            kv_reserved = st.kv_reserved_tokens  # held during the step, before departures
+            c_kind.append("decode")
+            c_nreq.append(n)
+            c_nrun.append(n)
+            c_pt.append(0)
+            c_ct.append(context_sum)
+            c_kvu.append(context_sum)
+            c_ids.append(tuple(running.values()))
+            st.decode_count += 1
+            context_sum += n
+            for i in finish_at.pop(st.decode_count, ()):
+                del running[i]
+                context_sum -= prompt[i] + output[i]
+                st.kv_reserved_tokens -= reservation[i]
+        elif action.kind == "prefill":
+            P = action.rows
+            if not P:
+                raise PolicyError(f"rule {rule_name!r} on client {j} at t={t:.6f}s: prefill of no request")
+            waiting = set(queue)
+            for i in P:
+                if i not in waiting:
+                    raise PolicyError(f"rule {rule_name!r} on client {j}: row {i} is not waiting in the queue")
+            s_sum = sum(prompt[i] for i in P)
+            res_sum = sum(reservation[i] for i in P)
+            if len(running) + len(P) > B:
+                raise PolicyError(f"rule {rule_name!r} on client {j}: prefill of {len(P)} with {len(running)} running exceeds B={B}")
+            if st.kv_reserved_tokens + res_sum > M:
+                raise PolicyError(f"rule {rule_name!r} on client {j}: prefill would reserve more than M={M} KV tokens")
+            if s_sum > budget and len(P) > 1:
+                raise PolicyError(f"rule {rule_name!r} on client {j}: prefill of {s_sum} tokens exceeds the budget {budget}")
+            dur = float(lat.prefill_time(s_sum, sum(prompt[i] ** 2 for i in P)))
+            c_kind.append("prefill")
+            c_nreq.append(len(P))
+            c_nrun.append(len(running) + len(P))
+            c_pt.append(s_sum)
+            c_ct.append(0)
+            c_kvu.append(context_sum + s_sum)
+            c_ids.append(tuple(ids[i] for i in P))
+            st.kv_reserved_tokens += res_sum
+            kv_reserved = st.kv_reserved_tokens
+            taken = set(P)
+            keep = [x for x in range(len(queue)) if queue[x] not in taken]
+            queue[:] = [queue[x] for x in keep]
+            queue_rank[:] = [queue_rank[x] for x in keep]
+            dc = st.decode_count
+            for i in P:
+                if output[i] == 1:
+                    st.kv_reserved_tokens -= reservation[i]  # done at its first token
+                else:
+                    running[i] = ids[i]
+                    context_sum += prompt[i] + 1
+                    finish_at.setdefault(dc + output[i] - 1, []).append(i)
+                    predicted_finish[i] = dc + predicted[i] - 1
+        else:
+            raise PolicyError(f"rule {rule_name!r} on client {j}: unknown action kind {action.kind!r}")
+
+        c_client.append(j)
+        c_iter.append(k)
+        c_start.append(t)
+        c_end.append(t + dur)
+        c_dur.append(dur)
+        c_kvr.append(kv_reserved)
+        t += dur
+        k += 1
