@@ -1,0 +1,437 @@
+"""The experiments: named policies, the single case and the 100-case study.
+
+This is the only module that wires the offline solver, the online rules and the
+simulator together; notebooks and the CLI call these functions.
+
+Named policies (docs/model.md section 7, ablations):
+
+============  ===========  ===========  ==================
+policy        offline      queue        online rule
+============  ===========  ===========  ==================
+``baseline``  round-robin  FCFS         prefill-first
+``a``         round-robin  FCFS         Lagrangian
+``a-sorted``  round-robin  longest      Lagrangian
+``b``         MMBPP        FCFS         prefill-first
+``c``         MMBPP        longest      prefill-first
+``hybrid``    MMBPP        longest      Lagrangian
+============  ===========  ===========  ==================
+
+Result tables (tidy DataFrames):
+
+- ``single_case``: one row per policy: ``policy``, ``makespan_s``, ``utilization``,
+  ``mean_batch``, ``num_prefill_iterations``, ``lower_bound_s``, ``gap_to_lb``
+  (``(T - T_LB) / T_LB``), ``gap_closed`` (``(T_base - T) / (T_base - T_LB)``), and the
+  other metrics of ``metrics.metrics``.
+- ``study_cases``: one row per case and policy: ``case``, ``seed``, ``policy``,
+  ``makespan_s``, ``utilization``, ``mean_batch``, ``lower_bound_s``, ``gap_to_lb``.
+- ``study_summary``: one row per policy: mean/min/max of U and makespan, and for
+  non-baseline policies the mean U gain (percentage points), the mean makespan
+  reduction and the number of wins over the baseline.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from hybridsched import __version__
+from hybridsched.bounds import LowerBound, lower_bound, planning_sizes, work_floors
+from hybridsched.data import load_gsm8k, load_requests, sample_requests
+from hybridsched.instance import Cluster, Instance, make_instance
+from hybridsched.metrics import metrics
+from hybridsched.policies import Lagrangian, PrefillFirst, round_robin
+from hybridsched.simulator import OnlineRule, simulate
+
+PAPER = {
+    "baseline_utilization": 0.802,
+    "hybrid_utilization": 0.891,
+    "baseline_makespan_s": 201.00,
+    "hybrid_makespan_s": 190.58,
+    "lower_bound_s": 180.0,
+    "study_mean_utilization_gain_pp": 8.0,
+}
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """A named combination of the offline stage, the queue order and the online rule."""
+
+    name: str
+    dispatch: str  # "round_robin" | "mmbpp"
+    sort: str  # see policies.SORT_KEYS
+    rule: str  # "prefill_first" | "lagrangian"
+    description: str = ""
+
+
+POLICIES: dict[str, PolicySpec] = {
+    p.name: p
+    for p in (
+        PolicySpec("baseline", "round_robin", "fcfs", "prefill_first", "vLLM-style: round-robin, FCFS, prefill-first"),
+        PolicySpec("a", "round_robin", "fcfs", "lagrangian", "(a) round-robin + FCFS + Lagrangian rule"),
+        PolicySpec("a-sorted", "round_robin", "longest", "lagrangian", "(a') round-robin + sorted + Lagrangian rule"),
+        PolicySpec("b", "mmbpp", "fcfs", "prefill_first", "(b) MMBPP + FCFS + prefill-first"),
+        PolicySpec("c", "mmbpp", "longest", "prefill_first", "(c) MMBPP + sorted + prefill-first"),
+        PolicySpec("hybrid", "mmbpp", "longest", "lagrangian", "(d) MMBPP + sorted + Lagrangian rule: the paper's method"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class RuleKnobs:
+    """Knobs of the Lagrangian rule (see ``policies.Lagrangian``) and the sort seed."""
+
+    lambda_multiplier: float = 1.0
+    horizon: int = 64
+    min_prefill: int = 1
+    idle_price: str = "fillable"
+    sort: str | None = None  # overrides the policy's sort key
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> RuleKnobs:
+        d = dict(d or {})
+        unknown = set(d) - {f for f in cls.__dataclass_fields__}
+        if unknown:
+            raise ValueError(f"unknown rule knob(s): {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class SolveSettings:
+    """How the offline MMBPP is solved. ``threads=1`` keeps results independent of load."""
+
+    time_limit_s: float = 10.0
+    mip_gap: float = 1e-4
+    threads: int | None = 1
+
+
+def policy_spec(name: str) -> PolicySpec:
+    if name not in POLICIES:
+        raise ValueError(f"unknown policy {name!r}; known: {', '.join(POLICIES)}")
+    return POLICIES[name]
+
+
+def make_rule(spec: PolicySpec, knobs: RuleKnobs = RuleKnobs()) -> OnlineRule:
+    sort = knobs.sort or spec.sort
+    if spec.rule == "prefill_first":
+        return PrefillFirst(sort=sort, seed=knobs.seed)
+    return Lagrangian(
+        sort=sort,
+        lambda_multiplier=knobs.lambda_multiplier,
+        horizon=knobs.horizon,
+        min_prefill=knobs.min_prefill,
+        idle_price=knobs.idle_price,
+        seed=knobs.seed,
+    )
+
+
+def offline_assignment(instance: Instance, dispatch: str, solve: SolveSettings = SolveSettings()):
+    """``(assignment, solve_info)``: round-robin, or the MMBPP on the planning sizes."""
+    if dispatch == "round_robin":
+        return round_robin(instance), {"status": "n/a", "dispatch": "round_robin"}
+    if dispatch == "mmbpp":
+        from hybridsched.offline import solve_assignment
+
+        res = solve_assignment(planning_sizes(instance), time_limit_s=solve.time_limit_s, mip_gap=solve.mip_gap, threads=solve.threads)
+        return res.assignment, {"dispatch": "mmbpp", **res.to_dict()}
+    raise ValueError(f"dispatch must be 'round_robin' or 'mmbpp', got {dispatch!r}")
+
+
+def full_lower_bound(instance: Instance, solve_mmbpp: bool = True, solve: SolveSettings = SolveSettings()) -> LowerBound:
+    """``T_LB`` with every part, the MMBPP part solved on the largest floors (true lengths)."""
+    mmbpp = 0.0
+    if solve_mmbpp:
+        from hybridsched.offline import solve_assignment
+
+        sizes = max((work_floors(instance, v) for v in ("memory", "compute", "reserved")), key=np.sum)
+        mmbpp = solve_assignment(sizes, time_limit_s=solve.time_limit_s, mip_gap=solve.mip_gap, threads=solve.threads).bound_s
+    return lower_bound(instance, mmbpp_bound_s=mmbpp)
+
+
+@dataclass
+class RunResult:
+    policy: str
+    trace: pd.DataFrame
+    metrics: dict
+    assignment: np.ndarray
+    solve: dict
+    simulate_s: float
+
+
+def run_policy(
+    instance: Instance, policy: str, knobs: RuleKnobs = RuleKnobs(), solve: SolveSettings = SolveSettings(), check: bool = False, assignment=None
+) -> RunResult:
+    """One named policy on one instance, through the simulator."""
+    spec = policy_spec(policy)
+    if assignment is None:
+        assignment, info = offline_assignment(instance, spec.dispatch, solve)
+    else:
+        info = {"dispatch": "given"}
+    t0 = time.perf_counter()
+    trace = simulate(instance, assignment, make_rule(spec, knobs), check=check)
+    elapsed = time.perf_counter() - t0
+    return RunResult(policy, trace, metrics(trace, instance), np.asarray(assignment), info, elapsed)
+
+
+def versions() -> dict:
+    import highspy  # noqa: F401
+    import pyomo
+
+    from importlib.metadata import version
+
+    out = {"hybridsched": __version__, "python": platform.python_version(), "numpy": np.__version__, "pandas": pd.__version__}
+    for pkg in ("pyomo", "highspy"):
+        try:
+            out[pkg] = version(pkg)
+        except Exception:  # pragma: no cover - reported, not fatal
+            out[pkg] = "unknown"
+    return out
+
+
+def _gap_columns(table: pd.DataFrame, lb: float) -> pd.DataFrame:
+    table["lower_bound_s"] = lb
+    table["gap_to_lb"] = (table["makespan_s"] - lb) / lb
+    if "baseline" in set(table["policy"]):
+        tb = float(table.loc[table["policy"] == "baseline", "makespan_s"].iloc[0])
+        table["gap_closed"] = (tb - table["makespan_s"]) / (tb - lb) if tb > lb else np.nan
+    return table
+
+
+def requests_for(requests: pd.DataFrame | str | None, num_requests: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """The request table: a DataFrame, a CSV path, or the shipped GSM8K test split; optionally a sample."""
+    if requests is None:
+        df = load_gsm8k()
+    elif isinstance(requests, pd.DataFrame):
+        df = requests
+    else:
+        df = load_requests(requests)
+    if num_requests is not None and num_requests < len(df):
+        df = sample_requests(df, num_requests, seed)
+    return df
+
+
+@dataclass
+class SingleCaseResult:
+    table: pd.DataFrame
+    bound: LowerBound
+    runs: dict[str, RunResult]
+    instance: Instance
+    params: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "params": self.params,
+            "lower_bound": self.bound.to_dict(),
+            "offline": {p: r.solve for p, r in self.runs.items()},
+            "results": self.table.to_dict(orient="records"),
+            "paper": PAPER,
+        }
+
+
+def run_single_case(
+    clients: int = 2,
+    tp: int = 4,
+    max_batch: int = 32,
+    requests: pd.DataFrame | str | None = None,
+    num_requests: int | None = None,
+    policies: tuple[str, ...] | list[str] = tuple(POLICIES),
+    knobs: dict | RuleKnobs | None = None,
+    time_limit_s: float = 10.0,
+    mip_gap: float = 1e-4,
+    seed: int = 0,
+    check: bool = True,
+    model: str = "llama-65b",
+    hardware: str = "a100-80gb-sxm",
+    latency: str = "roofline",
+) -> SingleCaseResult:
+    """The paper's single case: every policy on one workload, with ``T_LB`` and its parts.
+
+    ``seed`` only matters when ``num_requests`` samples the workload or a policy sorts randomly.
+    """
+    knobs = knobs if isinstance(knobs, RuleKnobs) else RuleKnobs.from_dict(knobs)
+    cluster = Cluster(model=model, hardware=hardware, num_clients=clients, tp=tp, max_batch=max_batch, latency=latency)
+    instance = make_instance(requests_for(requests, num_requests, seed), cluster)
+    solve = SolveSettings(time_limit_s, mip_gap)
+    for p in policies:
+        policy_spec(p)
+    bound = full_lower_bound(instance, solve=solve)
+    runs = {p: run_policy(instance, p, knobs, solve, check=check) for p in policies}
+    rows = []
+    for p, r in runs.items():
+        spec = POLICIES[p]
+        rows.append({"policy": p, "description": spec.description, **r.metrics, "simulate_s": r.simulate_s})
+    table = _gap_columns(pd.DataFrame(rows), bound.lower_bound_s)
+    params = {
+        **cluster.to_dict(),
+        "num_requests": instance.num_requests,
+        "requests": "gsm8k-test" if requests is None else (requests if isinstance(requests, str) else "dataframe"),
+        "policies": list(policies),
+        "knobs": asdict(knobs),
+        "time_limit_s": time_limit_s,
+        "mip_gap": mip_gap,
+        "seed": seed,
+        "versions": versions(),
+    }
+    return SingleCaseResult(table, bound, runs, instance, params)
+
+
+# --- the 100-case study ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Case:
+    case: int
+    seed: int
+    requests: pd.DataFrame
+    per_case: int
+    cluster: Cluster
+    policies: tuple[str, ...]
+    knobs: RuleKnobs
+    solve: SolveSettings
+
+
+def _run_case(c: _Case) -> list[dict] | str:
+    """One case; an exception comes back as its message so the study can report it."""
+    try:
+        inst = make_instance(sample_requests(c.requests, c.per_case, c.seed), c.cluster)
+        lb = lower_bound(inst).lower_bound_s
+        rows = []
+        for p in c.policies:
+            r = run_policy(inst, p, c.knobs, c.solve)
+            m = r.metrics
+            rows.append(
+                {
+                    "case": c.case,
+                    "seed": c.seed,
+                    "policy": p,
+                    "makespan_s": m["makespan_s"],
+                    "utilization": m["utilization"],
+                    "mean_batch": m["mean_batch"],
+                    "num_prefill_iterations": m["num_prefill_iterations"],
+                    "lower_bound_s": lb,
+                    "gap_to_lb": (m["makespan_s"] - lb) / lb,
+                    "offline_status": r.solve.get("status", "n/a"),
+                }
+            )
+        return rows
+    except Exception as e:  # reported per case, never silently dropped
+        return f"{type(e).__name__}: {e}"
+
+
+@dataclass
+class StudyResult:
+    cases: pd.DataFrame
+    summary: pd.DataFrame
+    failures: pd.DataFrame
+    params: dict
+    wall_s: float
+
+    def to_json(self) -> dict:
+        return {"params": self.params, "wall_s": self.wall_s, "failures": self.failures.to_dict(orient="records"), "paper": PAPER}
+
+
+def summarize_study(cases: pd.DataFrame, baseline: str = "baseline") -> pd.DataFrame:
+    """Per policy: mean/min/max of U and makespan; gains and wins against the baseline."""
+    g = cases.groupby("policy", sort=False)
+    out = g.agg(
+        num_cases=("case", "nunique"),
+        utilization_mean=("utilization", "mean"),
+        utilization_min=("utilization", "min"),
+        utilization_max=("utilization", "max"),
+        makespan_mean_s=("makespan_s", "mean"),
+        makespan_min_s=("makespan_s", "min"),
+        makespan_max_s=("makespan_s", "max"),
+        mean_batch_mean=("mean_batch", "mean"),
+        gap_to_lb_mean=("gap_to_lb", "mean"),
+    ).reset_index()
+    if baseline in set(cases["policy"]):
+        base = cases[cases["policy"] == baseline].set_index("case")
+        gains = []
+        for p in out["policy"]:
+            mine = cases[cases["policy"] == p].set_index("case")
+            common = mine.index.intersection(base.index)
+            du = (mine.loc[common, "utilization"] - base.loc[common, "utilization"]) * 100
+            dt = (base.loc[common, "makespan_s"] - mine.loc[common, "makespan_s"]) / base.loc[common, "makespan_s"]
+            gains.append(
+                {
+                    "utilization_gain_pp_mean": du.mean(),
+                    "utilization_gain_pp_min": du.min(),
+                    "utilization_gain_pp_max": du.max(),
+                    "makespan_reduction_mean": dt.mean(),
+                    "wins": int((mine.loc[common, "makespan_s"] < base.loc[common, "makespan_s"] - 1e-9).sum()),
+                    "ties": int(np.isclose(mine.loc[common, "makespan_s"], base.loc[common, "makespan_s"], rtol=0, atol=1e-9).sum()),
+                }
+            )
+        out = pd.concat([out, pd.DataFrame(gains)], axis=1)
+    return out
+
+
+def run_study(
+    cases: int = 100,
+    requests_per_case: int = 1000,
+    clients: int = 2,
+    tp: int = 4,
+    max_batch: int = 32,
+    policies: tuple[str, ...] | list[str] = ("baseline", "hybrid"),
+    knobs: dict | RuleKnobs | None = None,
+    workers: int = 2,
+    requests: pd.DataFrame | str | None = None,
+    first_seed: int = 1,
+    time_limit_s: float = 10.0,
+    mip_gap: float = 1e-4,
+    progress: bool = True,
+) -> StudyResult:
+    """Case ``k`` draws ``requests_per_case`` requests with seed ``first_seed + k - 1``.
+
+    Cases run in ``workers`` processes; each solve uses one HiGHS thread, so the results
+    do not depend on the number of workers. A failing case is listed in ``failures``.
+    """
+    from tqdm.auto import tqdm
+
+    knobs = knobs if isinstance(knobs, RuleKnobs) else RuleKnobs.from_dict(knobs)
+    if cases < 1:
+        raise ValueError(f"cases must be >= 1, got {cases}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    for p in policies:
+        policy_spec(p)
+    base = requests_for(requests)
+    if not 1 <= requests_per_case <= len(base):
+        raise ValueError(f"requests_per_case must be in 1..{len(base)}, got {requests_per_case}")
+    cluster = Cluster(num_clients=clients, tp=tp, max_batch=max_batch)
+    cluster.make_clients()  # fail fast on a bad cluster, before any process starts
+    solve = SolveSettings(time_limit_s, mip_gap, threads=1)
+    jobs = [_Case(k, first_seed + k - 1, base, requests_per_case, cluster, tuple(policies), knobs, solve) for k in range(1, cases + 1)]
+    t0 = time.perf_counter()
+    if workers == 1:
+        results = [_run_case(j) for j in tqdm(jobs, desc="cases", disable=not progress)]
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as ex:
+            results = list(tqdm(ex.map(_run_case, jobs), total=len(jobs), desc="cases", disable=not progress))
+    wall = time.perf_counter() - t0
+    rows, failures = [], []
+    for j, r in zip(jobs, results):
+        if isinstance(r, str):
+            failures.append({"case": j.case, "seed": j.seed, "error": r})
+        else:
+            rows.extend(r)
+    table = pd.DataFrame(rows)
+    summary = summarize_study(table) if len(table) else pd.DataFrame()
+    params = {
+        **cluster.to_dict(),
+        "cases": cases,
+        "requests_per_case": requests_per_case,
+        "seeds": [j.seed for j in jobs],
+        "policies": list(policies),
+        "knobs": asdict(knobs),
+        "workers": workers,
+        "time_limit_s": time_limit_s,
+        "mip_gap": mip_gap,
+        "versions": versions(),
+    }
+    return StudyResult(table, summary, pd.DataFrame(failures, columns=["case", "seed", "error"]), params, wall)
