@@ -143,9 +143,7 @@ def _check_sizes(sizes: Any) -> np.ndarray:
     except (TypeError, ValueError) as exc:
         raise ValueError(f"sizes: cannot convert to a float array ({exc})") from None
     if arr.ndim != 2:
-        raise ValueError(
-            f"sizes: expected a 2-D array (requests x clients), got shape {arr.shape}"
-        )
+        raise ValueError(f"sizes: expected a 2-D array (requests x clients), got shape {arr.shape}")
     n, m = arr.shape
     if n == 0:
         raise ValueError("sizes: no requests")
@@ -155,8 +153,7 @@ def _check_sizes(sizes: Any) -> np.ndarray:
     if bad.any():
         i, j = (int(v) for v in np.argwhere(bad)[0])
         raise ValueError(
-            f"sizes: request {i} has a non-positive or non-finite size on client {j}: "
-            f"{arr[i, j]!r}"
+            f"sizes: request {i} has a non-positive or non-finite size on client {j}: {arr[i, j]!r}"
         )
     return arr
 
@@ -438,7 +435,9 @@ def solve_assignment(
         ws_obj = _makespan(arr, ws)
         start, start_obj, start_name = ws, ws_obj, "the given warm start"
     # The heuristic answer when the solver gives nothing: the better start, LPT on ties.
-    fb, fb_obj, fb_name = (start, start_obj, start_name) if start_obj < lpt_obj else (lpt, lpt_obj, "LPT")
+    fb, fb_obj, fb_name = (
+        (start, start_obj, start_name) if start_obj < lpt_obj else (lpt, lpt_obj, "LPT")
+    )
 
     def _result(assignment, objective, bound, status, reason):
         bound = min(bound, objective)  # a valid bound never exceeds a feasible objective
@@ -462,7 +461,7 @@ def solve_assignment(
         model = build_assignment_model(arr)
         for i, j in enumerate(start.tolist()):
             model.x[i, j].value = 1
-        for (i, j), v in model.x.items():
+        for v in model.x.values():
             if v.value is None:
                 v.value = 0
         model.makespan.value = start_obj
@@ -697,10 +696,18 @@ def _build_iteration_model(inst: _IterationInstance) -> pyo.ConcreteModel:
 
     m.x = pyo.Var(m.REQUESTS, m.CLIENTS, within=pyo.Binary, doc="MODEL.md (6): i on j")
     m.p = pyo.Var(
-        m.REQUESTS, m.CLIENTS, m.ITERATIONS, within=pyo.Binary, doc="MODEL.md (6): prefill of i at k"
+        m.REQUESTS,
+        m.CLIENTS,
+        m.ITERATIONS,
+        within=pyo.Binary,
+        doc="MODEL.md (6): prefill of i at k",
     )
     m.f = pyo.Var(
-        m.REQUESTS, m.CLIENTS, m.ITERATIONS, within=pyo.Binary, doc="MODEL.md (6): i left by end of k"
+        m.REQUESTS,
+        m.CLIENTS,
+        m.ITERATIONS,
+        within=pyo.Binary,
+        doc="MODEL.md (6): i left by end of k",
     )
     m.a = pyo.Var(
         m.REQUESTS, m.CLIENTS, m.ITERATIONS, within=pyo.Binary, doc="MODEL.md (6): i decodes at k"
@@ -764,9 +771,7 @@ def _build_iteration_model(inst: _IterationInstance) -> pyo.ConcreteModel:
     def active_if_decode(m, i, j, k):
         return m.a[i, j, k] <= m.ud[j, k]
 
-    @m.Constraint(
-        m.REQUESTS, m.CLIENTS, m.ITERATIONS, doc="a = holding * ud (3): no pausing"
-    )
+    @m.Constraint(m.REQUESTS, m.CLIENTS, m.ITERATIONS, doc="a = holding * ud (3): no pausing")
     def decode_whole_batch(m, i, j, k):
         return m.a[i, j, k] >= holding(i, j, k) + m.ud[j, k] - 1
 
@@ -786,17 +791,14 @@ def _build_iteration_model(inst: _IterationInstance) -> pyo.ConcreteModel:
     def kv_capacity(m, j, k):
         return sum(res[i] * holding(i, j, k) for i in m.REQUESTS) <= inst.kv_capacity_tokens
 
-    # A request longer than the budget may only be prefilled alone (simulator rule).
+    # A prompt longer than the budget may only be prefilled alone (simulator rule): its
+    # own excess raises the right-hand side to exactly s_i, leaving no room for another
+    # request (s >= 1), and two such prompts exceed it together.
     @m.Constraint(m.CLIENTS, m.ITERATIONS, doc="MODEL.md (7.5): prefill token budget")
     def prefill_budget(m, j, k):
         lhs = sum(s[i] * m.p[i, j, k] for i in m.REQUESTS)
         rhs = budget + sum((s[i] - budget) * m.p[i, j, k] for i in oversized)
         return lhs <= rhs
-
-    @m.Constraint(oversized, m.CLIENTS, m.ITERATIONS, doc="an over-budget prompt runs alone")
-    def oversized_alone(m, i, j, k):
-        others = sum(m.p[ii, j, k] for ii in m.REQUESTS if ii != i)
-        return others <= (n - 1) * (1 - m.p[i, j, k])
 
     @m.Expression(m.CLIENTS, doc="MODEL.md (6): C_j = sum_k duration_jk")
     def client_time(m, j):

@@ -1,0 +1,5 @@
+import sys
+
+from hybridsched.cli import main
+
+sys.exit(main())
