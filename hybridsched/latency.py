@@ -95,12 +95,15 @@ class HardwareProfile:
                 raise ValueError(f"hardware profile {self.name!r}: {name} must be <= 1, got {getattr(self, name)!r}")
 
 
+_PROFILE_FOLDERS = {"model": "models", "hardware": "hardware"}
+
+
 def _profile_path(kind: str, name: str) -> Path:
-    folder = data_dir() / "profiles" / kind
+    folder = data_dir() / "profiles" / _PROFILE_FOLDERS[kind]
     path = folder / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in folder.glob("*.yaml"))
-        raise ValueError(f"unknown {kind[:-1]} profile {name!r}; known: {', '.join(known)}")
+        raise ValueError(f"unknown {kind} profile {name!r}; known: {', '.join(known)}")
     return path
 
 
@@ -131,7 +134,7 @@ def _load_yaml(path: Path, cls: type, kind: str):
 def load_model_profile(name_or_path: str | Path) -> ModelProfile:
     """A model profile by name (data/profiles/models/NAME.yaml) or by path."""
     p = Path(name_or_path)
-    path = p if p.suffix in (".yaml", ".yml") else _profile_path("models", str(name_or_path))
+    path = p if p.suffix in (".yaml", ".yml") else _profile_path("model", str(name_or_path))
     return _load_yaml(path, ModelProfile, "model")
 
 
