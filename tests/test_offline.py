@@ -188,6 +188,27 @@ def test_solver_exception_gives_fallback_with_reason(monkeypatch):
     assert res.bound_s <= res.objective_s
 
 
+def test_missing_highspy_gives_fallback(monkeypatch):
+    """Tests that an unavailable HiGHS (highspy missing) gives FALLBACK with LPT and a
+    reason saying so, through the real solver wrapper."""
+    from pyomo.contrib.appsi.solvers import Highs
+
+    monkeypatch.setattr(Highs, "available", lambda self: Highs.Availability.NotFound)
+    sizes = identical([5, 4, 3, 3, 3], 2)
+    res = solve_assignment(sizes)
+    assert res.status is SolveStatus.FALLBACK
+    assert "highspy is not available" in res.fallback_reason
+    assert res.assignment.tolist() == lpt_assignment(sizes).tolist()
+
+
+def test_solve_is_quiet(capfd):
+    """Tests that a solve prints no solver log to stdout or stderr."""
+    solve_assignment(identical([3, 3, 2, 2, 2], 2))
+    solve_iteration_mip([1, 2], [2, 2], 1, 2, 50, COEF)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
 def test_no_incumbent_gives_fallback(monkeypatch):
     """Tests that a solver end without an incumbent gives FALLBACK with LPT, a reason
     naming the termination, and the trivial bound."""
