@@ -63,6 +63,9 @@ def validate_requests(df: pd.DataFrame) -> pd.DataFrame:
     out["arrival_s"] = df["arrival_s"].to_numpy() if "arrival_s" in df.columns else 0.0
 
     for col in _INT_COLUMNS:
+        if pd.api.types.is_integer_dtype(out[col]) and not pd.api.types.is_bool_dtype(out[col]):
+            out[col] = out[col].astype(np.int64)  # exact: no detour through float
+            continue
         values = pd.to_numeric(out[col], errors="coerce").to_numpy(dtype=float)
         _fail_row(out, ~np.isfinite(values), col, "must be a number")
         _fail_row(out, values != np.round(values), col, "must be an integer")

@@ -46,7 +46,7 @@ class ModelProfile:
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name != "name" and (not isinstance(v, int) or v < 1):
+            if f.name != "name" and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
                 raise ValueError(f"model profile {self.name!r}: {f.name} must be an integer >= 1, got {v!r}")
 
     @property
@@ -85,7 +85,7 @@ class HardwareProfile:
             v = getattr(self, f.name)
             if f.name == "name":
                 continue
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"hardware profile {self.name!r}: {f.name} must be a finite number >= 0, got {v!r}")
         for name in ("peak_flops", "memory_bandwidth", "memory_bytes", "allreduce_bandwidth", "mfu", "mbu"):
             if getattr(self, name) <= 0:

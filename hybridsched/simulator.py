@@ -277,6 +277,8 @@ def _run_client(instance: Instance, j: int, rows: list[int], decide: Decider, sh
             P = action.rows
             if not P:
                 raise PolicyError(f"rule {rule_name!r} on client {j} at t={t:.6f}s: prefill of no request")
+            if len(set(P)) != len(P):
+                raise PolicyError(f"rule {rule_name!r} on client {j}: prefill lists a row twice: {P}")
             waiting = set(queue)
             for i in P:
                 if i not in waiting:

@@ -19,6 +19,7 @@ from hybridsched.offline import (
     SolveStatus,
     build_assignment_model,
     build_iteration_model,
+    improve_assignment,
     lpt_assignment,
     solve_assignment,
     solve_iteration_mip,
@@ -149,9 +150,9 @@ def test_mmbpp_medium_short_limit_valid_result():
     assert "assignment" not in d and d["status"] == res.status.value
 
 
-def test_time_limit_zero_returns_lpt_without_solver(monkeypatch):
-    """Tests that time_limit_s=0 returns the LPT assignment with status FALLBACK and the
-    documented reason, without calling HiGHS."""
+def test_time_limit_zero_returns_heuristic_without_solver(monkeypatch):
+    """Tests that time_limit_s=0 returns the heuristic (LPT improved by local search) with
+    status FALLBACK and the documented reason, without calling HiGHS."""
     calls = []
     monkeypatch.setattr(offline, "_run_highs", lambda *a, **k: calls.append(1))
     sizes = identical([3, 3, 2, 2, 2], 2)
@@ -159,9 +160,25 @@ def test_time_limit_zero_returns_lpt_without_solver(monkeypatch):
     assert calls == []
     assert res.status is SolveStatus.FALLBACK
     assert res.fallback_reason == "time limit 0 s: no solve"
-    assert res.assignment.tolist() == lpt_assignment(sizes).tolist()
-    assert res.objective_s == res.lpt_objective_s == 7.0
+    expected = improve_assignment(sizes, lpt_assignment(sizes))
+    assert res.assignment.tolist() == expected.tolist()
+    assert res.lpt_objective_s == 7.0
+    assert res.objective_s == 6.0  # local search swaps a 3 for two 2s
     assert res.bound_s == 6.0
+
+
+def test_improve_assignment_never_worse_and_reaches_known_optimum():
+    """Tests that local search from LPT never worsens it, and fixes LPT's classic 7-vs-6 case."""
+    sizes = identical([3, 3, 2, 2, 2], 2)
+    lpt = lpt_assignment(sizes)
+    assert makespan_of(sizes, lpt) == 7.0
+    assert makespan_of(sizes, improve_assignment(sizes, lpt)) == 6.0
+    rng = np.random.default_rng(5)
+    for _ in range(30):
+        n, m = rng.integers(2, 30), rng.integers(1, 5)
+        sz = rng.uniform(0.1, 5.0, (n, m))
+        start = rng.integers(0, m, n)
+        assert makespan_of(sz, improve_assignment(sz, start)) <= makespan_of(sz, start) + 1e-12
 
 
 def test_time_limit_zero_keeps_better_warm_start():
@@ -173,7 +190,7 @@ def test_time_limit_zero_keeps_better_warm_start():
 
 
 def test_solver_exception_gives_fallback_with_reason(monkeypatch):
-    """Tests that a solver that raises yields the LPT assignment, status FALLBACK and a
+    """Tests that a solver that raises yields the LPT-based heuristic assignment, status FALLBACK and a
     reason quoting the error, instead of a traceback."""
 
     def boom(*args, **kwargs):
@@ -183,13 +200,13 @@ def test_solver_exception_gives_fallback_with_reason(monkeypatch):
     sizes = identical([5, 4, 3, 3, 3], 2)
     res = solve_assignment(sizes)
     assert res.status is SolveStatus.FALLBACK
-    assert "highs exploded" in res.fallback_reason and "LPT" in res.fallback_reason
-    assert res.assignment.tolist() == lpt_assignment(sizes).tolist()
+    assert "highs exploded" in res.fallback_reason and "local search" in res.fallback_reason
+    assert res.assignment.tolist() == improve_assignment(sizes, lpt_assignment(sizes)).tolist()
     assert res.bound_s <= res.objective_s
 
 
 def test_missing_highspy_gives_fallback(monkeypatch):
-    """Tests that an unavailable HiGHS (highspy missing) gives FALLBACK with LPT and a
+    """Tests that an unavailable HiGHS (highspy missing) gives FALLBACK with the LPT-based heuristic and a
     reason saying so, through the real solver wrapper."""
     from pyomo.contrib.appsi.solvers import Highs
 
@@ -198,7 +215,7 @@ def test_missing_highspy_gives_fallback(monkeypatch):
     res = solve_assignment(sizes)
     assert res.status is SolveStatus.FALLBACK
     assert "highspy is not available" in res.fallback_reason
-    assert res.assignment.tolist() == lpt_assignment(sizes).tolist()
+    assert res.assignment.tolist() == improve_assignment(sizes, lpt_assignment(sizes)).tolist()
 
 
 def test_solve_is_quiet(capfd):
@@ -210,7 +227,7 @@ def test_solve_is_quiet(capfd):
 
 
 def test_no_incumbent_gives_fallback(monkeypatch):
-    """Tests that a solver end without an incumbent gives FALLBACK with LPT, a reason
+    """Tests that a solver end without an incumbent gives FALLBACK with the LPT-based heuristic, a reason
     naming the termination, and the trivial bound."""
     out = offline._HighsOutcome("maxTimeLimit", False, -math.inf, None)
     monkeypatch.setattr(offline, "_run_highs", lambda *a, **k: out)
@@ -218,13 +235,13 @@ def test_no_incumbent_gives_fallback(monkeypatch):
     res = solve_assignment(sizes)
     assert res.status is SolveStatus.FALLBACK
     assert "no incumbent" in res.fallback_reason
-    assert res.assignment.tolist() == lpt_assignment(sizes).tolist()
+    assert res.assignment.tolist() == improve_assignment(sizes, lpt_assignment(sizes)).tolist()
     assert res.bound_s == trivial_bound(sizes)
 
 
 @pytest.mark.parametrize(("solver_bound", "expected_bound"), [(5.5, 5.5), (4.0, 4.5)])
 def test_incumbent_worse_than_lpt_returns_lpt(monkeypatch, solver_bound, expected_bound):
-    """Tests that when the solver's incumbent is worse than LPT, LPT's assignment is
+    """Tests that when the solver's incumbent is worse than LPT, LPT's (here optimal) assignment is
     returned with status FEASIBLE, and bound_s = max(solver bound, trivial bound 4.5)."""
     sizes = identical([3, 3, 3], 2)  # LPT 6 = optimum, trivial bound 4.5
     x = np.zeros((3, 2))
