@@ -35,8 +35,10 @@ def bench_sim(repeat: int = 5) -> None:
             tr = simulate(inst, a, rule)
             times.append(time.perf_counter() - t0)
         best = min(times)
-        print(f"{name:9s} simulate: best {best * 1e3:7.1f} ms, median {statistics.median(times) * 1e3:7.1f} ms "
-              f"over {repeat}; {len(tr)} iterations, {len(tr) / best:,.0f} iterations/s  (target: baseline < 200 ms, hybrid <= 300 ms)")
+        print(
+            f"{name:9s} simulate: best {best * 1e3:7.1f} ms, median {statistics.median(times) * 1e3:7.1f} ms "
+            f"over {repeat}; {len(tr)} iterations, {len(tr) / best:,.0f} iterations/s  (target: baseline < 200 ms, hybrid <= 300 ms)"
+        )
 
     # Decision time of the Lagrangian rule per iteration boundary.
     spec = POLICIES["hybrid"]
@@ -65,18 +67,29 @@ def bench_sim(repeat: int = 5) -> None:
     for _ in range(3):
         simulate(inst, a, Timed())
     us = np.array(samples) / 1e3
-    print(f"hybrid decision per boundary: p50 {np.percentile(us, 50):.1f} us, p99 {np.percentile(us, 99):.1f} us, "
-          f"max {us.max():.1f} us over {len(us):,} decisions  (target: p99 <= 50 us)")
+    print(
+        f"hybrid decision per boundary: p50 {np.percentile(us, 50):.1f} us, p99 {np.percentile(us, 99):.1f} us, "
+        f"max {us.max():.1f} us over {len(us):,} decisions  (target: p99 <= 50 us)"
+    )
 
 
 def bench_mmbpp(time_limit_s: float = 10.0) -> None:
     from hybridsched.bounds import planning_sizes
     from hybridsched.instance import Cluster, make_instance
-    from hybridsched.offline import build_assignment_model, lpt_assignment, solve_assignment, trivial_bound
+    from hybridsched.offline import (
+        build_assignment_model,
+        lpt_assignment,
+        solve_assignment,
+        trivial_bound,
+    )
 
-    print("== offline MMBPP: 1,319 GSM8K requests, tp=4 clients, gap target 0.1%, time limit "
-          f"{time_limit_s:.0f} s (target: every case within 10 s) ==")
-    print(f"{'clients':>7} {'build s':>8} {'solve s':>8} {'status':>9} {'LPT s':>10} {'MIP s':>10} {'bound s':>10} {'gap':>9}")
+    print(
+        "== offline MMBPP: 1,319 GSM8K requests, tp=4 clients, gap target 0.1%, time limit "
+        f"{time_limit_s:.0f} s (target: every case within 10 s) =="
+    )
+    print(
+        f"{'clients':>7} {'build s':>8} {'solve s':>8} {'status':>9} {'LPT s':>10} {'MIP s':>10} {'bound s':>10} {'gap':>9}"
+    )
     for m in (2, 4, 8, 16):
         sizes = planning_sizes(make_instance(cluster=Cluster(num_clients=m)))
         t0 = time.perf_counter()
@@ -86,48 +99,76 @@ def bench_mmbpp(time_limit_s: float = 10.0) -> None:
         lpt_obj = max(sizes[lpt == j, j].sum() for j in range(m))
         res = solve_assignment(sizes, time_limit_s=time_limit_s, mip_gap=1e-3)
         bound = max(res.bound_s, trivial_bound(sizes))
-        print(f"{m:>7} {build:>8.3f} {res.runtime_s:>8.2f} {res.status.value:>9} {lpt_obj:>10.4f} "
-              f"{res.objective_s:>10.4f} {bound:>10.4f} {res.gap:>9.2e}")
+        print(
+            f"{m:>7} {build:>8.3f} {res.runtime_s:>8.2f} {res.status.value:>9} {lpt_obj:>10.4f} "
+            f"{res.objective_s:>10.4f} {bound:>10.4f} {res.gap:>9.2e}"
+        )
 
 
 def bench_mip(limit_s: float = 60.0) -> None:
-    from hybridsched.instance import Cluster, make_instance
-    from hybridsched.latency import fit_linear, load_hardware_profile, load_model_profile, RooflineLatency
+    from hybridsched.latency import (
+        RooflineLatency,
+        fit_linear,
+        load_hardware_profile,
+        load_model_profile,
+    )
     from hybridsched.offline import LinearCoefficients, solve_iteration_mip
 
-    roof = RooflineLatency(load_model_profile("llama-65b"), load_hardware_profile("a100-80gb-sxm"), 4)
+    roof = RooflineLatency(
+        load_model_profile("llama-65b"), load_hardware_profile("a100-80gb-sxm"), 4
+    )
     lin = fit_linear(roof, 4).model
     coef = LinearCoefficients(lin.a_p, lin.b_p, lin.a_d, lin.b_d, lin.c_d)
     rng = np.random.default_rng(0)
-    print(f"== exact iteration MIP (linear latency fitted to the roofline, B=2, outputs 2..4): "
-          f"time limit {limit_s:.0f} s per instance ==")
-    print(f"{'requests':>8} {'clients':>7} {'vars':>7} {'cons':>7} {'iters':>5} {'status':>9} {'solve s':>8} {'gap':>8}")
+    print(
+        f"== exact iteration MIP (linear latency fitted to the roofline, B=2, outputs 2..4): "
+        f"time limit {limit_s:.0f} s per instance =="
+    )
+    print(
+        f"{'requests':>8} {'clients':>7} {'vars':>7} {'cons':>7} {'iters':>5} {'status':>9} {'solve s':>8} {'gap':>8}"
+    )
     largest = None
     for n in range(2, 9):
         for m in (1, 2):
             s = rng.integers(20, 120, n)
             o = rng.integers(2, 5, n)
             res = solve_iteration_mip(s, o, m, 2, 10**6, coef, time_limit_s=limit_s)
-            print(f"{n:>8} {m:>7} {res.num_variables:>7} {res.num_constraints:>7} {res.num_iterations:>5} "
-                  f"{res.status.value:>9} {res.runtime_s:>8.2f} {res.gap:>8.1e}")
+            print(
+                f"{n:>8} {m:>7} {res.num_variables:>7} {res.num_constraints:>7} {res.num_iterations:>5} "
+                f"{res.status.value:>9} {res.runtime_s:>8.2f} {res.gap:>8.1e}"
+            )
             if res.status.value == "optimal":
                 largest = (n, m)
         if largest is None or largest[0] < n:
             break
-    print(f"largest instance solved to optimality within {limit_s:.0f} s: {largest[0]} requests on {largest[1]} client(s)"
-          if largest else "none solved to optimality")
+    print(
+        f"largest instance solved to optimality within {limit_s:.0f} s: {largest[0]} requests on {largest[1]} client(s)"
+        if largest
+        else "none solved to optimality"
+    )
 
 
 def bench_study(workers: int = 2) -> None:
     from hybridsched.experiments import run_study
 
-    print(f"== 100-case study (1,000 of 1,319 requests per case), {workers} workers (target: <= 60 s each) ==")
+    print(
+        f"== 100-case study (1,000 of 1,319 requests per case), {workers} workers (target: <= 60 s each) =="
+    )
     for clients, tp in ((2, 4), (4, 2)):
-        res = run_study(cases=100, requests_per_case=1000, clients=clients, tp=tp, workers=workers, progress=False)
+        res = run_study(
+            cases=100,
+            requests_per_case=1000,
+            clients=clients,
+            tp=tp,
+            workers=workers,
+            progress=False,
+        )
         h = res.summary.set_index("policy").loc["hybrid"]
-        print(f"{clients} clients tp={tp}: wall {res.wall_s:.1f} s; hybrid wins {int(h['wins'])}/100, "
-              f"mean U gain {h['utilization_gain_pp_mean']:+.2f} pp, mean makespan reduction {h['makespan_reduction_mean']:.2%}; "
-              f"{len(res.failures)} failed")
+        print(
+            f"{clients} clients tp={tp}: wall {res.wall_s:.1f} s; hybrid wins {int(h['wins'])}/100, "
+            f"mean U gain {h['utilization_gain_pp_mean']:+.2f} pp, mean makespan reduction {h['makespan_reduction_mean']:.2%}; "
+            f"{len(res.failures)} failed"
+        )
 
 
 def main() -> None:

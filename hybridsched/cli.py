@@ -77,18 +77,26 @@ class Outputs:
 def _cluster_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clients", type=int, default=2, help="number of clients (replicas), default 2")
     p.add_argument("--tp", type=int, default=4, help="tensor-parallel degree per client, default 4")
-    p.add_argument("--max-batch", type=int, default=32, help="max batch size B per client, default 32")
+    p.add_argument(
+        "--max-batch", type=int, default=32, help="max batch size B per client, default 32"
+    )
     p.add_argument("--model", default="llama-65b", help="model profile name or YAML path")
     p.add_argument("--hardware", default="a100-80gb-sxm", help="hardware profile name or YAML path")
     p.add_argument("--latency", default="roofline", choices=["roofline", "linear"])
-    p.add_argument("--requests", default=None, help="request CSV (default: shipped GSM8K test split)")
-    p.add_argument("--num-requests", type=int, default=None, help="sample this many requests (seeded)")
+    p.add_argument(
+        "--requests", default=None, help="request CSV (default: shipped GSM8K test split)"
+    )
+    p.add_argument(
+        "--num-requests", type=int, default=None, help="sample this many requests (seeded)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for sampling and random sort keys")
 
 
 def _solve_args(p: argparse.ArgumentParser, mip_gap: float = 1e-4) -> None:
     p.add_argument("--time-limit", type=float, default=10.0, help="MMBPP time limit in seconds")
-    p.add_argument("--mip-gap", type=float, default=mip_gap, help=f"MMBPP relative gap (default {mip_gap:g})")
+    p.add_argument(
+        "--mip-gap", type=float, default=mip_gap, help=f"MMBPP relative gap (default {mip_gap:g})"
+    )
 
 
 def _instance(args):
@@ -96,17 +104,32 @@ def _instance(args):
     from hybridsched.instance import Cluster, make_instance
 
     cluster = Cluster(
-        model=args.model, hardware=args.hardware, num_clients=args.clients, tp=args.tp, max_batch=args.max_batch, latency=args.latency
+        model=args.model,
+        hardware=args.hardware,
+        num_clients=args.clients,
+        tp=args.tp,
+        max_batch=args.max_batch,
+        latency=args.latency,
     )
-    return make_instance(requests_for(args.requests, args.num_requests, args.seed), cluster), cluster
+    return make_instance(
+        requests_for(args.requests, args.num_requests, args.seed), cluster
+    ), cluster
 
 
 def cmd_simulate(args) -> None:
-    from hybridsched.experiments import RuleKnobs, SolveSettings, full_lower_bound, run_policy, versions
+    from hybridsched.experiments import (
+        RuleKnobs,
+        SolveSettings,
+        full_lower_bound,
+        run_policy,
+        versions,
+    )
 
     inst, cluster = _instance(args)
     solve = SolveSettings(args.time_limit, args.mip_gap)
-    knobs = RuleKnobs(lambda_multiplier=args.lambda_multiplier, horizon=args.horizon, seed=args.seed)
+    knobs = RuleKnobs(
+        lambda_multiplier=args.lambda_multiplier, horizon=args.horizon, seed=args.seed
+    )
     run = run_policy(inst, args.policy, knobs, solve, check=args.check)
     lb = full_lower_bound(inst, solve=solve)
     m = dict(run.metrics)
@@ -133,7 +156,9 @@ def cmd_simulate(args) -> None:
     out.add("trace.csv", run.trace)
     out.add("metrics.json", m)
     out.commit()
-    print(f"{args.policy}: makespan {m['makespan_s']:.2f} s, U {m['utilization']:.1%}, T_LB {lb.lower_bound_s:.2f} s")
+    print(
+        f"{args.policy}: makespan {m['makespan_s']:.2f} s, U {m['utilization']:.1%}, T_LB {lb.lower_bound_s:.2f} s"
+    )
 
 
 def cmd_assign(args) -> None:
@@ -142,12 +167,25 @@ def cmd_assign(args) -> None:
     from hybridsched.offline import solve_assignment
 
     inst, cluster = _instance(args)
-    res = solve_assignment(planning_sizes(inst), time_limit_s=args.time_limit, mip_gap=args.mip_gap, threads=args.threads)
+    res = solve_assignment(
+        planning_sizes(inst),
+        time_limit_s=args.time_limit,
+        mip_gap=args.mip_gap,
+        threads=args.threads,
+    )
     out = Outputs(args.out)
-    out.add("assignment.csv", pd.DataFrame({"request_id": inst.requests["request_id"], "client": res.assignment}))
-    out.add("solve.json", {**res.to_dict(), **cluster.to_dict(), "seed": args.seed, "versions": versions()})
+    out.add(
+        "assignment.csv",
+        pd.DataFrame({"request_id": inst.requests["request_id"], "client": res.assignment}),
+    )
+    out.add(
+        "solve.json",
+        {**res.to_dict(), **cluster.to_dict(), "seed": args.seed, "versions": versions()},
+    )
     out.commit()
-    print(f"{res.status.value}: makespan {res.objective_s:.3f} s, bound {res.bound_s:.3f} s, gap {res.gap:.2e}")
+    print(
+        f"{res.status.value}: makespan {res.objective_s:.3f} s, bound {res.bound_s:.3f} s, gap {res.gap:.2e}"
+    )
     if res.fallback_reason:
         print(f"fallback: {res.fallback_reason}")
 
@@ -173,7 +211,15 @@ def cmd_single_case(args) -> None:
     out.add("single_case.csv", res.table)
     out.add("single_case.json", res.to_json())
     out.commit()
-    cols = ["policy", "makespan_s", "utilization", "mean_batch", "num_prefill_iterations", "gap_to_lb", "gap_closed"]
+    cols = [
+        "policy",
+        "makespan_s",
+        "utilization",
+        "mean_batch",
+        "num_prefill_iterations",
+        "gap_to_lb",
+        "gap_closed",
+    ]
     print(res.table[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"T_LB = {res.bound.lower_bound_s:.3f} s ({res.bound.binding})")
 
@@ -220,14 +266,21 @@ def cmd_render(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from hybridsched.experiments import POLICIES
 
-    parser = argparse.ArgumentParser(prog="python -m hybridsched", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m hybridsched", description=__doc__.split("\n\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("simulate", help="run one policy through the simulator")
     p.add_argument("--policy", default="baseline", choices=list(POLICIES))
     _cluster_args(p)
     _solve_args(p)
-    p.add_argument("--lambda-multiplier", type=float, default=1.0, help="Lagrangian rule: multiplier on the default lambda")
+    p.add_argument(
+        "--lambda-multiplier",
+        type=float,
+        default=1.0,
+        help="Lagrangian rule: multiplier on the default lambda",
+    )
     p.add_argument("--horizon", type=int, default=64, help="Lagrangian rule: horizon H")
     p.add_argument("--check", action="store_true", help="assert the trace invariants")
     p.add_argument("--out", required=True)
@@ -255,7 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clients", type=int, default=2)
     p.add_argument("--tp", type=int, default=4)
     p.add_argument("--max-batch", type=int, default=32)
-    p.add_argument("--requests", default=None, help="request CSV to draw cases from (default: GSM8K test)")
+    p.add_argument(
+        "--requests", default=None, help="request CSV to draw cases from (default: GSM8K test)"
+    )
     p.add_argument("--policies", nargs="*", choices=list(POLICIES))
     _solve_args(p, mip_gap=1e-3)
     p.add_argument("--out", required=True)

@@ -49,11 +49,15 @@ def validate_requests(df: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"requests: expected a DataFrame, got {type(df).__name__}")
     missing = [c for c in ("prompt_tokens", "output_tokens") if c not in df.columns]
     if missing:
-        raise ValueError(f"requests: missing column(s) {', '.join(missing)}; have {', '.join(map(str, df.columns))}")
+        raise ValueError(
+            f"requests: missing column(s) {', '.join(missing)}; have {', '.join(map(str, df.columns))}"
+        )
     if len(df) == 0:
         raise ValueError("requests: the table has no rows")
     out = pd.DataFrame(index=pd.RangeIndex(len(df)))
-    out["request_id"] = df["request_id"].to_numpy() if "request_id" in df.columns else np.arange(len(df))
+    out["request_id"] = (
+        df["request_id"].to_numpy() if "request_id" in df.columns else np.arange(len(df))
+    )
     out["prompt_tokens"] = df["prompt_tokens"].to_numpy()
     out["output_tokens"] = df["output_tokens"].to_numpy()
     if "predicted_output_tokens" in df.columns:
@@ -69,6 +73,7 @@ def validate_requests(df: pd.DataFrame) -> pd.DataFrame:
         values = pd.to_numeric(out[col], errors="coerce").to_numpy(dtype=float)
         _fail_row(out, ~np.isfinite(values), col, "must be a number")
         _fail_row(out, values != np.round(values), col, "must be an integer")
+        _fail_row(out, np.abs(values) >= 2.0**62, col, "is out of range")
         out[col] = values.astype(np.int64)
     for col in ("prompt_tokens", "output_tokens", "predicted_output_tokens"):
         _fail_row(out, out[col].to_numpy() < 1, col, "must be >= 1")

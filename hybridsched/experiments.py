@@ -71,12 +71,32 @@ class PolicySpec:
 POLICIES: dict[str, PolicySpec] = {
     p.name: p
     for p in (
-        PolicySpec("baseline", "round_robin", "fcfs", "prefill_first", "vLLM-style: round-robin, FCFS, prefill-first"),
-        PolicySpec("a", "round_robin", "fcfs", "lagrangian", "(a) round-robin + FCFS + Lagrangian rule"),
-        PolicySpec("a-sorted", "round_robin", "longest", "lagrangian", "(a') round-robin + sorted + Lagrangian rule"),
+        PolicySpec(
+            "baseline",
+            "round_robin",
+            "fcfs",
+            "prefill_first",
+            "vLLM-style: round-robin, FCFS, prefill-first",
+        ),
+        PolicySpec(
+            "a", "round_robin", "fcfs", "lagrangian", "(a) round-robin + FCFS + Lagrangian rule"
+        ),
+        PolicySpec(
+            "a-sorted",
+            "round_robin",
+            "longest",
+            "lagrangian",
+            "(a') round-robin + sorted + Lagrangian rule",
+        ),
         PolicySpec("b", "mmbpp", "fcfs", "prefill_first", "(b) MMBPP + FCFS + prefill-first"),
         PolicySpec("c", "mmbpp", "longest", "prefill_first", "(c) MMBPP + sorted + prefill-first"),
-        PolicySpec("hybrid", "mmbpp", "longest", "lagrangian", "(d) MMBPP + sorted + Lagrangian rule: the paper's method"),
+        PolicySpec(
+            "hybrid",
+            "mmbpp",
+            "longest",
+            "lagrangian",
+            "(d) MMBPP + sorted + Lagrangian rule: the paper's method",
+        ),
     )
 }
 
@@ -137,19 +157,30 @@ def offline_assignment(instance: Instance, dispatch: str, solve: SolveSettings =
     if dispatch == "mmbpp":
         from hybridsched.offline import solve_assignment
 
-        res = solve_assignment(planning_sizes(instance), time_limit_s=solve.time_limit_s, mip_gap=solve.mip_gap, threads=solve.threads)
+        res = solve_assignment(
+            planning_sizes(instance),
+            time_limit_s=solve.time_limit_s,
+            mip_gap=solve.mip_gap,
+            threads=solve.threads,
+        )
         return res.assignment, {"dispatch": "mmbpp", **res.to_dict()}
     raise ValueError(f"dispatch must be 'round_robin' or 'mmbpp', got {dispatch!r}")
 
 
-def full_lower_bound(instance: Instance, solve_mmbpp: bool = True, solve: SolveSettings = SolveSettings()) -> LowerBound:
+def full_lower_bound(
+    instance: Instance, solve_mmbpp: bool = True, solve: SolveSettings = SolveSettings()
+) -> LowerBound:
     """``T_LB`` with every part, the MMBPP part solved on the largest floors (true lengths)."""
     mmbpp = 0.0
     if solve_mmbpp:
         from hybridsched.offline import solve_assignment
 
-        sizes = max((work_floors(instance, v) for v in ("memory", "compute", "reserved")), key=np.sum)
-        mmbpp = solve_assignment(sizes, time_limit_s=solve.time_limit_s, mip_gap=solve.mip_gap, threads=solve.threads).bound_s
+        sizes = max(
+            (work_floors(instance, v) for v in ("memory", "compute", "reserved")), key=np.sum
+        )
+        mmbpp = solve_assignment(
+            sizes, time_limit_s=solve.time_limit_s, mip_gap=solve.mip_gap, threads=solve.threads
+        ).bound_s
     return lower_bound(instance, mmbpp_bound_s=mmbpp)
 
 
@@ -164,7 +195,12 @@ class RunResult:
 
 
 def run_policy(
-    instance: Instance, policy: str, knobs: RuleKnobs = RuleKnobs(), solve: SolveSettings = SolveSettings(), check: bool = False, assignment=None
+    instance: Instance,
+    policy: str,
+    knobs: RuleKnobs = RuleKnobs(),
+    solve: SolveSettings = SolveSettings(),
+    check: bool = False,
+    assignment=None,
 ) -> RunResult:
     """One named policy on one instance, through the simulator."""
     spec = policy_spec(policy)
@@ -179,12 +215,16 @@ def run_policy(
 
 
 def versions() -> dict:
-    import highspy  # noqa: F401
-    import pyomo
-
     from importlib.metadata import version
 
-    out = {"hybridsched": __version__, "python": platform.python_version(), "numpy": np.__version__, "pandas": pd.__version__}
+    import highspy  # noqa: F401
+
+    out = {
+        "hybridsched": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+    }
     for pkg in ("pyomo", "highspy"):
         try:
             out[pkg] = version(pkg)
@@ -202,7 +242,9 @@ def _gap_columns(table: pd.DataFrame, lb: float) -> pd.DataFrame:
     return table
 
 
-def requests_for(requests: pd.DataFrame | str | None, num_requests: int | None = None, seed: int = 0) -> pd.DataFrame:
+def requests_for(
+    requests: pd.DataFrame | str | None, num_requests: int | None = None, seed: int = 0
+) -> pd.DataFrame:
     """The request table: a DataFrame, a CSV path, or the shipped GSM8K test split; optionally a sample."""
     if requests is None:
         df = load_gsm8k()
@@ -254,7 +296,14 @@ def run_single_case(
     ``seed`` only matters when ``num_requests`` samples the workload or a policy sorts randomly.
     """
     knobs = knobs if isinstance(knobs, RuleKnobs) else RuleKnobs.from_dict(knobs)
-    cluster = Cluster(model=model, hardware=hardware, num_clients=clients, tp=tp, max_batch=max_batch, latency=latency)
+    cluster = Cluster(
+        model=model,
+        hardware=hardware,
+        num_clients=clients,
+        tp=tp,
+        max_batch=max_batch,
+        latency=latency,
+    )
     instance = make_instance(requests_for(requests, num_requests, seed), cluster)
     solve = SolveSettings(time_limit_s, mip_gap)
     for p in policies:
@@ -264,12 +313,16 @@ def run_single_case(
     rows = []
     for p, r in runs.items():
         spec = POLICIES[p]
-        rows.append({"policy": p, "description": spec.description, **r.metrics, "simulate_s": r.simulate_s})
+        rows.append(
+            {"policy": p, "description": spec.description, **r.metrics, "simulate_s": r.simulate_s}
+        )
     table = _gap_columns(pd.DataFrame(rows), bound.lower_bound_s)
     params = {
         **cluster.to_dict(),
         "num_requests": instance.num_requests,
-        "requests": "gsm8k-test" if requests is None else (requests if isinstance(requests, str) else "dataframe"),
+        "requests": "gsm8k-test"
+        if requests is None
+        else (requests if isinstance(requests, str) else "dataframe"),
         "policies": list(policies),
         "knobs": asdict(knobs),
         "time_limit_s": time_limit_s,
@@ -278,6 +331,67 @@ def run_single_case(
         "versions": versions(),
     }
     return SingleCaseResult(table, bound, runs, instance, params)
+
+
+# --- the exact MIP on a tiny instance --------------------------------------------------
+
+
+@dataclass
+class ExactResult:
+    """The exact MIP's optimum and its schedule replayed through the simulator."""
+
+    mip: object  # offline.IterationMIPResult
+    trace: pd.DataFrame
+    metrics: dict
+
+
+def linear_coefficients(latency):
+    """The exact MIP's coefficients from a ``LinearLatency``."""
+    from hybridsched.latency import LinearLatency
+    from hybridsched.offline import LinearCoefficients
+
+    if not isinstance(latency, LinearLatency):
+        raise ValueError(
+            f"the exact MIP needs clients with a linear latency model, got {type(latency).__name__}"
+        )
+    return LinearCoefficients(latency.a_p, latency.b_p, latency.a_d, latency.b_d, latency.c_d)
+
+
+def solve_exact(
+    instance: Instance, time_limit_s: float = 60.0, mip_gap: float = 0.0
+) -> ExactResult:
+    """Solve the exact iteration MIP and replay its schedule in the simulator (invariants checked).
+
+    Raises ``RuntimeError`` if the replay's makespan differs from the MIP's (relative
+    1e-6): the two models must agree, or one of them is wrong.
+    """
+    from hybridsched.offline import solve_iteration_mip
+    from hybridsched.policies import Scripted
+
+    c = instance.clients[0]
+    if any(x != c for x in instance.clients):
+        raise ValueError("the exact MIP needs identical clients")
+    mip = solve_iteration_mip(
+        instance.prompt,
+        instance.output,
+        instance.num_clients,
+        c.max_batch,
+        c.kv_capacity_tokens,
+        linear_coefficients(c.latency),
+        prefill_budget_tokens=instance.prefill_budget_tokens,
+        reservation_tokens=instance.reservation,
+        time_limit_s=time_limit_s,
+        mip_gap=mip_gap,
+    )
+    if mip.assignment is None:
+        raise RuntimeError(f"the exact MIP found no schedule: {mip.fallback_reason}")
+    trace = simulate(instance, mip.assignment.astype(np.int64), Scripted(mip.actions), check=True)
+    m = metrics(trace, instance)
+    if not np.isclose(m["makespan_s"], mip.makespan_s, rtol=1e-6, atol=0):
+        raise RuntimeError(
+            f"replay makespan {m['makespan_s']:.9f} s != MIP makespan {mip.makespan_s:.9f} s"
+        )
+    return ExactResult(mip, trace, m)
 
 
 # --- the 100-case study ------------------------------------------------------------------
@@ -332,7 +446,12 @@ class StudyResult:
     wall_s: float
 
     def to_json(self) -> dict:
-        return {"params": self.params, "wall_s": self.wall_s, "failures": self.failures.to_dict(orient="records"), "paper": PAPER}
+        return {
+            "params": self.params,
+            "wall_s": self.wall_s,
+            "failures": self.failures.to_dict(orient="records"),
+            "paper": PAPER,
+        }
 
 
 def summarize_study(cases: pd.DataFrame, baseline: str = "baseline") -> pd.DataFrame:
@@ -356,15 +475,28 @@ def summarize_study(cases: pd.DataFrame, baseline: str = "baseline") -> pd.DataF
             mine = cases[cases["policy"] == p].set_index("case")
             common = mine.index.intersection(base.index)
             du = (mine.loc[common, "utilization"] - base.loc[common, "utilization"]) * 100
-            dt = (base.loc[common, "makespan_s"] - mine.loc[common, "makespan_s"]) / base.loc[common, "makespan_s"]
+            dt = (base.loc[common, "makespan_s"] - mine.loc[common, "makespan_s"]) / base.loc[
+                common, "makespan_s"
+            ]
             gains.append(
                 {
                     "utilization_gain_pp_mean": du.mean(),
                     "utilization_gain_pp_min": du.min(),
                     "utilization_gain_pp_max": du.max(),
                     "makespan_reduction_mean": dt.mean(),
-                    "wins": int((mine.loc[common, "makespan_s"] < base.loc[common, "makespan_s"] - 1e-9).sum()),
-                    "ties": int(np.isclose(mine.loc[common, "makespan_s"], base.loc[common, "makespan_s"], rtol=0, atol=1e-9).sum()),
+                    "wins": int(
+                        (
+                            mine.loc[common, "makespan_s"] < base.loc[common, "makespan_s"] - 1e-9
+                        ).sum()
+                    ),
+                    "ties": int(
+                        np.isclose(
+                            mine.loc[common, "makespan_s"],
+                            base.loc[common, "makespan_s"],
+                            rtol=0,
+                            atol=1e-9,
+                        ).sum()
+                    ),
                 }
             )
         out = pd.concat([out, pd.DataFrame(gains)], axis=1)
@@ -393,7 +525,7 @@ def run_study(
     The default MMBPP gap is 0.1%: with 1,000 requests LPT is usually already there, and a
     tighter gap costs seconds per case for milliseconds of makespan.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain text bar: the widget bar needs ipywidgets in the kernel
 
     knobs = knobs if isinstance(knobs, RuleKnobs) else RuleKnobs.from_dict(knobs)
     if cases < 1:
@@ -408,16 +540,23 @@ def run_study(
     cluster = Cluster(num_clients=clients, tp=tp, max_batch=max_batch)
     cluster.make_clients()  # fail fast on a bad cluster, before any process starts
     solve = SolveSettings(time_limit_s, mip_gap, threads=1)
-    jobs = [_Case(k, first_seed + k - 1, base, requests_per_case, cluster, tuple(policies), knobs, solve) for k in range(1, cases + 1)]
+    jobs = [
+        _Case(
+            k, first_seed + k - 1, base, requests_per_case, cluster, tuple(policies), knobs, solve
+        )
+        for k in range(1, cases + 1)
+    ]
     t0 = time.perf_counter()
     if workers == 1:
         results = [_run_case(j) for j in tqdm(jobs, desc="cases", disable=not progress)]
     else:
         with ProcessPoolExecutor(max_workers=workers) as ex:
-            results = list(tqdm(ex.map(_run_case, jobs), total=len(jobs), desc="cases", disable=not progress))
+            results = list(
+                tqdm(ex.map(_run_case, jobs), total=len(jobs), desc="cases", disable=not progress)
+            )
     wall = time.perf_counter() - t0
     rows, failures = [], []
-    for j, r in zip(jobs, results):
+    for j, r in zip(jobs, results, strict=True):
         if isinstance(r, str):
             failures.append({"case": j.case, "seed": j.seed, "error": r})
         else:
@@ -436,4 +575,6 @@ def run_study(
         "mip_gap": mip_gap,
         "versions": versions(),
     }
-    return StudyResult(table, summary, pd.DataFrame(failures, columns=["case", "seed", "error"]), params, wall)
+    return StudyResult(
+        table, summary, pd.DataFrame(failures, columns=["case", "seed", "error"]), params, wall
+    )

@@ -38,8 +38,13 @@ class Client:
     def __post_init__(self) -> None:
         if not isinstance(self.max_batch, (int, np.integer)) or self.max_batch < 1:
             raise ValueError(f"max_batch must be an integer >= 1, got {self.max_batch!r}")
-        if not isinstance(self.kv_capacity_tokens, (int, np.integer)) or self.kv_capacity_tokens < 1:
-            raise ValueError(f"kv_capacity_tokens must be an integer >= 1, got {self.kv_capacity_tokens!r}")
+        if (
+            not isinstance(self.kv_capacity_tokens, (int, np.integer))
+            or self.kv_capacity_tokens < 1
+        ):
+            raise ValueError(
+                f"kv_capacity_tokens must be an integer >= 1, got {self.kv_capacity_tokens!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,9 @@ class Cluster:
             raise ValueError(f"latency must be 'roofline' or 'linear', got {self.latency!r}")
 
     def make_clients(self) -> tuple[Client, ...]:
-        roof = RooflineLatency(load_model_profile(self.model), load_hardware_profile(self.hardware), int(self.tp))
+        roof = RooflineLatency(
+            load_model_profile(self.model), load_hardware_profile(self.hardware), int(self.tp)
+        )
         lat: LatencyModel = roof
         if self.latency == "linear":
             lat = fit_linear(roof, int(self.max_batch)).model
@@ -70,7 +77,10 @@ class Cluster:
         return tuple(client for _ in range(self.num_clients))
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("model", "hardware", "num_clients", "tp", "max_batch", "latency")}
+        return {
+            k: getattr(self, k)
+            for k in ("model", "hardware", "num_clients", "tp", "max_batch", "latency")
+        }
 
 
 @dataclass(frozen=True)
@@ -131,7 +141,9 @@ def validate(instance: Instance) -> None:
     if not isinstance(b, (int, np.integer)) or b < 1:
         raise ValueError(f"prefill_budget_tokens must be an integer >= 1, got {b!r}")
     req = instance.requests
-    need = (req["prompt_tokens"] + np.maximum(req["output_tokens"], req["predicted_output_tokens"])).to_numpy()
+    need = (
+        req["prompt_tokens"] + np.maximum(req["output_tokens"], req["predicted_output_tokens"])
+    ).to_numpy()
     cap = max(c.kv_capacity_tokens for c in instance.clients)
     bad = need > cap
     if bad.any():
@@ -151,7 +163,10 @@ def make_instance(
     cluster = cluster or Cluster()
     requests = load_gsm8k() if requests is None else requests
     return Instance(
-        validate_requests(requests), cluster.make_clients(), int(prefill_budget_tokens), meta={"cluster": cluster.to_dict()}
+        validate_requests(requests),
+        cluster.make_clients(),
+        int(prefill_budget_tokens),
+        meta={"cluster": cluster.to_dict()},
     )
 
 

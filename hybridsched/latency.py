@@ -47,7 +47,9 @@ class ModelProfile:
         for f in fields(self):
             v = getattr(self, f.name)
             if f.name != "name" and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-                raise ValueError(f"model profile {self.name!r}: {f.name} must be an integer >= 1, got {v!r}")
+                raise ValueError(
+                    f"model profile {self.name!r}: {f.name} must be an integer >= 1, got {v!r}"
+                )
 
     @property
     def num_params(self) -> int:
@@ -85,14 +87,32 @@ class HardwareProfile:
             v = getattr(self, f.name)
             if f.name == "name":
                 continue
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"hardware profile {self.name!r}: {f.name} must be a finite number >= 0, got {v!r}")
-        for name in ("peak_flops", "memory_bandwidth", "memory_bytes", "allreduce_bandwidth", "mfu", "mbu"):
+            if (
+                not isinstance(v, (int, float))
+                or isinstance(v, bool)
+                or not math.isfinite(v)
+                or v < 0
+            ):
+                raise ValueError(
+                    f"hardware profile {self.name!r}: {f.name} must be a finite number >= 0, got {v!r}"
+                )
+        for name in (
+            "peak_flops",
+            "memory_bandwidth",
+            "memory_bytes",
+            "allreduce_bandwidth",
+            "mfu",
+            "mbu",
+        ):
             if getattr(self, name) <= 0:
-                raise ValueError(f"hardware profile {self.name!r}: {name} must be > 0, got {getattr(self, name)!r}")
+                raise ValueError(
+                    f"hardware profile {self.name!r}: {name} must be > 0, got {getattr(self, name)!r}"
+                )
         for name in ("usable_memory_fraction", "mfu", "mbu"):
             if getattr(self, name) > 1:
-                raise ValueError(f"hardware profile {self.name!r}: {name} must be <= 1, got {getattr(self, name)!r}")
+                raise ValueError(
+                    f"hardware profile {self.name!r}: {name} must be <= 1, got {getattr(self, name)!r}"
+                )
 
 
 _PROFILE_FOLDERS = {"model": "models", "hardware": "hardware"}
@@ -124,7 +144,9 @@ def _load_yaml(path: Path, cls: type, kind: str):
             try:
                 raw[f.name] = float(raw[f.name])
             except ValueError:
-                raise ValueError(f"{kind} profile {path}: {f.name} must be a number, got {raw[f.name]!r}") from None
+                raise ValueError(
+                    f"{kind} profile {path}: {f.name} must be a number, got {raw[f.name]!r}"
+                ) from None
     try:
         return cls(**{"name": path.stem, **raw})
     except TypeError as e:  # a missing constant
@@ -171,7 +193,10 @@ class RooflineLatency:
         if not isinstance(self.tp, (int, np.integer)) or self.tp < 1:
             raise ValueError(f"tp must be an integer >= 1, got {self.tp!r}")
         if self.kv_capacity_tokens < 1:
-            need = math.ceil(self.model.weight_bytes / (self.hardware.memory_bytes * self.hardware.usable_memory_fraction))
+            need = math.ceil(
+                self.model.weight_bytes
+                / (self.hardware.memory_bytes * self.hardware.usable_memory_fraction)
+            )
             raise ValueError(
                 f"tp={self.tp}: {self.tp} x {self.hardware.name} cannot hold the weights of {self.model.name} "
                 f"({self.model.weight_bytes / 1e9:.1f} GB) with room for KV cache; use tp >= {need}"
@@ -189,7 +214,10 @@ class RooflineLatency:
     @property
     def kv_capacity_tokens(self) -> int:
         """``M = floor((tp * mem * usable - weight bytes) / kv bytes per token)``."""
-        free = self.tp * self.hardware.memory_bytes * self.hardware.usable_memory_fraction - self.model.weight_bytes
+        free = (
+            self.tp * self.hardware.memory_bytes * self.hardware.usable_memory_fraction
+            - self.model.weight_bytes
+        )
         return max(0, int(free // self.model.kv_bytes_per_token))
 
     def comm_time(self, tokens):
@@ -207,14 +235,22 @@ class RooflineLatency:
         flops = 2.0 * m.num_params * sum_tokens + 2.0 * m.num_layers * m.hidden_size * sum_sq_tokens
         # Weights are read once; the prompt's KV is written once.
         bytes_ = m.weight_bytes + m.kv_bytes_per_token * sum_tokens
-        return self.hardware.iteration_overhead_s + np.maximum(flops / self.peak_eff, bytes_ / self.bw_eff) + self.comm_time(sum_tokens)
+        return (
+            self.hardware.iteration_overhead_s
+            + np.maximum(flops / self.peak_eff, bytes_ / self.bw_eff)
+            + self.comm_time(sum_tokens)
+        )
 
     def decode_time(self, batch_size, sum_context):
         """One decode step of ``|D|`` requests holding ``sum(context)`` KV tokens."""
         m = self.model
         flops = 2.0 * m.num_params * batch_size + 4.0 * m.num_layers * m.hidden_size * sum_context
         bytes_ = m.weight_bytes + m.kv_bytes_per_token * sum_context
-        return self.hardware.iteration_overhead_s + np.maximum(flops / self.peak_eff, bytes_ / self.bw_eff) + self.comm_time(batch_size)
+        return (
+            self.hardware.iteration_overhead_s
+            + np.maximum(flops / self.peak_eff, bytes_ / self.bw_eff)
+            + self.comm_time(batch_size)
+        )
 
     # --- floors (section 5) --------------------------------------------------------------
     def prefill_floor_per_token(self) -> float:
@@ -223,7 +259,11 @@ class RooflineLatency:
 
     def decode_fixed_cost(self) -> float:
         """The part of a decode step that does not grow with the batch: what slots or memory share."""
-        return self.hardware.iteration_overhead_s + self.comm_time(0.0) + self.model.weight_bytes / self.bw_eff
+        return (
+            self.hardware.iteration_overhead_s
+            + self.comm_time(0.0)
+            + self.model.weight_bytes / self.bw_eff
+        )
 
     def decode_floors(self, context, max_batch: int) -> dict[str, np.ndarray]:
         """Per-token floors of a decode step at ``context``, the two ends of section 5.
@@ -234,7 +274,11 @@ class RooflineLatency:
         m = self.model
         c = np.asarray(context, dtype=float)
         comm_slope = self.comm_time(1.0) - self.comm_time(0.0)
-        memory = self.decode_fixed_cost() / max_batch + comm_slope + m.kv_bytes_per_token * c / self.bw_eff
+        memory = (
+            self.decode_fixed_cost() / max_batch
+            + comm_slope
+            + m.kv_bytes_per_token * c / self.bw_eff
+        )
         compute = (2.0 * m.num_params + 4.0 * m.num_layers * m.hidden_size * c) / self.peak_eff
         return {"memory": memory, "compute": compute}
 
@@ -273,7 +317,9 @@ class LinearLatency:
             if not math.isfinite(v) or v < 0:
                 raise ValueError(f"linear latency: {name} must be finite and >= 0, got {v!r}")
         if self.a_p + self.b_p <= 0 or self.a_d + self.b_d <= 0:
-            raise ValueError("linear latency: every iteration must take positive time (a_p + b_p > 0, a_d + b_d > 0)")
+            raise ValueError(
+                "linear latency: every iteration must take positive time (a_p + b_p > 0, a_d + b_d > 0)"
+            )
 
     def prefill_time(self, sum_tokens, sum_sq_tokens=0.0):
         return self.a_p + self.b_p * sum_tokens
@@ -289,14 +335,24 @@ class LinearLatency:
 
     def decode_floors(self, context, max_batch: int) -> dict[str, np.ndarray]:
         c = np.asarray(context, dtype=float)
-        return {"memory": self.a_d / max_batch + self.b_d + self.c_d * c, "compute": self.b_d + self.c_d * c}
+        return {
+            "memory": self.a_d / max_batch + self.b_d + self.c_d * c,
+            "compute": self.b_d + self.c_d * c,
+        }
 
     def decode_variable_floor(self, context) -> np.ndarray:
         return self.b_d + self.c_d * np.asarray(context, dtype=float)
 
     def describe(self) -> dict:
-        return {"kind": "linear", "a_p": self.a_p, "b_p": self.b_p, "a_d": self.a_d, "b_d": self.b_d, "c_d": self.c_d,
-                "kv_capacity_tokens": self.kv_capacity_tokens}
+        return {
+            "kind": "linear",
+            "a_p": self.a_p,
+            "b_p": self.b_p,
+            "a_d": self.a_d,
+            "b_d": self.b_d,
+            "c_d": self.c_d,
+            "kv_capacity_tokens": self.kv_capacity_tokens,
+        }
 
 
 @dataclass(frozen=True)
@@ -325,7 +381,9 @@ def fit_linear(
     # Prefill: sets of equal prompts of length s, count k, up to the token budget.
     rows_p, y_p = [], []
     for s in np.linspace(*prompt_tokens, 8).round():
-        for k in range(1, max(2, int(max_prefill_tokens // s)) + 1, max(1, int(max_prefill_tokens // s) // 8)):
+        for k in range(
+            1, max(2, int(max_prefill_tokens // s)) + 1, max(1, int(max_prefill_tokens // s) // 8)
+        ):
             rows_p.append([1.0, k * s])
             y_p.append(float(roofline.prefill_time(k * s, k * s * s)))
     # Decode: batches of n requests at mean context c.
@@ -338,7 +396,10 @@ def fit_linear(
     cp = np.linalg.lstsq(Ap, yp, rcond=None)[0]
     cd = np.linalg.lstsq(Ad, yd, rcond=None)[0]
     cp, cd = np.maximum(cp, 0.0), np.maximum(cd, 0.0)  # keep the fit physical
-    lin = LinearLatency(*map(float, (cp[0], cp[1], cd[0], cd[1], cd[2])), kv_capacity_tokens=roofline.kv_capacity_tokens)
+    lin = LinearLatency(
+        *map(float, (cp[0], cp[1], cd[0], cd[1], cd[2])),
+        kv_capacity_tokens=roofline.kv_capacity_tokens,
+    )
     ep, ed = Ap @ cp - yp, Ad @ cd - yd
     return LinearFit(
         model=lin,

@@ -68,14 +68,20 @@ def metrics(trace: pd.DataFrame, instance: Instance) -> dict:
     T = float(trace["end_s"].max()) if len(trace) else 0.0
     dec_time = float(dur[dec].sum())
     busy = float(dur.sum())
-    per_client_end = trace.groupby("client")["end_s"].max().reindex(range(J), fill_value=0.0).to_numpy()
+    per_client_end = (
+        trace.groupby("client")["end_s"].max().reindex(range(J), fill_value=0.0).to_numpy()
+    )
     req = request_table(trace, instance)
     out_tokens = int(instance.output.sum())
     m = {
         "makespan_s": T,
         "utilization": float(((n / B[cl]) * dur)[dec].sum() / (J * T)) if T > 0 else 0.0,
         "mean_batch": float((n * dur)[dec].sum() / dec_time) if dec_time > 0 else 0.0,
-        "kv_occupancy": float(((trace["kv_used_tokens"].to_numpy() / M[cl]) * dur)[dec].sum() / dec_time) if dec_time > 0 else 0.0,
+        "kv_occupancy": float(
+            ((trace["kv_used_tokens"].to_numpy() / M[cl]) * dur)[dec].sum() / dec_time
+        )
+        if dec_time > 0
+        else 0.0,
         "busy_fraction": busy / (J * T) if T > 0 else 0.0,
         "prefill_share": float(dur[~dec].sum() / busy) if busy > 0 else 0.0,
         "num_prefill_iterations": int((~dec).sum()),

@@ -225,7 +225,9 @@ def lpt_assignment(sizes: np.ndarray) -> np.ndarray:
     return assignment
 
 
-def improve_assignment(sizes: np.ndarray, assignment: np.ndarray, max_rounds: int = 5000) -> np.ndarray:
+def improve_assignment(
+    sizes: np.ndarray, assignment: np.ndarray, max_rounds: int = 5000
+) -> np.ndarray:
     """Local search from ``assignment``: move or swap requests off the most loaded client.
 
     LPT leaves the last few large requests badly placed when clients hold few requests
@@ -272,10 +274,10 @@ def improve_assignment(sizes: np.ndarray, assignment: np.ndarray, max_rounds: in
                 best_val, best_move = float(val2.flat[flat]), (int(mine[x]), k, int(theirs[y]))
         if best_move is None:
             break
-        i, k, l = best_move
+        i, k, other = best_move
         a[i] = k
-        if l >= 0:
-            a[l] = j
+        if other >= 0:
+            a[other] = j
         loads = np.bincount(a, weights=arr[rows, a], minlength=m)
     return a
 
@@ -505,7 +507,9 @@ def solve_assignment(
         ws_obj = _makespan(arr, ws)
         start, start_obj, start_name = ws, ws_obj, "the given warm start"
     # The heuristic answer when the solver gives nothing: the better start, LPT on ties.
-    fb, fb_obj, fb_name = (start, start_obj, start_name) if start_obj < lpt_obj else (lpt, lpt_obj, "LPT")
+    fb, fb_obj, fb_name = (
+        (start, start_obj, start_name) if start_obj < lpt_obj else (lpt, lpt_obj, "LPT")
+    )
 
     def _result(assignment, objective, bound, status, reason):
         bound = min(bound, objective)  # a valid bound never exceeds a feasible objective

@@ -158,8 +158,10 @@ def write_results(
     payload: Mapping,
     tables: Mapping[str, pd.DataFrame] | None = None,
     parameters: Mapping | None = None,
+    figures: Mapping[str, Any] | None = None,
 ) -> list[Path]:
-    """Write ``<name>.json`` (payload + notebook parameters + commit) and one CSV per table.
+    """Write ``<name>.json`` (payload + notebook parameters + commit), one CSV per table
+    and one PNG per matplotlib figure (the README shows one of them).
 
     The notebooks' last cell calls this with their result objects' ``to_json()``, which
     carry the run parameters, seeds and package versions.
@@ -181,6 +183,10 @@ def write_results(
     for key, df in (tables or {}).items():
         p = out / f"{key}.csv"
         df.to_csv(p, index=not isinstance(df.index, pd.RangeIndex))
+        paths.append(p)
+    for key, fig in (figures or {}).items():
+        p = out / f"{key}.png"
+        fig.savefig(p, dpi=110, bbox_inches="tight")
         paths.append(p)
     return paths
 
@@ -513,9 +519,8 @@ def render(
                 html_tmp = _execute(path, work, params, timeout_s)
             except RenderError as e:
                 failures.extend(e.failures)
-                _remove(
-                    out / f"{name}.html", out / name
-                )  # a stale report would not match this code
+                # A stale report of this notebook would not match this code: drop it.
+                _remove(out / f"{name}.html", out / name)
                 if progress:
                     print(f"{tag}: FAILED after {time.perf_counter() - t0:.1f} s", flush=True)
                 continue
@@ -606,12 +611,17 @@ def write_index(
         f"<code>{e(json.dumps(to_jsonable(run or {})))}</code>; written "
         f"{_dt.datetime.now(_dt.UTC).isoformat(timespec='seconds')}.</p>",
     ]
-    headlines = [(m["notebook"], out / m["notebook"] / HEADLINE_CSV) for m in metas]
-    headlines = [(n, p) for n, p in headlines if p.is_file()]
+    headlines = [(m, out / m["notebook"] / HEADLINE_CSV) for m in metas]
+    headlines = [(m, p) for m, p in headlines if p.is_file()]
     if headlines:
         parts.append("<h2>Paper vs ours</h2>")
-        for n, p in headlines:
-            parts.append(f"<h3>{e(n)}</h3>{_csv_table(p)}")
+        for m, p in headlines:
+            note = (
+                " (smoke run: a small sample, not comparable with the paper)"
+                if m.get("smoke")
+                else ""
+            )
+            parts.append(f"<h3>{e(m['notebook'])}{e(note)}</h3>{_csv_table(p)}")
     parts.append(
         "<h2>Reports</h2><table><tr><th>notebook</th><th>results</th><th>smoke</th>"
         "<th>commit</th><th>parameters</th><th>rendered</th><th>wall (s)</th></tr>"

@@ -131,6 +131,10 @@ class PolicyError(RuntimeError):
     """A rule asked for something the client cannot do: a bug in the rule, not in the input."""
 
 
+class KVOverflowError(ValueError):
+    """Under-predicted output lengths made the KV reservation too small (an unbuilt extension)."""
+
+
 def _check_assignment(instance: Instance, assignment) -> np.ndarray:
     a = np.asarray(assignment)
     n, m = instance.num_requests, instance.num_clients
@@ -141,7 +145,9 @@ def _check_assignment(instance: Instance, assignment) -> np.ndarray:
     bad = (a < 0) | (a >= m)
     if bad.any():
         pos = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"assignment: request row {pos} goes to client {a[pos]}, but clients are 0..{m - 1}")
+        raise ValueError(
+            f"assignment: request row {pos} goes to client {a[pos]}, but clients are 0..{m - 1}"
+        )
     for j, c in enumerate(instance.clients):
         rows = np.flatnonzero(a == j)
         too_big = instance.reservation[rows] > c.kv_capacity_tokens
@@ -169,6 +175,8 @@ def simulate(instance: Instance, assignment, rule: OnlineRule, check: bool = Fal
     ValueError : a bad assignment (wrong length, unknown client, a request too large
         for its client's KV memory).
     PolicyError : the rule chose an infeasible iteration.
+    KVOverflowError : with ``predicted_output_tokens < output_tokens`` the running batch
+        outgrew the KV memory; handling that (preempt-and-recompute) is not built.
     """
     a = _check_assignment(instance, assignment)
     keys = np.asarray(rule.queue_key(instance), dtype=float)
@@ -212,7 +220,15 @@ def simulate(instance: Instance, assignment, rule: OnlineRule, check: bool = Fal
     return trace
 
 
-def _run_client(instance: Instance, j: int, rows: list[int], decide: Decider, shared: dict, out: dict, rule_name: str) -> None:
+def _run_client(
+    instance: Instance,
+    j: int,
+    rows: list[int],
+    decide: Decider,
+    shared: dict,
+    out: dict,
+    rule_name: str,
+) -> None:
     client = instance.clients[j]
     lat = client.latency
     prompt, output, reservation = shared["prompt"], shared["output"], shared["reservation"]
@@ -238,7 +254,21 @@ def _run_client(instance: Instance, j: int, rows: list[int], decide: Decider, sh
     t = 0.0
     k = 0
     col = [out[c] for c in TRACE_COLUMNS]
-    (c_client, c_iter, c_kind, c_start, c_end, c_dur, c_nreq, c_nrun, c_pt, c_ct, c_kvr, c_kvu, c_ids) = col
+    (
+        c_client,
+        c_iter,
+        c_kind,
+        c_start,
+        c_end,
+        c_dur,
+        c_nreq,
+        c_nrun,
+        c_pt,
+        c_ct,
+        c_kvr,
+        c_kvu,
+        c_ids,
+    ) = col
 
     while True:
         while pending and arrival[pending[-1]] <= t:
@@ -257,7 +287,15 @@ def _run_client(instance: Instance, j: int, rows: list[int], decide: Decider, sh
         if action.kind == "decode":
             n = len(running)
             if n == 0:
-                raise PolicyError(f"rule {rule_name!r} on client {j} at t={t:.6f}s: decode with an empty running batch")
+                raise PolicyError(
+                    f"rule {rule_name!r} on client {j} at t={t:.6f}s: decode with an empty running batch"
+                )
+            if context_sum > M:
+                raise KVOverflowError(
+                    f"client {j} at t={t:.6f}s: the running batch holds {context_sum} KV tokens, more than "
+                    f"M={M}; predicted_output_tokens under-predict and the reservation was too small "
+                    "(preempt-and-recompute is not built)"
+                )
             dur = float(lat.decode_time(n, context_sum))
             kv_reserved = st.kv_reserved_tokens  # held during the step, before departures
             c_kind.append("decode")
@@ -276,21 +314,33 @@ def _run_client(instance: Instance, j: int, rows: list[int], decide: Decider, sh
         elif action.kind == "prefill":
             P = action.rows
             if not P:
-                raise PolicyError(f"rule {rule_name!r} on client {j} at t={t:.6f}s: prefill of no request")
+                raise PolicyError(
+                    f"rule {rule_name!r} on client {j} at t={t:.6f}s: prefill of no request"
+                )
             if len(set(P)) != len(P):
-                raise PolicyError(f"rule {rule_name!r} on client {j}: prefill lists a row twice: {P}")
+                raise PolicyError(
+                    f"rule {rule_name!r} on client {j}: prefill lists a row twice: {P}"
+                )
             waiting = set(queue)
             for i in P:
                 if i not in waiting:
-                    raise PolicyError(f"rule {rule_name!r} on client {j}: row {i} is not waiting in the queue")
+                    raise PolicyError(
+                        f"rule {rule_name!r} on client {j}: row {i} is not waiting in the queue"
+                    )
             s_sum = sum(prompt[i] for i in P)
             res_sum = sum(reservation[i] for i in P)
             if len(running) + len(P) > B:
-                raise PolicyError(f"rule {rule_name!r} on client {j}: prefill of {len(P)} with {len(running)} running exceeds B={B}")
+                raise PolicyError(
+                    f"rule {rule_name!r} on client {j}: prefill of {len(P)} with {len(running)} running exceeds B={B}"
+                )
             if st.kv_reserved_tokens + res_sum > M:
-                raise PolicyError(f"rule {rule_name!r} on client {j}: prefill would reserve more than M={M} KV tokens")
+                raise PolicyError(
+                    f"rule {rule_name!r} on client {j}: prefill would reserve more than M={M} KV tokens"
+                )
             if s_sum > budget and len(P) > 1:
-                raise PolicyError(f"rule {rule_name!r} on client {j}: prefill of {s_sum} tokens exceeds the budget {budget}")
+                raise PolicyError(
+                    f"rule {rule_name!r} on client {j}: prefill of {s_sum} tokens exceeds the budget {budget}"
+                )
             dur = float(lat.prefill_time(s_sum, sum(prompt[i] ** 2 for i in P)))
             c_kind.append("prefill")
             c_nreq.append(len(P))
@@ -315,7 +365,9 @@ def _run_client(instance: Instance, j: int, rows: list[int], decide: Decider, sh
                     finish_at.setdefault(dc + output[i] - 1, []).append(i)
                     predicted_finish[i] = dc + predicted[i] - 1
         else:
-            raise PolicyError(f"rule {rule_name!r} on client {j}: unknown action kind {action.kind!r}")
+            raise PolicyError(
+                f"rule {rule_name!r} on client {j}: unknown action kind {action.kind!r}"
+            )
 
         c_client.append(j)
         c_iter.append(k)

@@ -26,13 +26,17 @@ def _fail(invariant: str, detail: str) -> None:
 
 def per_request(trace: pd.DataFrame) -> pd.DataFrame:
     """One row per (iteration, request): the exploded trace that request metrics need."""
-    ex = trace[["client", "iteration", "kind", "start_s", "end_s", "request_ids"]].explode("request_ids")
+    ex = trace[["client", "iteration", "kind", "start_s", "end_s", "request_ids"]].explode(
+        "request_ids"
+    )
     ex = ex.rename(columns={"request_ids": "request_id"}).dropna(subset=["request_id"])
     ex["request_id"] = ex["request_id"].astype(np.int64)
     return ex
 
 
-def check_trace(trace: pd.DataFrame, instance: Instance, assignment=None, rtol: float = 1e-9) -> None:
+def check_trace(
+    trace: pd.DataFrame, instance: Instance, assignment=None, rtol: float = 1e-9
+) -> None:
     """Assert every invariant of docs/model.md section 9; raise ``TraceError`` naming the first broken one.
 
     ``T >= T_LB`` is checked where the bound is computed (``bounds.py``), since the bound
@@ -50,14 +54,19 @@ def check_trace(trace: pd.DataFrame, instance: Instance, assignment=None, rtol: 
     ex = per_request(tr)
     unknown = ~ex["request_id"].isin(ids)
     if unknown.any():
-        _fail("no request invented", f"request {ex['request_id'][unknown].iloc[0]} is not in the instance")
+        _fail(
+            "no request invented",
+            f"request {ex['request_id'][unknown].iloc[0]} is not in the instance",
+        )
 
     # Prefilled exactly once, on exactly one client.
     pre = ex[ex["kind"] == "prefill"]
     counts = pre["request_id"].value_counts()
     twice = counts[counts > 1]
     if len(twice):
-        _fail("prefilled exactly once", f"request {twice.index[0]} is prefilled {twice.iloc[0]} times")
+        _fail(
+            "prefilled exactly once", f"request {twice.index[0]} is prefilled {twice.iloc[0]} times"
+        )
     never = np.setdiff1d(ids, counts.index.to_numpy())
     if len(never):
         _fail("prefilled exactly once", f"request {never[0]} is never prefilled (lost)")
@@ -70,7 +79,10 @@ def check_trace(trace: pd.DataFrame, instance: Instance, assignment=None, rtol: 
         a = np.asarray(assignment)[row_of[pre.index].to_numpy()]
         wrong = pre["client"].to_numpy() != a
         if wrong.any():
-            _fail("assignment honoured", f"request {pre.index[wrong][0]} runs on client {pre['client'][wrong].iloc[0]}")
+            _fail(
+                "assignment honoured",
+                f"request {pre.index[wrong][0]} runs on client {pre['client'][wrong].iloc[0]}",
+            )
 
     # Exactly o_i tokens, decoded in every decode iteration from its prefill to its completion.
     dec = ex[ex["kind"] == "decode"]
@@ -79,11 +91,16 @@ def check_trace(trace: pd.DataFrame, instance: Instance, assignment=None, rtol: 
     bad = ndec != out - 1
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        _fail("emits exactly o_i tokens", f"request {ids[i]} emits {1 + ndec[i]} tokens, o_i = {out[i]}")
+        _fail(
+            "emits exactly o_i tokens",
+            f"request {ids[i]} emits {1 + ndec[i]} tokens, o_i = {out[i]}",
+        )
     # Per client, number the decode iterations; a request's decodes must be the consecutive
     # decode iterations right after its prefill.
     is_dec = (tr["kind"] == "decode").to_numpy()
-    dec_rank = pd.Series(np.cumsum(is_dec) - 1 * is_dec, index=pd.MultiIndex.from_frame(tr[["client", "iteration"]]))
+    dec_rank = pd.Series(
+        np.cumsum(is_dec) - 1 * is_dec, index=pd.MultiIndex.from_frame(tr[["client", "iteration"]])
+    )
     # dec_rank at a prefill = number of decodes before it; at a decode = its own 0-based index.
     dec_pos = dec_rank.reindex(pd.MultiIndex.from_frame(dec[["client", "iteration"]])).to_numpy()
     first_ok = dec_rank.reindex(pd.MultiIndex.from_frame(pre[["client", "iteration"]])).to_numpy()
@@ -105,11 +122,17 @@ def check_trace(trace: pd.DataFrame, instance: Instance, assignment=None, rtol: 
     overlap = same & (start[1:] < end[:-1] - 1e-12)
     if overlap.any():
         k = int(np.flatnonzero(overlap)[0]) + 1
-        _fail("iterations do not overlap", f"client {tr['client'].iloc[k]} iteration {tr['iteration'].iloc[k]} starts before the previous ends")
+        _fail(
+            "iterations do not overlap",
+            f"client {tr['client'].iloc[k]} iteration {tr['iteration'].iloc[k]} starts before the previous ends",
+        )
     pa = instance.arrival[row_of[pre.index].to_numpy()]
     early = pre["start_s"].to_numpy() < pa - 1e-12
     if early.any():
-        _fail("no iteration before its inputs exist", f"request {pre.index[early][0]} is prefilled before it arrives")
+        _fail(
+            "no iteration before its inputs exist",
+            f"request {pre.index[early][0]} is prefilled before it arrives",
+        )
 
     prompt = instance.prompt
     p_of = pd.Series(prompt, index=ids)
@@ -117,19 +140,37 @@ def check_trace(trace: pd.DataFrame, instance: Instance, assignment=None, rtol: 
     # Context of the t-th decode step is s_i + t.
     ctx = s_ex.copy()
     is_d = (ex["kind"] == "decode").to_numpy()
-    step = ex.groupby("request_id").cumcount().to_numpy()  # prefill is step 0 (rows are in time order per client)
+    step = (
+        ex.groupby("request_id").cumcount().to_numpy()
+    )  # prefill is step 0 (rows are in time order per client)
     ctx = np.where(is_d, s_ex + step, 0)
     key = [ex["client"].to_numpy(), ex["iteration"].to_numpy()]
-    agg = pd.DataFrame(
-        {"client": key[0], "iteration": key[1], "s": np.where(is_d, 0, s_ex), "s2": np.where(is_d, 0, s_ex**2), "c": ctx, "n": 1}
-    ).groupby(["client", "iteration"]).sum()
+    agg = (
+        pd.DataFrame(
+            {
+                "client": key[0],
+                "iteration": key[1],
+                "s": np.where(is_d, 0, s_ex),
+                "s2": np.where(is_d, 0, s_ex**2),
+                "c": ctx,
+                "n": 1,
+            }
+        )
+        .groupby(["client", "iteration"])
+        .sum()
+    )
     agg = agg.reindex(pd.MultiIndex.from_frame(tr[["client", "iteration"]]), fill_value=0)
     kinds = tr["kind"].to_numpy()
     if not np.isin(kinds, ["prefill", "decode"]).all():
-        _fail("schema", f"unknown iteration kind {kinds[~np.isin(kinds, ['prefill', 'decode'])][0]!r}")
+        _fail(
+            "schema", f"unknown iteration kind {kinds[~np.isin(kinds, ['prefill', 'decode'])][0]!r}"
+        )
     empty = agg["n"].to_numpy() == 0
     if empty.any():
-        _fail("no empty iteration", f"client {tr['client'].iloc[int(np.flatnonzero(empty)[0])]} runs an iteration with no request")
+        _fail(
+            "no empty iteration",
+            f"client {tr['client'].iloc[int(np.flatnonzero(empty)[0])]} runs an iteration with no request",
+        )
     dur = end - start
     expect = np.empty(len(tr))
     cl = tr["client"].to_numpy()
@@ -137,8 +178,12 @@ def check_trace(trace: pd.DataFrame, instance: Instance, assignment=None, rtol: 
         on = cl == j
         pf = on & (kinds == "prefill")
         dc = on & (kinds == "decode")
-        expect[pf] = c.latency.prefill_time(agg["s"].to_numpy()[pf].astype(float), agg["s2"].to_numpy()[pf].astype(float))
-        expect[dc] = c.latency.decode_time(agg["n"].to_numpy()[dc].astype(float), agg["c"].to_numpy()[dc].astype(float))
+        expect[pf] = c.latency.prefill_time(
+            agg["s"].to_numpy()[pf].astype(float), agg["s2"].to_numpy()[pf].astype(float)
+        )
+        expect[dc] = c.latency.decode_time(
+            agg["n"].to_numpy()[dc].astype(float), agg["c"].to_numpy()[dc].astype(float)
+        )
     off = ~np.isclose(dur, expect, rtol=rtol, atol=1e-12)
     if off.any():
         k = int(np.flatnonzero(off)[0])
@@ -151,7 +196,9 @@ def check_trace(trace: pd.DataFrame, instance: Instance, assignment=None, rtol: 
     # A request holds its slot from its prefill to its last decode (inclusive).
     last = ex.groupby("request_id")["iteration"].max()
     firsti = pre["iteration"]
-    spans = pd.DataFrame({"client": pre["client"], "first": firsti, "last": last.reindex(pre.index)})
+    spans = pd.DataFrame(
+        {"client": pre["client"], "first": firsti, "last": last.reindex(pre.index)}
+    )
     res = pd.Series(instance.reservation, index=ids)
     held_n = np.zeros(len(tr), dtype=np.int64)
     held_kv = np.zeros(len(tr), dtype=np.int64)
@@ -178,15 +225,24 @@ def check_trace(trace: pd.DataFrame, instance: Instance, assignment=None, rtol: 
     over = held_n > B
     if over.any():
         k = int(np.flatnonzero(over)[0])
-        _fail("batch never exceeds B", f"client {cl[k]} iteration {tr['iteration'].iloc[k]} holds {held_n[k]} > B={B[k]}")
+        _fail(
+            "batch never exceeds B",
+            f"client {cl[k]} iteration {tr['iteration'].iloc[k]} holds {held_n[k]} > B={B[k]}",
+        )
     over = held_kv > M
     if over.any():
         k = int(np.flatnonzero(over)[0])
-        _fail("KV reserved never exceeds M", f"client {cl[k]} iteration {tr['iteration'].iloc[k]} reserves {held_kv[k]} > M={M[k]}")
+        _fail(
+            "KV reserved never exceeds M",
+            f"client {cl[k]} iteration {tr['iteration'].iloc[k]} reserves {held_kv[k]} > M={M[k]}",
+        )
     used = np.where(kinds == "decode", agg["c"].to_numpy(), 0)
     if (used > M).any():
         k = int(np.flatnonzero(used > M)[0])
-        _fail("KV used never exceeds M", f"client {cl[k]} iteration {tr['iteration'].iloc[k]} uses {used[k]} > M={M[k]}")
+        _fail(
+            "KV used never exceeds M",
+            f"client {cl[k]} iteration {tr['iteration'].iloc[k]} uses {used[k]} > M={M[k]}",
+        )
 
     # The bookkeeping columns must agree with what was recomputed.
     for col, val in (
@@ -199,7 +255,10 @@ def check_trace(trace: pd.DataFrame, instance: Instance, assignment=None, rtol: 
         bad = tr[col].to_numpy() != val
         if bad.any():
             k = int(np.flatnonzero(bad)[0])
-            _fail(f"trace column {col} is consistent", f"client {cl[k]} iteration {tr['iteration'].iloc[k]}: {tr[col].iloc[k]} != {val[k]}")
+            _fail(
+                f"trace column {col} is consistent",
+                f"client {cl[k]} iteration {tr['iteration'].iloc[k]}: {tr[col].iloc[k]} != {val[k]}",
+            )
     if not np.allclose(tr["duration_s"].to_numpy(), dur, rtol=1e-9, atol=1e-12):
         _fail("trace column duration_s is consistent", "duration_s != end_s - start_s")
 

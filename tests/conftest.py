@@ -29,13 +29,17 @@ def memory_bound_small() -> Instance:
     """120 GSM8K requests on 4 clients of tp=2: KV memory (about 5.1k tokens), not B, limits the batch."""
     from hybridsched.data import load_gsm8k
 
-    return make_instance(load_gsm8k().iloc[:120].reset_index(drop=True), Cluster(num_clients=4, tp=2))
+    return make_instance(
+        load_gsm8k().iloc[:120].reset_index(drop=True), Cluster(num_clients=4, tp=2)
+    )
 
 
 @pytest.fixture
 def linear_client() -> Client:
     """One client with round-number linear latency: prefill 1 + 0.01 s/token, decode 0.5 + 0.1 s/request + 0.001 s/context token."""
-    return Client(max_batch=2, kv_capacity_tokens=1000, latency=LinearLatency(1.0, 0.01, 0.5, 0.1, 0.001))
+    return Client(
+        max_batch=2, kv_capacity_tokens=1000, latency=LinearLatency(1.0, 0.01, 0.5, 0.1, 0.001)
+    )
 
 
 @pytest.fixture

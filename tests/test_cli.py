@@ -27,17 +27,46 @@ def small_csv(tmp_path):
 def test_simulate_writes_trace_and_metrics(tmp_path, small_csv):
     """Tests that `simulate` writes trace.csv with the trace schema and metrics.json with the documented keys."""
     out = tmp_path / "run"
-    assert main(["simulate", "--policy", "hybrid", "--requests", str(small_csv), "--out", str(out), "--check"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--policy",
+                "hybrid",
+                "--requests",
+                str(small_csv),
+                "--out",
+                str(out),
+                "--check",
+            ]
+        )
+        == 0
+    )
     tr = read_trace(out / "trace.csv")
     assert list(tr.columns) == TRACE_COLUMNS
     m = json.loads((out / "metrics.json").read_text())
-    for key in ("makespan_s", "utilization", "mean_batch", "num_prefill_iterations", "num_requests", "clients", "tp",
-                "max_batch", "seed", "versions", "lower_bound_s", "lower_bound_parts", "gap_to_lb"):
+    for key in (
+        "makespan_s",
+        "utilization",
+        "mean_batch",
+        "num_prefill_iterations",
+        "num_requests",
+        "clients",
+        "tp",
+        "max_batch",
+        "seed",
+        "versions",
+        "lower_bound_s",
+        "lower_bound_parts",
+        "gap_to_lb",
+    ):
         assert key in m, key
     assert m["num_requests"] == 40 and m["clients"] == 2 and m["tp"] == 4 and m["max_batch"] == 32
     assert m["makespan_s"] == pytest.approx(tr["end_s"].max())
     assert m["makespan_s"] >= m["lower_bound_s"]
-    assert m["gap_to_lb"] == pytest.approx((m["makespan_s"] - m["lower_bound_s"]) / m["lower_bound_s"])
+    assert m["gap_to_lb"] == pytest.approx(
+        (m["makespan_s"] - m["lower_bound_s"]) / m["lower_bound_s"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -73,7 +102,12 @@ def test_bad_requests_exit_2_and_write_nothing(tmp_path, capsys, content, messag
     path = tmp_path / "bad.csv"
     path.write_text(content)
     out = tmp_path / "run"
-    assert main(["simulate", "--requests", str(path), "--tp", "2", "--clients", "4", "--out", str(out)]) == 2
+    assert (
+        main(
+            ["simulate", "--requests", str(path), "--tp", "2", "--clients", "4", "--out", str(out)]
+        )
+        == 2
+    )
     assert message in capsys.readouterr().err
     assert not out.exists()
 
@@ -81,9 +115,13 @@ def test_bad_requests_exit_2_and_write_nothing(tmp_path, capsys, content, messag
 def test_assign_writes_assignment_and_solve(tmp_path, small_csv):
     """Tests that `assign` writes one client per request and the solve record with its documented keys."""
     out = tmp_path / "a"
-    assert main(["assign", "--requests", str(small_csv), "--time-limit", "5", "--out", str(out)]) == 0
+    assert (
+        main(["assign", "--requests", str(small_csv), "--time-limit", "5", "--out", str(out)]) == 0
+    )
     a = pd.read_csv(out / "assignment.csv")
-    assert list(a.columns) == ["request_id", "client"] and len(a) == 40 and set(a["client"]) <= {0, 1}
+    assert (
+        list(a.columns) == ["request_id", "client"] and len(a) == 40 and set(a["client"]) <= {0, 1}
+    )
     s = json.loads((out / "solve.json").read_text())
     for key in ("status", "objective_s", "bound_s", "gap", "runtime_s", "fallback_reason"):
         assert key in s, key
@@ -93,7 +131,9 @@ def test_assign_writes_assignment_and_solve(tmp_path, small_csv):
 def test_assign_time_limit_zero_falls_back(tmp_path, small_csv):
     """Tests that a zero time limit gives the documented LPT fallback, with its reason, not an error."""
     out = tmp_path / "a"
-    assert main(["assign", "--requests", str(small_csv), "--time-limit", "0", "--out", str(out)]) == 0
+    assert (
+        main(["assign", "--requests", str(small_csv), "--time-limit", "0", "--out", str(out)]) == 0
+    )
     s = json.loads((out / "solve.json").read_text())
     assert s["status"] == "fallback" and s["fallback_reason"]
 
@@ -103,22 +143,64 @@ def test_single_case_and_study_write_their_tables(tmp_path, small_csv):
     out = tmp_path / "sc"
     assert main(["single-case", "--requests", str(small_csv), "--out", str(out)]) == 0
     t = pd.read_csv(out / "single_case.csv")
-    for col in ("policy", "makespan_s", "utilization", "mean_batch", "num_prefill_iterations", "lower_bound_s", "gap_to_lb", "gap_closed"):
+    for col in (
+        "policy",
+        "makespan_s",
+        "utilization",
+        "mean_batch",
+        "num_prefill_iterations",
+        "lower_bound_s",
+        "gap_to_lb",
+        "gap_closed",
+    ):
         assert col in t.columns, col
     assert set(t["policy"]) == {"baseline", "a", "a-sorted", "b", "c", "hybrid"}
     j = json.loads((out / "single_case.json").read_text())
     assert "lower_bound" in j and "versions" in j["params"] and "seed" in j["params"]
 
     out = tmp_path / "st"
-    assert main(["study", "--cases", "2", "--requests-per-case", "30", "--workers", "1", "--requests", str(small_csv), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "study",
+                "--cases",
+                "2",
+                "--requests-per-case",
+                "30",
+                "--workers",
+                "1",
+                "--requests",
+                str(small_csv),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     c = pd.read_csv(out / "study_cases.csv")
-    assert {"case", "seed", "policy", "makespan_s", "utilization", "mean_batch", "lower_bound_s"} <= set(c.columns)
+    assert {
+        "case",
+        "seed",
+        "policy",
+        "makespan_s",
+        "utilization",
+        "mean_batch",
+        "lower_bound_s",
+    } <= set(c.columns)
     assert len(c) == 4
     s = pd.read_csv(out / "study_summary.csv")
-    assert {"policy", "utilization_mean", "makespan_mean_s", "wins", "utilization_gain_pp_mean"} <= set(s.columns)
+    assert {
+        "policy",
+        "utilization_mean",
+        "makespan_mean_s",
+        "wins",
+        "utilization_gain_pp_mean",
+    } <= set(s.columns)
 
 
 def test_module_entry_point_runs():
     """Tests that `python -m hybridsched --help` works from a fresh interpreter."""
-    r = subprocess.run([sys.executable, "-m", "hybridsched", "--help"], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "hybridsched", "--help"], capture_output=True, text=True
+    )
     assert r.returncode == 0 and "simulate" in r.stdout and "study" in r.stdout

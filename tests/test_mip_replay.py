@@ -9,7 +9,13 @@ import pytest
 from hybridsched.bounds import lower_bound
 from hybridsched.experiments import POLICIES, run_policy
 from hybridsched.instance import Client, Instance
-from hybridsched.latency import LinearLatency, RooflineLatency, fit_linear, load_hardware_profile, load_model_profile
+from hybridsched.latency import (
+    LinearLatency,
+    RooflineLatency,
+    fit_linear,
+    load_hardware_profile,
+    load_model_profile,
+)
 from hybridsched.offline import LinearCoefficients, SolveStatus, solve_iteration_mip
 from hybridsched.policies import Scripted
 from hybridsched.simulator import simulate
@@ -17,7 +23,9 @@ from hybridsched.trace import check_trace
 
 
 def _fitted() -> LinearLatency:
-    roof = RooflineLatency(load_model_profile("llama-65b"), load_hardware_profile("a100-80gb-sxm"), 4)
+    roof = RooflineLatency(
+        load_model_profile("llama-65b"), load_hardware_profile("a100-80gb-sxm"), 4
+    )
     return fit_linear(roof, 2).model
 
 
@@ -39,7 +47,10 @@ def solved():
     out = []
     for s, o, m, B, M in CASES:
         res = solve_iteration_mip(np.array(s), np.array(o), m, B, M, coef, time_limit_s=60)
-        inst = Instance(pd.DataFrame({"prompt_tokens": s, "output_tokens": o}), tuple(Client(B, M, lat) for _ in range(m)))
+        inst = Instance(
+            pd.DataFrame({"prompt_tokens": s, "output_tokens": o}),
+            tuple(Client(B, M, lat) for _ in range(m)),
+        )
         out.append((inst, res))
     return out
 
@@ -71,5 +82,7 @@ def test_bound_below_optimum_below_every_heuristic(solved):
 
 def test_mip_beats_a_heuristic_somewhere(solved):
     """Tests that the optimum is strictly better than the baseline on at least one case (the oracle has teeth)."""
-    gains = [run_policy(inst, "baseline").metrics["makespan_s"] - res.makespan_s for inst, res in solved]
+    gains = [
+        run_policy(inst, "baseline").metrics["makespan_s"] - res.makespan_s for inst, res in solved
+    ]
     assert max(gains) > 1e-6

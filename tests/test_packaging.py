@@ -20,7 +20,9 @@ def test_environment_yml_matches_pyproject():
     root = repo_root()
     py = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
     env = yaml.safe_load((root / "environment.yml").read_text())["dependencies"]
-    conda = dict(_name_spec(d) for d in env if isinstance(d, str) and not d.startswith(("python", "pip")))
+    conda = dict(
+        _name_spec(d) for d in env if isinstance(d, str) and not d.startswith(("python", "pip"))
+    )
     assert conda == dict(_name_spec(d) for d in py)
 
 

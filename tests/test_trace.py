@@ -11,7 +11,7 @@ import pytest
 from hybridsched.instance import Client, Instance
 from hybridsched.latency import LinearLatency
 from hybridsched.policies import Lagrangian, PrefillFirst, round_robin
-from hybridsched.simulator import simulate
+from hybridsched.simulator import KVOverflowError, simulate
 from hybridsched.trace import TraceError, check_trace, per_request, read_trace, write_trace
 
 
@@ -210,10 +210,24 @@ def test_kv_used_over_M(linear_client):
         {"prompt_tokens": [10, 10], "output_tokens": [30, 30], "predicted_output_tokens": [1, 1]}
     )
     inst = Instance(req, (replace(linear_client, kv_capacity_tokens=40),))
-    tr = simulate(inst, [0, 0], PrefillFirst())
+    # The simulator refuses to overflow (KVOverflowError), so run on a roomy client and
+    # check the trace against the small one.
+    roomy = inst.replace(clients=(replace(linear_client, kv_capacity_tokens=1000),))
+    tr = simulate(roomy, [0, 0], PrefillFirst())
     assert tr["kv_reserved_tokens"].max() <= 40
     with pytest.raises(TraceError, match="KV used never exceeds M"):
         check_trace(tr, inst)
+
+
+def test_simulator_refuses_kv_overflow(linear_client):
+    """Tests that the simulator raises KVOverflowError, naming the cause, instead of producing
+    a schedule whose KV use exceeds M when predictions under-reserve."""
+    req = pd.DataFrame(
+        {"prompt_tokens": [10, 10], "output_tokens": [30, 30], "predicted_output_tokens": [1, 1]}
+    )
+    inst = Instance(req, (replace(linear_client, kv_capacity_tokens=40),))
+    with pytest.raises(KVOverflowError, match="predicted_output_tokens under-predict"):
+        simulate(inst, [0, 0], PrefillFirst())
 
 
 def test_prefill_before_arrival(small, trace):

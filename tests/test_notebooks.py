@@ -1,0 +1,113 @@
+"""The repository's notebooks: committed clean, and each renders with smoke parameters.
+
+The four smoke renders run once per session (about 20-40 s on 2 cores, kernel starts
+included) through ``report.render``, i.e. papermill then nbconvert, into a temporary
+folder; the per-notebook tests then read what it wrote.
+"""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+
+from hybridsched import report
+from hybridsched.paths import repo_root
+
+NOTEBOOKS = ["01_single_case", "02_case_study", "03_exact_mip", "04_sensitivity"]
+
+# A column header or row label of each notebook's main results table.
+TABLE_MARKERS = {
+    "01_single_case": "gap to T_LB, hybrid (%)",
+    "02_case_study": "mean U gain (pp)",
+    "03_exact_mip": "gap_to_optimum",
+    "04_sensitivity": "gap_closed",
+}
+
+
+def _read(name: str) -> nbformat.NotebookNode:
+    return nbformat.read(repo_root() / "notebooks" / f"{name}.ipynb", as_version=4)
+
+
+def test_all_notebooks_present():
+    """Tests that notebooks/ holds exactly the four workbook notebooks render() picks up."""
+    assert [p.stem for p in report.find_notebooks()] == NOTEBOOKS
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_committed_without_outputs(name):
+    """Tests that a committed notebook carries no outputs and no execution counts."""
+    nb = _read(name)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            assert cell.outputs == [], f"{name}: cell {i} has outputs"
+            assert cell.execution_count is None, f"{name}: cell {i} has an execution count"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_has_one_parameters_cell_of_literals(name):
+    """Tests that a notebook has exactly one `parameters` cell, it declares smoke=False and an
+    out_dir under reports/, and it holds only literal assignments."""
+    import ast
+
+    nb = _read(name)
+    tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1
+    tree = ast.parse(tagged[0].source)
+    values = {}
+    for node in tree.body:
+        assert isinstance(node, ast.Assign), f"{name}: the parameters cell may only assign"
+        values[node.targets[0].id] = ast.literal_eval(node.value)
+    assert values["smoke"] is False
+    assert values["out_dir"] == f"reports/{name}"
+
+
+@pytest.fixture(scope="session")
+def smoke_reports(tmp_path_factory):
+    """All four notebooks rendered with smoke=True into a temporary folder (executed notebooks kept)."""
+    out = tmp_path_factory.mktemp("reports")
+    report.render(out, smoke=True, keep_ipynb=True, progress=False)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_smoke_render_has_no_error_and_writes_results(smoke_reports, name):
+    """Tests that a notebook runs with smoke=True through papermill without an error cell and
+    writes its results JSON, with parameters and versions, into its own results folder."""
+    import json
+
+    executed = nbformat.read(smoke_reports / name / f"{name}.ipynb", as_version=4)
+    errors = [
+        o
+        for c in executed.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.output_type == "error"
+    ]
+    assert errors == []
+    jsons = [p for p in (smoke_reports / name).glob("*.json") if p.name != report.RENDER_JSON]
+    assert len(jsons) == 1
+    doc = json.loads(jsons[0].read_text())
+    assert doc["notebook_parameters"]["smoke"] is True
+    assert "versions" in json.dumps(doc)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_html_has_results_table_and_figure(smoke_reports, name):
+    """Tests that a notebook's HTML report contains its results table and at least one PNG figure."""
+    import re
+
+    html = (smoke_reports / f"{name}.html").read_text()
+    tables = re.findall(r"<table.*?</table>", html, flags=re.S)
+    assert any(TABLE_MARKERS[name] in t for t in tables)
+    assert "data:image/png" in html
+
+
+@pytest.mark.slow
+def test_index_links_every_report_with_headline(smoke_reports):
+    """Tests that index.html links each report and shows the paper-vs-ours headline of the single case."""
+    index = (smoke_reports / "index.html").read_text()
+    for name in NOTEBOOKS:
+        assert f"href='{name}.html'" in index
+    assert "Paper vs ours" in index and "U gain (pp)" in index
