@@ -60,7 +60,8 @@ class LowerBound:
         }
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The figures, plus the admission rule each part assumes."""
+        return {**asdict(self), "assumes": dict(ASSUMES)}
 
 
 def work_floors(instance: Instance, variant: str) -> np.ndarray:

@@ -138,6 +138,7 @@ def cmd_simulate(args) -> None:
         lower_bound_s=lb.lower_bound_s,
         lower_bound_parts=lb.parts(),
         lower_bound_binding=lb.binding,
+        lower_bound_assumes=lb.to_dict()["assumes"],
         gap_to_lb=(m["makespan_s"] - lb.lower_bound_s) / lb.lower_bound_s,
         clients=cluster.num_clients,
         tp=cluster.tp,

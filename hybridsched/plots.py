@@ -129,6 +129,13 @@ def plot_gantt(
     return ax
 
 
+def _steps(trace: pd.DataFrame, column: str):
+    """Per client: step-plot coordinates of ``column`` over its iterations, dropping to 0 at the end."""
+    for j, part in trace.sort_values(["client", "start_s"]).groupby("client"):
+        x = np.append(part["start_s"].to_numpy(), part["end_s"].iloc[-1])
+        yield j, x, np.append(part[column].to_numpy(), 0)
+
+
 def plot_batch_occupancy(
     trace: pd.DataFrame, max_batch: int | None = None, ax: Axes | None = None
 ) -> Axes:
@@ -139,9 +146,7 @@ def plot_batch_occupancy(
     """
     _require(trace, ["client", "start_s", "end_s", "num_running"], "plot_batch_occupancy")
     ax = _axes(ax)
-    for j, part in trace.sort_values(["client", "start_s"]).groupby("client"):
-        x = np.append(part["start_s"].to_numpy(), part["end_s"].iloc[-1])
-        y = np.append(part["num_running"].to_numpy(), 0)
+    for j, x, y in _steps(trace, "num_running"):
         ax.step(x, y, where="post", linewidth=0.8, label=f"client {j}")
     if max_batch is not None:
         ax.axhline(
@@ -164,18 +169,17 @@ def plot_kv_usage(
     """
     _require(trace, ["client", "start_s", "end_s", "kv_used_tokens"], "plot_kv_usage")
     ax = _axes(ax)
-    for j, part in trace.sort_values(["client", "start_s"]).groupby("client"):
-        x = np.append(part["start_s"].to_numpy(), part["end_s"].iloc[-1])
-        (line,) = ax.step(
-            x,
-            np.append(part["kv_used_tokens"].to_numpy(), 0),
-            where="post",
-            linewidth=0.8,
-            label=f"client {j}",
-        )
-        if "kv_reserved_tokens" in part.columns:
-            y = np.append(part["kv_reserved_tokens"].to_numpy(), 0)
-            ax.step(x, y, where="post", linewidth=0.6, linestyle=":", color=line.get_color())
+    reserved = (
+        dict((j, y) for j, _, y in _steps(trace, "kv_reserved_tokens"))
+        if "kv_reserved_tokens" in trace
+        else {}
+    )
+    for j, x, y in _steps(trace, "kv_used_tokens"):
+        (line,) = ax.step(x, y, where="post", linewidth=0.8, label=f"client {j}")
+        if j in reserved:
+            ax.step(
+                x, reserved[j], where="post", linewidth=0.6, linestyle=":", color=line.get_color()
+            )
     if capacity is not None:
         ax.axhline(
             capacity, color="black", linestyle="--", linewidth=0.8, label=f"M = {capacity:,.0f}"

@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from hybridsched.paths import repo_root
+from hybridsched.sweep import METRIC_COLUMNS
 
 NOTEBOOK_GLOB = "[0-9]*.ipynb"
 HEADLINE_CSV = "headline.csv"
@@ -193,18 +194,7 @@ def write_results(
 
 # --- tables for the notebooks ---------------------------------------------------------------
 
-SINGLE_CASE_COLUMNS = [
-    "policy",
-    "makespan_s",
-    "utilization",
-    "mean_batch",
-    "kv_occupancy",
-    "prefill_share",
-    "num_prefill_iterations",
-    "imbalance",
-    "gap_to_lb",
-    "gap_closed",
-]
+SINGLE_CASE_COLUMNS = ["policy", *METRIC_COLUMNS, "gap_to_lb", "gap_closed"]
 
 
 def _table(r: Any) -> pd.DataFrame:
