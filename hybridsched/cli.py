@@ -90,6 +90,13 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
         "--num-requests", type=int, default=None, help="sample this many requests (seeded)"
     )
     p.add_argument("--seed", type=int, default=0, help="seed for sampling and random sort keys")
+    p.add_argument(
+        "--prediction-sigma",
+        type=float,
+        default=0.0,
+        help="lognormal error of the predicted output lengths planners see (default 0: exact)",
+    )
+    p.add_argument("--prediction-seed", type=int, default=0, help="seed of the prediction error")
 
 
 def _solve_args(p: argparse.ArgumentParser, mip_gap: float = 1e-4) -> None:
@@ -111,9 +118,10 @@ def _instance(args):
         max_batch=args.max_batch,
         latency=args.latency,
     )
-    return make_instance(
-        requests_for(args.requests, args.num_requests, args.seed), cluster
-    ), cluster
+    reqs = requests_for(
+        args.requests, args.num_requests, args.seed, args.prediction_sigma, args.prediction_seed
+    )
+    return make_instance(reqs, cluster), cluster
 
 
 def cmd_simulate(args) -> None:
@@ -148,6 +156,8 @@ def cmd_simulate(args) -> None:
         latency=cluster.latency,
         requests=args.requests or "gsm8k-test",
         seed=args.seed,
+        prediction_sigma=args.prediction_sigma,
+        prediction_seed=args.prediction_seed,
         knobs={"lambda_multiplier": args.lambda_multiplier, "horizon": args.horizon},
         offline=run.solve,
         simulate_s=run.simulate_s,
@@ -207,6 +217,8 @@ def cmd_single_case(args) -> None:
         model=args.model,
         hardware=args.hardware,
         latency=args.latency,
+        prediction_sigma=args.prediction_sigma,
+        prediction_seed=args.prediction_seed,
     )
     out = Outputs(args.out)
     out.add("single_case.csv", res.table)

@@ -41,7 +41,13 @@ import pandas as pd
 
 from hybridsched import __version__
 from hybridsched.bounds import LowerBound, lower_bound, planning_sizes, work_floors
-from hybridsched.data import load_gsm8k, load_requests, sample_requests
+from hybridsched.data import (
+    load_gsm8k,
+    load_requests,
+    sample_requests,
+    validate_requests,
+    with_predictions,
+)
 from hybridsched.instance import Cluster, Instance, make_instance
 from hybridsched.metrics import metrics
 from hybridsched.policies import Lagrangian, PrefillFirst, round_robin
@@ -243,17 +249,28 @@ def _gap_columns(table: pd.DataFrame, lb: float) -> pd.DataFrame:
 
 
 def requests_for(
-    requests: pd.DataFrame | str | None, num_requests: int | None = None, seed: int = 0
+    requests: pd.DataFrame | str | None,
+    num_requests: int | None = None,
+    seed: int = 0,
+    prediction_sigma: float = 0.0,
+    prediction_seed: int = 0,
 ) -> pd.DataFrame:
-    """The request table: a DataFrame, a CSV path, or the shipped GSM8K test split; optionally a sample."""
+    """The request table: a DataFrame, a CSV path, or the shipped GSM8K test split.
+
+    Optionally a seeded sample of ``num_requests``, and predicted lengths with
+    multiplicative lognormal error of ``prediction_sigma`` (0: the true lengths, the
+    paper's setting; an extension beyond it, docs/model.md section 8).
+    """
     if requests is None:
         df = load_gsm8k()
     elif isinstance(requests, pd.DataFrame):
-        df = requests
+        df = validate_requests(requests)
     else:
         df = load_requests(requests)
     if num_requests is not None and num_requests < len(df):
         df = sample_requests(df, num_requests, seed)
+    if prediction_sigma:
+        df = with_predictions(df, prediction_sigma, prediction_seed)
     return df
 
 
@@ -290,10 +307,14 @@ def run_single_case(
     model: str = "llama-65b",
     hardware: str = "a100-80gb-sxm",
     latency: str = "roofline",
+    prediction_sigma: float = 0.0,
+    prediction_seed: int = 0,
 ) -> SingleCaseResult:
     """The paper's single case: every policy on one workload, with ``T_LB`` and its parts.
 
-    ``seed`` only matters when ``num_requests`` samples the workload or a policy sorts randomly.
+    ``seed`` only matters when ``num_requests`` samples the workload or a policy sorts
+    randomly; ``prediction_sigma > 0`` gives planners noisy output lengths (seeded by
+    ``prediction_seed``) while the simulator runs the true ones.
     """
     knobs = knobs if isinstance(knobs, RuleKnobs) else RuleKnobs.from_dict(knobs)
     cluster = Cluster(
@@ -304,7 +325,9 @@ def run_single_case(
         max_batch=max_batch,
         latency=latency,
     )
-    instance = make_instance(requests_for(requests, num_requests, seed), cluster)
+    instance = make_instance(
+        requests_for(requests, num_requests, seed, prediction_sigma, prediction_seed), cluster
+    )
     solve = SolveSettings(time_limit_s, mip_gap)
     for p in policies:
         policy_spec(p)
@@ -328,6 +351,8 @@ def run_single_case(
         "time_limit_s": time_limit_s,
         "mip_gap": mip_gap,
         "seed": seed,
+        "prediction_sigma": prediction_sigma,
+        "prediction_seed": prediction_seed,
         "versions": versions(),
     }
     return SingleCaseResult(table, bound, runs, instance, params)

@@ -1,13 +1,14 @@
 """Sensitivity sweeps over the hybrid's knobs and the cluster, and ablation deltas.
 
-Stand-in for ``experiments.sweep`` (requested from the owner of ``experiments.py``); it is
-built only from that module's public functions, so it can move there unchanged.
+Built only from ``experiments``' public functions: a layer above it, used by the
+sensitivity notebook.
 
 ``sweep(param_grid, base, policies)`` runs every point of the Cartesian product of
 ``param_grid`` (merged over ``base``). Keys are either
 
 - workload/cluster keys (``CLUSTER_KEYS``): ``clients``, ``tp``, ``max_batch``,
-  ``num_requests``, ``seed`` (workload sample), ``model``, ``hardware``, ``latency``; or
+  ``num_requests``, ``seed`` (workload sample), ``model``, ``hardware``, ``latency``,
+  ``prediction_sigma`` and ``prediction_seed`` (noisy predicted lengths); or
 - online-rule knobs (``KNOB_KEYS``, the fields of ``experiments.RuleKnobs``):
   ``lambda_multiplier``, ``horizon``, ``min_prefill``, ``idle_price``, ``sort`` and
   ``sort_seed`` (the knob ``RuleKnobs.seed``, renamed so it cannot clash with ``seed``).
@@ -54,6 +55,8 @@ CLUSTER_KEYS = (
     "model",
     "hardware",
     "latency",
+    "prediction_sigma",
+    "prediction_seed",
 )
 KNOB_KEYS = tuple("sort_seed" if f.name == "seed" else f.name for f in fields(RuleKnobs))
 METRIC_COLUMNS = (
@@ -160,7 +163,14 @@ def _prepare(cl: dict, requests, solve: SolveSettings) -> dict:
         max_batch=int(cl["max_batch"]),
         latency=cl.get("latency", "roofline"),
     )
-    instance = make_instance(requests_for(requests, cl["num_requests"], int(cl["seed"])), cluster)
+    reqs = requests_for(
+        requests,
+        cl["num_requests"],
+        int(cl["seed"]),
+        float(cl.get("prediction_sigma", 0.0)),
+        int(cl.get("prediction_seed", 0)),
+    )
+    instance = make_instance(reqs, cluster)
     ctx = {
         "instance": instance,
         "bound": full_lower_bound(instance, solve=solve),

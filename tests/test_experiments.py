@@ -378,3 +378,31 @@ def test_regression_default_single_case_pinned_values(default_case):
             assert t.loc[p, col] == pytest.approx(value, rel=1e-6), (p, col)
     assert default_case.bound.lower_bound_s == pytest.approx(PINNED["lower_bound_s"], rel=1e-6)
     assert default_case.bound.volume_memory_s == pytest.approx(PINNED["volume_memory_s"], rel=1e-6)
+
+
+def test_prediction_error_reaches_planners_but_not_the_simulator():
+    """Tests that prediction_sigma > 0 changes only the predicted lengths (seeded), that
+    the simulator still runs the true lengths (the trace checks pass against true o_i),
+    and that sigma = 0 reproduces the exact-prediction run."""
+    exact = run_single_case(num_requests=80, policies=["baseline", "hybrid"])
+    same = run_single_case(num_requests=80, policies=["baseline", "hybrid"], prediction_sigma=0.0)
+    pd.testing.assert_frame_equal(
+        exact.table.drop(columns="simulate_s"), same.table.drop(columns="simulate_s")
+    )
+    noisy = run_single_case(
+        num_requests=80, policies=["baseline", "hybrid"], prediction_sigma=0.5, prediction_seed=3
+    )
+    req, req0 = noisy.instance.requests, exact.instance.requests
+    assert (req["output_tokens"] == req0["output_tokens"]).all()
+    assert (req["predicted_output_tokens"] != req["output_tokens"]).any()
+    again = run_single_case(
+        num_requests=80, policies=["baseline", "hybrid"], prediction_sigma=0.5, prediction_seed=3
+    )
+    assert (
+        again.instance.requests["predicted_output_tokens"] == req["predicted_output_tokens"]
+    ).all()
+    t = noisy.table.set_index("policy")["makespan_s"]
+    t0 = exact.table.set_index("policy")["makespan_s"]
+    assert t["baseline"] == pytest.approx(t0["baseline"])  # the baseline ignores predictions
+    assert t["hybrid"] != pytest.approx(t0["hybrid"])  # the hybrid plans with them
+    assert noisy.params["prediction_sigma"] == 0.5 and noisy.params["prediction_seed"] == 3
