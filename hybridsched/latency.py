@@ -174,7 +174,11 @@ class LatencyModel(Protocol):
 
     def decode_time(self, batch_size, sum_context): ...
 
+    def mixed_time(self, batch_size, sum_context, chunk_tokens, chunk_sq_diff, chunk_prefix): ...
+
     def prefill_floor_per_token(self) -> float: ...
+
+    def prefill_floors(self) -> dict[str, float]: ...
 
     def decode_floors(self, context, max_batch: int) -> dict[str, np.ndarray]: ...
 
@@ -252,10 +256,45 @@ class RooflineLatency:
             + self.comm_time(batch_size)
         )
 
+    def mixed_time(self, batch_size, sum_context, chunk_tokens, chunk_sq_diff, chunk_prefix):
+        """A mixed (chunked-prefill) iteration: a decode step of ``|D|`` plus prompt chunks.
+
+        A chunk covers positions ``a..b-1`` of a prompt: ``chunk_tokens = sum(b - a)``,
+        ``chunk_sq_diff = sum(b^2 - a^2)`` (causal attention) and ``chunk_prefix = sum(a)``
+        (the earlier chunks' KV, read). One chunk of a whole prompt with no decode costs
+        exactly ``prefill_time``; no chunk costs exactly ``decode_time``. The weights are
+        read once for both, which is what chunked prefill buys on a memory-bound replica.
+        """
+        m = self.model
+        flops = (
+            2.0 * m.num_params * (batch_size + chunk_tokens)
+            + 4.0 * m.num_layers * m.hidden_size * sum_context
+            + 2.0 * m.num_layers * m.hidden_size * chunk_sq_diff
+        )
+        bytes_ = m.weight_bytes + m.kv_bytes_per_token * (sum_context + chunk_tokens + chunk_prefix)
+        return (
+            self.hardware.iteration_overhead_s
+            + np.maximum(flops / self.peak_eff, bytes_ / self.bw_eff)
+            + self.comm_time(batch_size + chunk_tokens)
+        )
+
     # --- floors (section 5) --------------------------------------------------------------
     def prefill_floor_per_token(self) -> float:
         """``phi_p = 2 * params / peak_eff``: the compute a prompt token needs at any batch."""
         return 2.0 * self.model.num_params / self.peak_eff
+
+    def prefill_floors(self) -> dict[str, float]:
+        """Per-prompt-token floors valid inside mixed iterations, the two ends of section 5.
+
+        ``compute``: ``phi_p``. ``memory``: the token's KV write and all-reduce share; a
+        mixed iteration hides the prompt's compute under the decode step's weight read, so
+        on the memory side a prompt token costs only this.
+        """
+        comm_slope = self.comm_time(1.0) - self.comm_time(0.0)
+        return {
+            "compute": self.prefill_floor_per_token(),
+            "memory": comm_slope + self.model.kv_bytes_per_token / self.bw_eff,
+        }
 
     def decode_fixed_cost(self) -> float:
         """The part of a decode step that does not grow with the batch: what slots or memory share."""
@@ -327,8 +366,16 @@ class LinearLatency:
     def decode_time(self, batch_size, sum_context):
         return self.a_d + self.b_d * batch_size + self.c_d * sum_context
 
+    def mixed_time(self, batch_size, sum_context, chunk_tokens, chunk_sq_diff=0.0, chunk_prefix=0.0):
+        """A decode step plus prompt chunks: ``a_d`` (``a_p`` without decode) + both variable parts."""
+        fixed = np.where(np.asarray(batch_size) > 0, self.a_d, self.a_p)
+        return fixed + self.b_d * batch_size + self.c_d * sum_context + self.b_p * chunk_tokens
+
     def prefill_floor_per_token(self) -> float:
         return self.b_p
+
+    def prefill_floors(self) -> dict[str, float]:
+        return {"compute": self.b_p, "memory": self.b_p}
 
     def decode_fixed_cost(self) -> float:
         return self.a_d

@@ -6,11 +6,13 @@ Symbols: ``J`` clients, ``T = max_j C_j`` the makespan, ``k`` an iteration of du
 ========================  ==================================================================
 ``makespan_s``            ``T``: end of the last iteration (the paper's total inference time)
 ``utilization``           ``U = sum_decode (|D_k| / B_j) t_k / (|J| T)``: decode-slot occupancy
+                          (a mixed iteration counts as a decode of its running batch)
 ``mean_batch``            ``sum_decode |D_k| t_k / sum_decode t_k``: mean running batch while decoding
 ``kv_occupancy``          ``sum_decode (kv_used_k / M_j) t_k / sum_decode t_k``
 ``busy_fraction``         ``sum_k t_k / (|J| T)``
-``prefill_share``         prefill time / busy time
-``num_prefill_iterations`` and ``num_decode_iterations``
+``prefill_share``         time of iterations that decode nothing / busy time
+``num_prefill_iterations`` iterations that process prompt tokens (prefills, mixed rows with chunks)
+``num_decode_iterations``  iterations that decode (decode rows, mixed rows with a batch)
 ``token_throughput``      output tokens / ``T``;  ``request_throughput``: requests / ``T``
 ``ttft_*``                first token: end of the request's prefill minus its arrival
 ``tpot_*``                ``(e2e - ttft) / (o_i - 1)`` over requests with ``o_i > 1``
@@ -27,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from hybridsched.instance import Instance
-from hybridsched.trace import per_request
+from hybridsched.trace import first_tokens, per_request
 
 
 def _pct(prefix: str, x: np.ndarray) -> dict:
@@ -39,15 +41,11 @@ def _pct(prefix: str, x: np.ndarray) -> dict:
 def request_table(trace: pd.DataFrame, instance: Instance) -> pd.DataFrame:
     """Per request: client, TTFT, end-to-end latency, TPOT, from the trace."""
     ex = per_request(trace)
-    g = ex.groupby("request_id")
-    pre = ex[ex["kind"] == "prefill"].set_index("request_id")
+    first = first_tokens(trace)
+    last = pd.concat([ex.set_index("request_id")["end_s"], first["end_s"]]).groupby(level=0).max()
     req = instance.requests.set_index("request_id")
     out = pd.DataFrame(
-        {
-            "client": pre["client"],
-            "first_token_s": pre["end_s"],
-            "last_token_s": g["end_s"].max(),
-        }
+        {"client": first["client"], "first_token_s": first["end_s"], "last_token_s": last}
     ).reindex(req.index)
     out["ttft_s"] = out["first_token_s"] - req["arrival_s"]
     out["e2e_s"] = out["last_token_s"] - req["arrival_s"]
@@ -63,8 +61,12 @@ def metrics(trace: pd.DataFrame, instance: Instance) -> dict:
     M = np.array([c.kv_capacity_tokens for c in instance.clients], dtype=float)
     cl = trace["client"].to_numpy()
     dur = trace["duration_s"].to_numpy()
-    dec = (trace["kind"] == "decode").to_numpy()
-    n = trace["num_requests"].to_numpy().astype(float)
+    kind = trace["kind"].to_numpy()
+    # Decode requests per row: all of a decode row, the running batch of a mixed row.
+    n = np.where(kind == "prefill", 0, trace["request_ids"].map(len).to_numpy()).astype(float)
+    prompts = trace["num_requests"].to_numpy() - n  # prompts (whole or chunks) per row
+    dec = n > 0
+    has_prompt = prompts > 0
     T = float(trace["end_s"].max()) if len(trace) else 0.0
     dec_time = float(dur[dec].sum())
     busy = float(dur.sum())
@@ -84,9 +86,9 @@ def metrics(trace: pd.DataFrame, instance: Instance) -> dict:
         else 0.0,
         "busy_fraction": busy / (J * T) if T > 0 else 0.0,
         "prefill_share": float(dur[~dec].sum() / busy) if busy > 0 else 0.0,
-        "num_prefill_iterations": int((~dec).sum()),
+        "num_prefill_iterations": int(has_prompt.sum()),
         "num_decode_iterations": int(dec.sum()),
-        "mean_prefill_size": float(n[~dec].mean()) if (~dec).any() else 0.0,
+        "mean_prefill_size": float(prompts[has_prompt].mean()) if has_prompt.any() else 0.0,
         "token_throughput": out_tokens / T if T > 0 else 0.0,
         "request_throughput": instance.num_requests / T if T > 0 else 0.0,
         "client_makespan_min_s": float(per_client_end.min()),

@@ -21,11 +21,18 @@ The trace is a DataFrame, one row per iteration (schema: ``TRACE_COLUMNS``):
 ``kv_reserved_tokens`` reservations ``sum (s_i + ô_i)`` of the requests holding slots
 ``kv_used_tokens``     KV tokens held: contexts of ``D`` plus the prompts being prefilled
 ``request_ids``        tuple of the ``request_id`` values processed (``P`` or ``D``)
+``chunk_ids``          mixed iterations: ids whose prompt chunk is processed (else empty)
+``chunk_tokens``       mixed iterations: the chunk sizes, parallel to ``chunk_ids``
 =====================  ====================================================================
 
-Extension points, so the loop need not be rewritten: ``Action.kind`` is where a mixed
-(chunked-prefill) iteration goes, and arrivals (``arrival_s > 0``) are already honoured:
-a request joins its client's queue only once it has arrived.
+A ``"mixed"`` iteration (chunked prefill, docs/model.md section 8) is a decode step of
+the whole running batch ``D`` (``request_ids``; possibly empty) plus prompt chunks of
+waiting or partly prefilled requests (``chunk_ids``/``chunk_tokens``). A request holds
+its slot and reservation from its first chunk; it emits its first token at the end of
+the iteration that completes its prompt and decodes from the next decoding iteration
+on. For mixed rows ``num_requests = |D| + |chunks|`` and ``prefill_tokens`` is the chunk
+total. Arrivals (``arrival_s > 0``) are honoured: a request joins its client's queue only
+once it has arrived.
 """
 
 from __future__ import annotations
@@ -54,15 +61,23 @@ TRACE_COLUMNS = [
     "kv_reserved_tokens",
     "kv_used_tokens",
     "request_ids",
+    "chunk_ids",
+    "chunk_tokens",
 ]
 
 
 @dataclass(frozen=True)
 class Action:
-    """What a client runs next: a decode of the whole running batch, or a prefill of ``rows``."""
+    """What a client runs next.
+
+    ``"decode"``: a decode step of the whole running batch. ``"prefill"``: whole prompts
+    of ``rows``. ``"mixed"``: a decode step of the running batch (if any) plus chunks of
+    ``tokens[k]`` prompt tokens of ``rows[k]`` (waiting or partly prefilled requests).
+    """
 
     kind: str
     rows: tuple[int, ...] = ()
+    tokens: tuple[int, ...] = ()
 
 
 DECODE = Action("decode")
@@ -72,7 +87,9 @@ class ClientState:
     """The view an online rule gets at an iteration boundary. Read it; never mutate it.
 
     ``running`` maps the rows in the running batch ``D`` to their request ids, in
-    admission order; ``queue`` lists the waiting rows, head first. ``decode_count`` counts
+    admission order; ``prefilling`` maps partly prefilled rows (mixed iterations only) to
+    their ids, and ``prefilled[i]`` counts the prompt tokens of row ``i`` processed so
+    far; ``queue`` lists the waiting rows, head first. ``decode_count`` counts
     the client's decode iterations so far and ``predicted_finish[i]`` is the count at
     which running row ``i`` is predicted to leave, so its predicted remaining decode
     steps are ``max(1, predicted_finish[i] - decode_count)`` (``remaining``). Per-request
@@ -83,6 +100,8 @@ class ClientState:
         "client",
         "time_s",
         "running",
+        "prefilling",
+        "prefilled",
         "queue",
         "decode_count",
         "predicted_finish",
@@ -98,7 +117,7 @@ class ClientState:
 
     @property
     def free_slots(self) -> int:
-        return self.max_batch - len(self.running)
+        return self.max_batch - len(self.running) - len(self.prefilling)
 
     @property
     def kv_free_tokens(self) -> int:
@@ -243,6 +262,9 @@ def _run_client(
 
     st = ClientState()
     st.client, st.time_s, st.running, st.queue = j, 0.0, {}, []
+    st.prefilling, st.prefilled = {}, [0] * len(prompt)
+    prefilling, prefilled = st.prefilling, st.prefilled
+    prefilled_sum = 0  # KV tokens held by partly prefilled requests
     st.decode_count, st.predicted_finish, st.kv_reserved_tokens = 0, predicted_finish, 0
     st.max_batch, st.kv_capacity_tokens, st.prefill_budget_tokens, st.latency = B, M, budget, lat
     st.prompt, st.predicted, st.reservation = prompt, predicted, reservation
@@ -268,6 +290,8 @@ def _run_client(
         c_kvr,
         c_kvu,
         c_ids,
+        c_cids,
+        c_ctok,
     ) = col
 
     while True:
@@ -276,7 +300,7 @@ def _run_client(
             pos = bisect.bisect(queue_rank, rank[i])
             queue_rank.insert(pos, rank[i])
             queue.insert(pos, i)
-        if not running and not queue:
+        if not running and not queue and not prefilling:
             if not pending:
                 break
             t = max(t, arrival[pending[-1]])
@@ -300,11 +324,13 @@ def _run_client(
             kv_reserved = st.kv_reserved_tokens  # held during the step, before departures
             c_kind.append("decode")
             c_nreq.append(n)
-            c_nrun.append(n)
+            c_nrun.append(n + len(prefilling))
             c_pt.append(0)
             c_ct.append(context_sum)
-            c_kvu.append(context_sum)
+            c_kvu.append(context_sum + prefilled_sum)
             c_ids.append(tuple(running.values()))
+            c_cids.append(())
+            c_ctok.append(())
             st.decode_count += 1
             context_sum += n
             for i in finish_at.pop(st.decode_count, ()):
@@ -329,7 +355,7 @@ def _run_client(
                     )
             s_sum = sum(prompt[i] for i in P)
             res_sum = sum(reservation[i] for i in P)
-            if len(running) + len(P) > B:
+            if len(running) + len(prefilling) + len(P) > B:
                 raise PolicyError(
                     f"rule {rule_name!r} on client {j}: prefill of {len(P)} with {len(running)} running exceeds B={B}"
                 )
@@ -344,11 +370,13 @@ def _run_client(
             dur = float(lat.prefill_time(s_sum, sum(prompt[i] ** 2 for i in P)))
             c_kind.append("prefill")
             c_nreq.append(len(P))
-            c_nrun.append(len(running) + len(P))
+            c_nrun.append(len(running) + len(prefilling) + len(P))
             c_pt.append(s_sum)
             c_ct.append(0)
-            c_kvu.append(context_sum + s_sum)
+            c_kvu.append(context_sum + prefilled_sum + s_sum)
             c_ids.append(tuple(ids[i] for i in P))
+            c_cids.append(())
+            c_ctok.append(())
             st.kv_reserved_tokens += res_sum
             kv_reserved = st.kv_reserved_tokens
             taken = set(P)
@@ -359,6 +387,81 @@ def _run_client(
             for i in P:
                 if output[i] == 1:
                     st.kv_reserved_tokens -= reservation[i]  # done at its first token
+                else:
+                    running[i] = ids[i]
+                    context_sum += prompt[i] + 1
+                    finish_at.setdefault(dc + output[i] - 1, []).append(i)
+                    predicted_finish[i] = dc + predicted[i] - 1
+        elif action.kind == "mixed":
+            C, toks = action.rows, action.tokens
+            n = len(running)
+            err = f"rule {rule_name!r} on client {j} at t={t:.6f}s: mixed iteration"
+            if len(C) != len(toks):
+                raise PolicyError(f"{err}: rows and tokens differ in length")
+            if not C and n == 0:
+                raise PolicyError(f"{err} with no chunk and an empty running batch")
+            if len(set(C)) != len(C):
+                raise PolicyError(f"{err} lists a row twice: {C}")
+            waiting = set(queue)
+            new = [i for i in C if i not in prefilling]
+            for i in new:
+                if i not in waiting:
+                    raise PolicyError(f"{err}: row {i} is neither waiting nor being prefilled")
+            for i, x in zip(C, toks, strict=True):
+                if x < 1 or prefilled[i] + x > prompt[i]:
+                    raise PolicyError(f"{err}: a chunk of {x} tokens does not fit row {i}'s prompt")
+            res_new = sum(reservation[i] for i in new)
+            if n + len(prefilling) + len(new) > B:
+                raise PolicyError(f"{err} holds more than B={B} slots")
+            if st.kv_reserved_tokens + res_new > M:
+                raise PolicyError(f"{err} would reserve more than M={M} KV tokens")
+            c_tok = sum(toks)
+            if c_tok > budget:
+                raise PolicyError(f"{err}: chunks of {c_tok} tokens exceed the budget {budget}")
+            if context_sum > M:
+                raise KVOverflowError(
+                    f"client {j} at t={t:.6f}s: the running batch holds {context_sum} KV tokens, more than "
+                    f"M={M}; predicted_output_tokens under-predict and the reservation was too small "
+                    "(preempt-and-recompute is not built)"
+                )
+            sq = sum((prefilled[i] + x) ** 2 - prefilled[i] ** 2 for i, x in zip(C, toks, strict=True))
+            prefix = sum(prefilled[i] for i in C)
+            dur = float(lat.mixed_time(n, context_sum, c_tok, sq, prefix))
+            if new:
+                taken = set(new)
+                keep = [x for x in range(len(queue)) if queue[x] not in taken]
+                queue[:] = [queue[x] for x in keep]
+                queue_rank[:] = [queue_rank[x] for x in keep]
+                for i in new:
+                    prefilling[i] = ids[i]
+            st.kv_reserved_tokens += res_new
+            kv_reserved = st.kv_reserved_tokens
+            prefilled_sum += c_tok
+            c_kind.append("mixed")
+            c_nreq.append(n + len(C))
+            c_nrun.append(n + len(prefilling))
+            c_pt.append(c_tok)
+            c_ct.append(context_sum if n else 0)
+            c_kvu.append(context_sum + prefilled_sum)
+            c_ids.append(tuple(running.values()))
+            c_cids.append(tuple(ids[i] for i in C))
+            c_ctok.append(tuple(int(x) for x in toks))
+            if n:
+                st.decode_count += 1
+                context_sum += n
+                for i in finish_at.pop(st.decode_count, ()):
+                    del running[i]
+                    context_sum -= prompt[i] + output[i]
+                    st.kv_reserved_tokens -= reservation[i]
+            dc = st.decode_count
+            for i, x in zip(C, toks, strict=True):
+                prefilled[i] += x
+                if prefilled[i] < prompt[i]:
+                    continue
+                del prefilling[i]  # prompt complete: first token at the end of this iteration
+                prefilled_sum -= prompt[i]
+                if output[i] == 1:
+                    st.kv_reserved_tokens -= reservation[i]
                 else:
                     running[i] = ids[i]
                     context_sum += prompt[i] + 1

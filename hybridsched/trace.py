@@ -25,13 +25,43 @@ def _fail(invariant: str, detail: str) -> None:
 
 
 def per_request(trace: pd.DataFrame) -> pd.DataFrame:
-    """One row per (iteration, request): the exploded trace that request metrics need."""
+    """One row per (iteration, request) in ``request_ids``: the exploded trace request metrics need.
+
+    ``kind`` is the request's role: ``prefill`` (a prefill row) or ``decode`` (a decode
+    row, or the decode step of a mixed row). Prompt chunks are in ``per_chunk``.
+    """
     ex = trace[["client", "iteration", "kind", "start_s", "end_s", "request_ids"]].explode(
         "request_ids"
     )
     ex = ex.rename(columns={"request_ids": "request_id"}).dropna(subset=["request_id"])
     ex["request_id"] = ex["request_id"].astype(np.int64)
+    ex["kind"] = ex["kind"].where(ex["kind"] != "mixed", "decode")
     return ex
+
+
+def per_chunk(trace: pd.DataFrame) -> pd.DataFrame:
+    """One row per prompt chunk of a mixed iteration: ``request_id``, ``tokens``, and the row's time."""
+    cols = ["client", "iteration", "start_s", "end_s"]
+    if "chunk_ids" not in trace.columns:
+        return pd.DataFrame(columns=[*cols, "request_id", "tokens"])
+    mixed = trace[trace["chunk_ids"].map(len) > 0]
+    if mixed.empty:
+        return pd.DataFrame(
+            {c: pd.Series(dtype=trace[c].dtype) for c in cols}
+            | {"request_id": pd.Series(dtype=np.int64), "tokens": pd.Series(dtype=np.int64)}
+        )
+    ex = mixed[[*cols, "chunk_ids", "chunk_tokens"]].explode(["chunk_ids", "chunk_tokens"])
+    ex = ex.rename(columns={"chunk_ids": "request_id", "chunk_tokens": "tokens"})
+    return ex.astype({"request_id": np.int64, "tokens": np.int64})
+
+
+def first_tokens(trace: pd.DataFrame) -> pd.DataFrame:
+    """Per request: the row that emits its first token (its prefill, or its last chunk)."""
+    ex = per_request(trace)
+    pre = ex[ex["kind"] == "prefill"].drop(columns="kind")
+    ch = per_chunk(trace).sort_values(["client", "iteration"], kind="stable")
+    last = ch.groupby("request_id").tail(1).drop(columns="tokens")
+    return pd.concat([pre, last], ignore_index=True).set_index("request_id")
 
 
 def check_trace(
@@ -48,18 +78,25 @@ def check_trace(
     if trace[["client", "iteration"]].duplicated().any():
         _fail("schema", "(client, iteration) pairs must be unique")
     tr = trace.sort_values(["client", "iteration"], kind="stable").reset_index(drop=True)
+    kinds = tr["kind"].to_numpy()
+    bad_kind = ~np.isin(kinds, ["prefill", "decode", "mixed"])
+    if bad_kind.any():
+        _fail("schema", f"unknown iteration kind {kinds[bad_kind][0]!r}")
     req = instance.requests
     ids = req["request_id"].to_numpy()
     row_of = pd.Series(np.arange(len(ids)), index=ids)
     ex = per_request(tr)
-    unknown = ~ex["request_id"].isin(ids)
-    if unknown.any():
-        _fail(
-            "no request invented",
-            f"request {ex['request_id'][unknown].iloc[0]} is not in the instance",
-        )
+    ch = per_chunk(tr)
+    for part in (ex, ch):
+        unknown = ~part["request_id"].isin(ids)
+        if unknown.any():
+            _fail(
+                "no request invented",
+                f"request {part['request_id'][unknown].iloc[0]} is not in the instance",
+            )
+    prompt = pd.Series(instance.prompt, index=ids)
 
-    # Prefilled exactly once, on exactly one client.
+    # The prompt is processed exactly once: one prefill, or chunks that add up to s_i.
     pre = ex[ex["kind"] == "prefill"]
     counts = pre["request_id"].value_counts()
     twice = counts[counts > 1]
@@ -67,24 +104,40 @@ def check_trace(
         _fail(
             "prefilled exactly once", f"request {twice.index[0]} is prefilled {twice.iloc[0]} times"
         )
-    never = np.setdiff1d(ids, counts.index.to_numpy())
+    chunk_sum = ch.groupby("request_id")["tokens"].sum()
+    both = chunk_sum.index.intersection(counts.index)
+    if len(both):
+        _fail("prefilled exactly once", f"request {both[0]} is both prefilled and chunked")
+    short = chunk_sum[chunk_sum.to_numpy() != prompt[chunk_sum.index].to_numpy()]
+    if len(short):
+        _fail(
+            "prefilled exactly once",
+            f"request {short.index[0]}'s chunks cover {short.iloc[0]} of {prompt[short.index[0]]} prompt tokens",
+        )
+    never = np.setdiff1d(ids, np.union1d(counts.index.to_numpy(), chunk_sum.index.to_numpy()))
     if len(never):
         _fail("prefilled exactly once", f"request {never[0]} is never prefilled (lost)")
-    clients_per = ex.groupby("request_id")["client"].nunique()
+    part = pd.concat([ex[["request_id", "client"]], ch[["request_id", "client"]]])
+    clients_per = part.groupby("request_id")["client"].nunique()
     moved = clients_per[clients_per > 1]
     if len(moved):
-        _fail("one client per request", f"request {moved.index[0]} runs on {moved.iloc[0]} clients")
-    pre = pre.set_index("request_id")
+        _fail(
+            "one client per request", f"request {moved.index[0]} runs on {moved.iloc[0]} clients"
+        )
+    first_tok = first_tokens(tr)  # the row that completes each prompt
+    first_in = pd.concat([pre.drop(columns="kind"), ch.drop(columns="tokens")])
+    first_in = first_in.sort_values(["client", "iteration"]).groupby("request_id").head(1)
+    first_in = first_in.set_index("request_id")  # the row where each request starts
     if assignment is not None:
-        a = np.asarray(assignment)[row_of[pre.index].to_numpy()]
-        wrong = pre["client"].to_numpy() != a
+        a = np.asarray(assignment)[row_of[first_in.index].to_numpy()]
+        wrong = first_in["client"].to_numpy() != a
         if wrong.any():
             _fail(
                 "assignment honoured",
-                f"request {pre.index[wrong][0]} runs on client {pre['client'][wrong].iloc[0]}",
+                f"request {first_in.index[wrong][0]} runs on client {first_in['client'][wrong].iloc[0]}",
             )
 
-    # Exactly o_i tokens, decoded in every decode iteration from its prefill to its completion.
+    # Exactly o_i tokens, decoded in every decoding iteration from its first token to its last.
     dec = ex[ex["kind"] == "decode"]
     ndec = dec.groupby("request_id").size().reindex(ids, fill_value=0).to_numpy()
     out = req["output_tokens"].to_numpy()
@@ -95,16 +148,18 @@ def check_trace(
             "emits exactly o_i tokens",
             f"request {ids[i]} emits {1 + ndec[i]} tokens, o_i = {out[i]}",
         )
-    # Per client, number the decode iterations; a request's decodes must be the consecutive
-    # decode iterations right after its prefill.
-    is_dec = (tr["kind"] == "decode").to_numpy()
-    dec_rank = pd.Series(
-        np.cumsum(is_dec) - 1 * is_dec, index=pd.MultiIndex.from_frame(tr[["client", "iteration"]])
+    # Number each client's decoding iterations (decode rows, mixed rows with a batch);
+    # a request's decodes must be the consecutive decoding iterations after its first token.
+    is_dec = (kinds == "decode") | ((kinds == "mixed") & (tr["request_ids"].map(len) > 0).to_numpy())
+    cum = pd.Series(is_dec.astype(np.int64)).groupby(tr["client"].to_numpy()).cumsum().to_numpy()
+    key = pd.MultiIndex.from_frame(tr[["client", "iteration"]])
+    pos_of = pd.Series(cum - 1, index=key)  # 0-based index of a decoding row
+    after_of = pd.Series(cum, index=key)  # decoding rows up to and including a row
+    dec_pos = pos_of.reindex(pd.MultiIndex.from_frame(dec[["client", "iteration"]])).to_numpy()
+    first = pd.Series(
+        after_of.reindex(pd.MultiIndex.from_frame(first_tok[["client", "iteration"]])).to_numpy(),
+        index=first_tok.index,
     )
-    # dec_rank at a prefill = number of decodes before it; at a decode = its own 0-based index.
-    dec_pos = dec_rank.reindex(pd.MultiIndex.from_frame(dec[["client", "iteration"]])).to_numpy()
-    first_ok = dec_rank.reindex(pd.MultiIndex.from_frame(pre[["client", "iteration"]])).to_numpy()
-    first = pd.Series(first_ok, index=pre.index)
     expected = first[dec["request_id"].to_numpy()].to_numpy()
     dd = dec.assign(pos=dec_pos, first=expected)
     dd = dd.assign(step=dd.groupby("request_id").cumcount())
@@ -118,7 +173,8 @@ def check_trace(
 
     # Time: no overlap, positive durations that match the latency model, arrivals respected.
     start, end = tr["start_s"].to_numpy(), tr["end_s"].to_numpy()
-    same = tr["client"].to_numpy()[1:] == tr["client"].to_numpy()[:-1]
+    cl = tr["client"].to_numpy()
+    same = cl[1:] == cl[:-1]
     overlap = same & (start[1:] < end[:-1] - 1e-12)
     if overlap.any():
         k = int(np.flatnonzero(overlap)[0]) + 1
@@ -126,64 +182,75 @@ def check_trace(
             "iterations do not overlap",
             f"client {tr['client'].iloc[k]} iteration {tr['iteration'].iloc[k]} starts before the previous ends",
         )
-    pa = instance.arrival[row_of[pre.index].to_numpy()]
-    early = pre["start_s"].to_numpy() < pa - 1e-12
+    pa = instance.arrival[row_of[first_in.index].to_numpy()]
+    early = first_in["start_s"].to_numpy() < pa - 1e-12
     if early.any():
         _fail(
             "no iteration before its inputs exist",
-            f"request {pre.index[early][0]} is prefilled before it arrives",
+            f"request {first_in.index[early][0]} is prefilled before it arrives",
         )
 
-    prompt = instance.prompt
-    p_of = pd.Series(prompt, index=ids)
-    s_ex = p_of[ex["request_id"].to_numpy()].to_numpy()
-    # Context of the t-th decode step is s_i + t.
-    ctx = s_ex.copy()
+    # Per row: prompt sums of prefills, decode contexts (the t-th decode step of i reads
+    # s_i + t), chunk sizes, their causal-attention sums and prefixes.
     is_d = (ex["kind"] == "decode").to_numpy()
-    step = (
-        ex.groupby("request_id").cumcount().to_numpy()
-    )  # prefill is step 0 (rows are in time order per client)
-    ctx = np.where(is_d, s_ex + step, 0)
-    key = [ex["client"].to_numpy(), ex["iteration"].to_numpy()]
+    s_ex = prompt[ex["request_id"].to_numpy()].to_numpy()
+    step = np.zeros(len(ex), dtype=np.int64)
+    step[is_d] = ex[is_d].groupby("request_id").cumcount().to_numpy() + 1
     agg = (
         pd.DataFrame(
             {
-                "client": key[0],
-                "iteration": key[1],
+                "client": ex["client"].to_numpy(),
+                "iteration": ex["iteration"].to_numpy(),
                 "s": np.where(is_d, 0, s_ex),
                 "s2": np.where(is_d, 0, s_ex**2),
-                "c": ctx,
+                "c": np.where(is_d, s_ex + step, 0),
                 "n": 1,
+                "nd": is_d.astype(np.int64),
             }
         )
         .groupby(["client", "iteration"])
         .sum()
     )
-    agg = agg.reindex(pd.MultiIndex.from_frame(tr[["client", "iteration"]]), fill_value=0)
-    kinds = tr["kind"].to_numpy()
-    if not np.isin(kinds, ["prefill", "decode"]).all():
-        _fail(
-            "schema", f"unknown iteration kind {kinds[~np.isin(kinds, ['prefill', 'decode'])][0]!r}"
+    chs = ch.sort_values(["client", "iteration"], kind="stable")
+    before = chs.groupby("request_id")["tokens"].cumsum().to_numpy() - chs["tokens"].to_numpy()
+    after = before + chs["tokens"].to_numpy()
+    cagg = (
+        pd.DataFrame(
+            {
+                "client": chs["client"].to_numpy(),
+                "iteration": chs["iteration"].to_numpy(),
+                "ct": chs["tokens"].to_numpy(),
+                "csq": after**2 - before**2,
+                "cpre": before,
+                "cn": 1,
+            }
         )
-    empty = agg["n"].to_numpy() == 0
+        .groupby(["client", "iteration"])
+        .sum()
+    )
+    agg = agg.join(cagg, how="outer").fillna(0).astype(np.int64)
+    agg = agg.reindex(key, fill_value=0)
+    nrow = agg["n"].to_numpy() + agg["cn"].to_numpy()
+    empty = nrow == 0
     if empty.any():
         _fail(
             "no empty iteration",
-            f"client {tr['client'].iloc[int(np.flatnonzero(empty)[0])]} runs an iteration with no request",
+            f"client {cl[int(np.flatnonzero(empty)[0])]} runs an iteration with no request",
         )
     dur = end - start
     expect = np.empty(len(tr))
-    cl = tr["client"].to_numpy()
+    f = {c: agg[c].to_numpy().astype(float) for c in ("s", "s2", "c", "nd", "ct", "csq", "cpre")}
     for j, c in enumerate(instance.clients):
         on = cl == j
         pf = on & (kinds == "prefill")
         dc = on & (kinds == "decode")
-        expect[pf] = c.latency.prefill_time(
-            agg["s"].to_numpy()[pf].astype(float), agg["s2"].to_numpy()[pf].astype(float)
-        )
-        expect[dc] = c.latency.decode_time(
-            agg["n"].to_numpy()[dc].astype(float), agg["c"].to_numpy()[dc].astype(float)
-        )
+        mx = on & (kinds == "mixed")
+        expect[pf] = c.latency.prefill_time(f["s"][pf], f["s2"][pf])
+        expect[dc] = c.latency.decode_time(f["nd"][dc], f["c"][dc])
+        if mx.any():
+            expect[mx] = c.latency.mixed_time(
+                f["nd"][mx], f["c"][mx], f["ct"][mx], f["csq"][mx], f["cpre"][mx]
+            )
     off = ~np.isclose(dur, expect, rtol=rtol, atol=1e-12)
     if off.any():
         k = int(np.flatnonzero(off)[0])
@@ -193,22 +260,23 @@ def check_trace(
         )
 
     # Capacity: slots and reserved KV memory, recomputed from who holds a slot.
-    # A request holds its slot from its prefill to its last decode (inclusive).
-    last = ex.groupby("request_id")["iteration"].max()
-    firsti = pre["iteration"]
+    # A request holds its slot from its first prefill or chunk to its last token (inclusive).
+    last = pd.concat([ex[["request_id", "iteration"]], ch[["request_id", "iteration"]]])
+    last = last.groupby("request_id")["iteration"].max()
     spans = pd.DataFrame(
-        {"client": pre["client"], "first": firsti, "last": last.reindex(pre.index)}
+        {
+            "client": first_in["client"],
+            "first": first_in["iteration"],
+            "last": last.reindex(first_in.index),
+        }
     )
     res = pd.Series(instance.reservation, index=ids)
     held_n = np.zeros(len(tr), dtype=np.int64)
     held_kv = np.zeros(len(tr), dtype=np.int64)
-    pos_of = {}
-    for j in range(instance.num_clients):
-        on = np.flatnonzero(cl == j)
-        pos_of[j] = on
+    iters_all = tr["iteration"].to_numpy()
     for j, g in spans.groupby("client"):
-        on = pos_of[int(j)]
-        iters = tr["iteration"].to_numpy()[on]
+        on = np.flatnonzero(cl == int(j))
+        iters = iters_all[on]
         n_diff = np.zeros(len(on) + 1, dtype=np.int64)
         kv_diff = np.zeros(len(on) + 1, dtype=np.int64)
         a = np.searchsorted(iters, g["first"].to_numpy())
@@ -236,7 +304,7 @@ def check_trace(
             "KV reserved never exceeds M",
             f"client {cl[k]} iteration {tr['iteration'].iloc[k]} reserves {held_kv[k]} > M={M[k]}",
         )
-    used = np.where(kinds == "decode", agg["c"].to_numpy(), 0)
+    used = agg["c"].to_numpy()
     if (used > M).any():
         k = int(np.flatnonzero(used > M)[0])
         _fail(
@@ -246,10 +314,10 @@ def check_trace(
 
     # The bookkeeping columns must agree with what was recomputed.
     for col, val in (
-        ("num_requests", agg["n"].to_numpy()),
+        ("num_requests", nrow),
         ("num_running", held_n),
-        ("prefill_tokens", agg["s"].to_numpy()),
-        ("context_tokens", np.where(kinds == "decode", agg["c"].to_numpy(), 0)),
+        ("prefill_tokens", agg["s"].to_numpy() + agg["ct"].to_numpy()),
+        ("context_tokens", agg["c"].to_numpy()),
         ("kv_reserved_tokens", held_kv),
     ):
         bad = tr[col].to_numpy() != val
@@ -263,14 +331,21 @@ def check_trace(
         _fail("trace column duration_s is consistent", "duration_s != end_s - start_s")
 
 
+_TUPLE_COLUMNS = ("request_ids", "chunk_ids", "chunk_tokens")
+
+
 def write_trace(trace: pd.DataFrame, path: str | Path) -> None:
-    """CSV with ``request_ids`` as space-separated ids."""
+    """CSV with the tuple columns (``request_ids``, ``chunk_ids``, ``chunk_tokens``) space-separated."""
     out = trace.copy()
-    out["request_ids"] = [" ".join(map(str, r)) for r in out["request_ids"]]
+    for c in _TUPLE_COLUMNS:
+        if c in out.columns:
+            out[c] = [" ".join(map(str, r)) for r in out[c]]
     out.to_csv(path, index=False)
 
 
 def read_trace(path: str | Path) -> pd.DataFrame:
     tr = pd.read_csv(path, keep_default_na=False)
-    tr["request_ids"] = [tuple(int(x) for x in str(r).split()) for r in tr["request_ids"]]
+    for c in _TUPLE_COLUMNS:
+        if c in tr.columns:
+            tr[c] = [tuple(int(x) for x in str(r).split()) for r in tr[c]]
     return tr

@@ -49,6 +49,7 @@ def make_state(
     ids = inst.requests["request_id"].tolist()
     st_.running = {i: ids[i] for i in running}
     st_.queue = list(queue)
+    st_.prefilling, st_.prefilled = {}, [0] * inst.num_requests
     st_.decode_count = decode_count
     pf = [0] * inst.num_requests
     for i, rem in running.items():

@@ -360,7 +360,7 @@ BAD_RULES = {
         lambda st: Action("prefill", tuple(st.queue[:2])) if st.queue else DECODE,
         "budget",
     ),
-    "unknown-kind": (lambda st: Action("mixed", ()), "unknown action kind"),
+    "unknown-kind": (lambda st: Action("chunked", ()), "unknown action kind"),
 }
 
 
