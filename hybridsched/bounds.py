@@ -17,7 +17,13 @@ part               decode floor per token at context ``c``                    as
 
 The volume bounds are ``sum_i min_j w_ij / |J|``. The floors are affine in the context,
 so ``sum_{t=1}^{o-1} phi_d(s + t) = (o - 1) phi_d(s + o / 2)``. This module imports no
-solver: the MMBPP part is passed in (``experiments.lower_bound`` solves it).
+solver: the MMBPP part is passed in (``experiments.full_lower_bound`` solves it).
+
+Mixed (chunked-prefill) iterations run prompt tokens inside a decode step, where their
+compute can hide under the weight read. The memory-side parts then charge a prompt token
+only its KV write and all-reduce share (``prefill_floors()["memory"]``) instead of
+``phi_p``: ``lower_bound(..., mixed_iterations=True)`` is the bound for such schedules,
+lower than the one for prefill/decode-only schedules.
 """
 
 from __future__ import annotations
@@ -29,9 +35,9 @@ import numpy as np
 from hybridsched.instance import Instance
 
 ASSUMES = {
-    "volume_memory": "batch <= B (any admission)",
+    "volume_memory": "batch <= B; unless mixed_iterations, no mixed (chunked-prefill) iterations",
     "volume_compute": "any schedule",
-    "volume_reserved": "reservation admission: sum (s_i + predicted o_i) <= M",
+    "volume_reserved": "reservation admission: sum (s_i + predicted o_i) <= M; mixed as volume_memory",
     "critical_path": "any schedule",
     "mmbpp": "as the sizes it uses",
 }
@@ -49,6 +55,7 @@ class LowerBound:
     mmbpp_s: float
     binding: str
     reservation_admission: bool
+    mixed_iterations: bool = False
 
     def parts(self) -> dict[str, float]:
         return {
@@ -64,12 +71,13 @@ class LowerBound:
         return {**asdict(self), "assumes": dict(ASSUMES)}
 
 
-def work_floors(instance: Instance, variant: str) -> np.ndarray:
+def work_floors(instance: Instance, variant: str, mixed: bool = False) -> np.ndarray:
     """``w_ij``: request ``i``'s irreducible work (seconds) on client ``j``; shape ``(n, |J|)``.
 
     ``variant`` is ``memory``, ``compute`` or ``reserved`` (module docstring). Sizes use the
     predicted lengths ``ô_i`` when the caller builds an instance with them; the bound
-    itself is computed on the true lengths by ``lower_bound``.
+    itself is computed on the true lengths by ``lower_bound``. ``mixed``: floors valid for
+    schedules with mixed iterations (prompt tokens at their memory-side floor).
     """
     s = instance.prompt.astype(float)
     o = instance.output.astype(float)
@@ -77,7 +85,8 @@ def work_floors(instance: Instance, variant: str) -> np.ndarray:
     cols = []
     for c in instance.clients:
         lat = c.latency
-        pre = s * lat.prefill_floor_per_token()
+        side = "compute" if variant == "compute" else "memory"
+        pre = s * (lat.prefill_floors()[side] if mixed else lat.prefill_floor_per_token())
         if variant in ("memory", "compute"):
             per = lat.decode_floors(mid, c.max_batch)[variant]
         elif variant == "reserved":
@@ -136,16 +145,25 @@ def volume(w: np.ndarray) -> float:
 
 
 def lower_bound(
-    instance: Instance, mmbpp_bound_s: float = 0.0, reservation_admission: bool = True
+    instance: Instance,
+    mmbpp_bound_s: float = 0.0,
+    reservation_admission: bool = True,
+    mixed_iterations: bool = False,
 ) -> LowerBound:
     """``T_LB``: the largest valid part. Pass the MMBPP's dual bound if one was solved.
 
     With ``reservation_admission=False`` the reservation-share part is left out (reported
-    as 0), for schedules that admit on current use instead.
+    as 0), for schedules that admit on current use instead. ``mixed_iterations=True``
+    gives the bound for schedules with mixed (chunked-prefill) iterations (module
+    docstring); pass an MMBPP bound solved on the matching sizes.
     """
-    vm = volume(work_floors(instance, "memory"))
-    vc = volume(work_floors(instance, "compute"))
-    vr = volume(work_floors(instance, "reserved")) if reservation_admission else 0.0
+    vm = volume(work_floors(instance, "memory", mixed_iterations))
+    vc = volume(work_floors(instance, "compute", mixed_iterations))
+    vr = (
+        volume(work_floors(instance, "reserved", mixed_iterations))
+        if reservation_admission
+        else 0.0
+    )
     cp = float(critical_paths(instance).min(axis=1).max())
     parts = {
         "volume_memory": vm,
@@ -158,4 +176,6 @@ def lower_bound(
     # Name the first part that reaches the maximum up to solver tolerance, so that the
     # MMBPP's bound (equal to the volume bound up to rounding) does not claim to bind.
     binding = next(k for k, v in parts.items() if v >= best * (1 - 1e-9))
-    return LowerBound(best, vm, vc, vr, cp, float(mmbpp_bound_s), binding, reservation_admission)
+    return LowerBound(
+        best, vm, vc, vr, cp, float(mmbpp_bound_s), binding, reservation_admission, mixed_iterations
+    )

@@ -126,6 +126,7 @@ def _instance(args):
 
 def cmd_simulate(args) -> None:
     from hybridsched.experiments import (
+        POLICIES,
         RuleKnobs,
         SolveSettings,
         full_lower_bound,
@@ -136,10 +137,13 @@ def cmd_simulate(args) -> None:
     inst, cluster = _instance(args)
     solve = SolveSettings(args.time_limit, args.mip_gap)
     knobs = RuleKnobs(
-        lambda_multiplier=args.lambda_multiplier, horizon=args.horizon, seed=args.seed
+        lambda_multiplier=args.lambda_multiplier,
+        horizon=args.horizon,
+        seed=args.seed,
+        token_budget=args.token_budget,
     )
     run = run_policy(inst, args.policy, knobs, solve, check=args.check)
-    lb = full_lower_bound(inst, solve=solve)
+    lb = full_lower_bound(inst, solve=solve, mixed_iterations=POLICIES[args.policy].mixed)
     m = dict(run.metrics)
     m.update(
         policy=args.policy,
@@ -158,7 +162,11 @@ def cmd_simulate(args) -> None:
         seed=args.seed,
         prediction_sigma=args.prediction_sigma,
         prediction_seed=args.prediction_seed,
-        knobs={"lambda_multiplier": args.lambda_multiplier, "horizon": args.horizon},
+        knobs={
+            "lambda_multiplier": args.lambda_multiplier,
+            "horizon": args.horizon,
+            "token_budget": args.token_budget,
+        },
         offline=run.solve,
         simulate_s=run.simulate_s,
         versions=versions(),
@@ -295,6 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="Lagrangian rule: multiplier on the default lambda",
     )
     p.add_argument("--horizon", type=int, default=64, help="Lagrangian rule: horizon H")
+    p.add_argument(
+        "--token-budget",
+        type=int,
+        default=None,
+        help="chunked prefill: tokens per iteration (default: the 2048-token prefill budget)",
+    )
     p.add_argument("--check", action="store_true", help="assert the trace invariants")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_simulate)

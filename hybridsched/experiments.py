@@ -50,7 +50,7 @@ from hybridsched.data import (
 )
 from hybridsched.instance import Cluster, Instance, make_instance
 from hybridsched.metrics import metrics
-from hybridsched.policies import Lagrangian, PrefillFirst, round_robin
+from hybridsched.policies import ChunkedPrefill, Lagrangian, PrefillFirst, round_robin
 from hybridsched.simulator import OnlineRule, simulate
 
 PAPER = {
@@ -70,8 +70,13 @@ class PolicySpec:
     name: str
     dispatch: str  # "round_robin" | "mmbpp"
     sort: str  # see policies.SORT_KEYS
-    rule: str  # "prefill_first" | "lagrangian"
+    rule: str  # "prefill_first" | "lagrangian" | "chunked"
     description: str = ""
+
+    @property
+    def mixed(self) -> bool:
+        """Runs mixed (chunked-prefill) iterations, so the mixed-iteration bound applies."""
+        return self.rule == "chunked"
 
 
 POLICIES: dict[str, PolicySpec] = {
@@ -103,13 +108,27 @@ POLICIES: dict[str, PolicySpec] = {
             "lagrangian",
             "(d) MMBPP + sorted + Lagrangian rule: the paper's method",
         ),
+        PolicySpec(
+            "chunked",
+            "round_robin",
+            "fcfs",
+            "chunked",
+            "beyond the paper: vLLM-style chunked prefill (round-robin, FCFS, mixed iterations)",
+        ),
+        PolicySpec(
+            "hybrid-chunked",
+            "mmbpp",
+            "longest",
+            "chunked",
+            "beyond the paper: MMBPP + sorted + chunked prefill",
+        ),
     )
 }
 
 
 @dataclass(frozen=True)
 class RuleKnobs:
-    """Knobs of the Lagrangian rule (see ``policies.Lagrangian``) and the sort seed."""
+    """Knobs of the online rules (``policies.Lagrangian``, ``policies.ChunkedPrefill``) and the sort seed."""
 
     lambda_multiplier: float = 1.0
     horizon: int = 64
@@ -117,6 +136,7 @@ class RuleKnobs:
     idle_price: str = "fillable"
     sort: str | None = None  # overrides the policy's sort key
     seed: int = 0
+    token_budget: int | None = None  # chunked prefill: tokens per iteration (default 2048)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> RuleKnobs:
@@ -146,6 +166,8 @@ def make_rule(spec: PolicySpec, knobs: RuleKnobs = RuleKnobs()) -> OnlineRule:
     sort = knobs.sort or spec.sort
     if spec.rule == "prefill_first":
         return PrefillFirst(sort=sort, seed=knobs.seed)
+    if spec.rule == "chunked":
+        return ChunkedPrefill(sort=sort, token_budget=knobs.token_budget, seed=knobs.seed)
     return Lagrangian(
         sort=sort,
         lambda_multiplier=knobs.lambda_multiplier,
@@ -174,20 +196,36 @@ def offline_assignment(instance: Instance, dispatch: str, solve: SolveSettings =
 
 
 def full_lower_bound(
-    instance: Instance, solve_mmbpp: bool = True, solve: SolveSettings = SolveSettings()
+    instance: Instance,
+    solve_mmbpp: bool = True,
+    solve: SolveSettings = SolveSettings(),
+    mixed_iterations: bool = False,
 ) -> LowerBound:
-    """``T_LB`` with every part, the MMBPP part solved on the largest floors (true lengths)."""
+    """``T_LB`` with every part, the MMBPP part solved on the largest floors (true lengths).
+
+    ``mixed_iterations``: the bound for schedules with chunked-prefill iterations.
+    """
     mmbpp = 0.0
     if solve_mmbpp:
         from hybridsched.offline import solve_assignment
 
         sizes = max(
-            (work_floors(instance, v) for v in ("memory", "compute", "reserved")), key=np.sum
+            (work_floors(instance, v, mixed_iterations) for v in ("memory", "compute", "reserved")),
+            key=np.sum,
         )
         mmbpp = solve_assignment(
             sizes, time_limit_s=solve.time_limit_s, mip_gap=solve.mip_gap, threads=solve.threads
         ).bound_s
-    return lower_bound(instance, mmbpp_bound_s=mmbpp)
+    return lower_bound(instance, mmbpp_bound_s=mmbpp, mixed_iterations=mixed_iterations)
+
+
+def bound_for(policy: str, bound: LowerBound, bound_mixed: LowerBound | None) -> LowerBound:
+    """The bound that applies to ``policy``: the mixed-iteration one for chunked policies."""
+    if policy_spec(policy).mixed:
+        if bound_mixed is None:
+            raise ValueError(f"policy {policy!r} needs the mixed-iteration bound")
+        return bound_mixed
+    return bound
 
 
 @dataclass
@@ -239,12 +277,14 @@ def versions() -> dict:
     return out
 
 
-def _gap_columns(table: pd.DataFrame, lb: float) -> pd.DataFrame:
+def _gap_columns(table: pd.DataFrame, lb) -> pd.DataFrame:
+    """``gap_to_lb`` and ``gap_closed`` against each row's own bound (``lb``: scalar or per row)."""
     table["lower_bound_s"] = lb
-    table["gap_to_lb"] = (table["makespan_s"] - lb) / lb
+    lbs = table["lower_bound_s"]
+    table["gap_to_lb"] = (table["makespan_s"] - lbs) / lbs
     if "baseline" in set(table["policy"]):
         tb = float(table.loc[table["policy"] == "baseline", "makespan_s"].iloc[0])
-        table["gap_closed"] = (tb - table["makespan_s"]) / (tb - lb) if tb > lb else np.nan
+        table["gap_closed"] = ((tb - table["makespan_s"]) / (tb - lbs)).where(tb > lbs)
     return table
 
 
@@ -281,11 +321,13 @@ class SingleCaseResult:
     runs: dict[str, RunResult]
     instance: Instance
     params: dict = field(default_factory=dict)
+    bound_mixed: LowerBound | None = None  # for chunked-prefill policies, if any ran
 
     def to_json(self) -> dict:
         return {
             "params": self.params,
             "lower_bound": self.bound.to_dict(),
+            "lower_bound_mixed": self.bound_mixed.to_dict() if self.bound_mixed else None,
             "offline": {p: r.solve for p, r in self.runs.items()},
             "results": self.table.to_dict(orient="records"),
             "paper": PAPER,
@@ -332,6 +374,11 @@ def run_single_case(
     for p in policies:
         policy_spec(p)
     bound = full_lower_bound(instance, solve=solve)
+    bound_mixed = (
+        full_lower_bound(instance, solve=solve, mixed_iterations=True)
+        if any(POLICIES[p].mixed for p in policies)
+        else None
+    )
     runs = {p: run_policy(instance, p, knobs, solve, check=check) for p in policies}
     rows = []
     for p, r in runs.items():
@@ -339,7 +386,8 @@ def run_single_case(
         rows.append(
             {"policy": p, "description": spec.description, **r.metrics, "simulate_s": r.simulate_s}
         )
-    table = _gap_columns(pd.DataFrame(rows), bound.lower_bound_s)
+    lbs = [bound_for(p, bound, bound_mixed).lower_bound_s for p in runs]
+    table = _gap_columns(pd.DataFrame(rows), lbs)
     params = {
         **cluster.to_dict(),
         "num_requests": instance.num_requests,
@@ -355,7 +403,7 @@ def run_single_case(
         "prediction_seed": prediction_seed,
         "versions": versions(),
     }
-    return SingleCaseResult(table, bound, runs, instance, params)
+    return SingleCaseResult(table, bound, runs, instance, params, bound_mixed)
 
 
 # --- the exact MIP on a tiny instance --------------------------------------------------
@@ -438,11 +486,14 @@ def _run_case(c: _Case) -> list[dict] | str:
     """One case; an exception comes back as its message so the study can report it."""
     try:
         inst = make_instance(sample_requests(c.requests, c.per_case, c.seed), c.cluster)
-        lb = lower_bound(inst).lower_bound_s
+        bounds = {False: lower_bound(inst).lower_bound_s}
+        if any(POLICIES[p].mixed for p in c.policies):
+            bounds[True] = lower_bound(inst, mixed_iterations=True).lower_bound_s
         rows = []
         for p in c.policies:
             r = run_policy(inst, p, c.knobs, c.solve)
             m = r.metrics
+            lb = bounds[POLICIES[p].mixed]
             rows.append(
                 {
                     "case": c.case,

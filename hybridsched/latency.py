@@ -366,7 +366,9 @@ class LinearLatency:
     def decode_time(self, batch_size, sum_context):
         return self.a_d + self.b_d * batch_size + self.c_d * sum_context
 
-    def mixed_time(self, batch_size, sum_context, chunk_tokens, chunk_sq_diff=0.0, chunk_prefix=0.0):
+    def mixed_time(
+        self, batch_size, sum_context, chunk_tokens, chunk_sq_diff=0.0, chunk_prefix=0.0
+    ):
         """A decode step plus prompt chunks: ``a_d`` (``a_p`` without decode) + both variable parts."""
         fixed = np.where(np.asarray(batch_size) > 0, self.a_d, self.a_p)
         return fixed + self.b_d * batch_size + self.c_d * sum_context + self.b_p * chunk_tokens

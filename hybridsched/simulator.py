@@ -424,7 +424,9 @@ def _run_client(
                     f"M={M}; predicted_output_tokens under-predict and the reservation was too small "
                     "(preempt-and-recompute is not built)"
                 )
-            sq = sum((prefilled[i] + x) ** 2 - prefilled[i] ** 2 for i, x in zip(C, toks, strict=True))
+            sq = sum(
+                (prefilled[i] + x) ** 2 - prefilled[i] ** 2 for i, x in zip(C, toks, strict=True)
+            )
             prefix = sum(prefilled[i] for i in C)
             dur = float(lat.mixed_time(n, context_sum, c_tok, sq, prefix))
             if new:

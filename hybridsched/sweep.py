@@ -38,6 +38,7 @@ from hybridsched.experiments import (
     POLICIES,
     RuleKnobs,
     SolveSettings,
+    bound_for,
     full_lower_bound,
     offline_assignment,
     policy_spec,
@@ -78,6 +79,8 @@ STAGES = (
     ("online rule (MMBPP, sorted)", "c", "hybrid"),
     ("offline MMBPP (sorted, with the rule)", "a-sorted", "hybrid"),
     ("total", "baseline", "hybrid"),
+    ("beyond: chunked prefill instead of prefill-first", "baseline", "chunked"),
+    ("beyond: chunked prefill instead of the rule (MMBPP, sorted)", "hybrid", "hybrid-chunked"),
 )
 
 _DEFAULTS = {"clients": 2, "tp": 4, "max_batch": 32, "num_requests": None, "seed": 0}
@@ -148,7 +151,7 @@ def sweep(
         base_m = ctx["baseline"].metrics
         for p in policies:
             r = ctx["baseline"] if p == "baseline" else _run(ctx, p, knobs, solve)
-            rows.append({**point, "policy": p, **_row(r.metrics, base_m, ctx["bound"])})
+            rows.append({**point, "policy": p, **_row(r.metrics, base_m, _bound(ctx, p, solve))})
         if progress:
             print(f"sweep {point}: done", flush=True)
     return pd.DataFrame(rows)
@@ -174,10 +177,17 @@ def _prepare(cl: dict, requests, solve: SolveSettings) -> dict:
     ctx = {
         "instance": instance,
         "bound": full_lower_bound(instance, solve=solve),
+        "bound_mixed": None,  # solved on first use by a chunked policy
         "assignments": {},
     }
     ctx["baseline"] = run_policy(instance, "baseline", RuleKnobs(), solve)
     return ctx
+
+
+def _bound(ctx: dict, policy: str, solve: SolveSettings):
+    if POLICIES[policy].mixed and ctx["bound_mixed"] is None:
+        ctx["bound_mixed"] = full_lower_bound(ctx["instance"], solve=solve, mixed_iterations=True)
+    return bound_for(policy, ctx["bound"], ctx["bound_mixed"])
 
 
 def _run(ctx: dict, policy: str, knobs: RuleKnobs, solve: SolveSettings):

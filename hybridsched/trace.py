@@ -121,9 +121,7 @@ def check_trace(
     clients_per = part.groupby("request_id")["client"].nunique()
     moved = clients_per[clients_per > 1]
     if len(moved):
-        _fail(
-            "one client per request", f"request {moved.index[0]} runs on {moved.iloc[0]} clients"
-        )
+        _fail("one client per request", f"request {moved.index[0]} runs on {moved.iloc[0]} clients")
     first_tok = first_tokens(tr)  # the row that completes each prompt
     first_in = pd.concat([pre.drop(columns="kind"), ch.drop(columns="tokens")])
     first_in = first_in.sort_values(["client", "iteration"]).groupby("request_id").head(1)
@@ -150,7 +148,9 @@ def check_trace(
         )
     # Number each client's decoding iterations (decode rows, mixed rows with a batch);
     # a request's decodes must be the consecutive decoding iterations after its first token.
-    is_dec = (kinds == "decode") | ((kinds == "mixed") & (tr["request_ids"].map(len) > 0).to_numpy())
+    is_dec = (kinds == "decode") | (
+        (kinds == "mixed") & (tr["request_ids"].map(len) > 0).to_numpy()
+    )
     cum = pd.Series(is_dec.astype(np.int64)).groupby(tr["client"].to_numpy()).cumsum().to_numpy()
     key = pd.MultiIndex.from_frame(tr[["client", "iteration"]])
     pos_of = pd.Series(cum - 1, index=key)  # 0-based index of a decoding row

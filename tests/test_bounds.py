@@ -98,7 +98,9 @@ def test_lower_bound_valid_for_every_policy(inst, rnd):
     round-robin and under a random assignment) is >= T_LB and >= each part of the bound,
     including the reservation-share part (every shipped rule admits by reservation)."""
     lb = lower_bound(inst)
+    lb_mixed = lower_bound(inst, mixed_iterations=True)
     assert lb.reservation_admission
+    assert lb_mixed.lower_bound_s <= lb.lower_bound_s * (1 + 1e-12)
     assignments = {
         "round_robin": round_robin(inst),
         "random": np.array(
@@ -116,7 +118,8 @@ def test_lower_bound_valid_for_every_policy(inst, rnd):
                     # refuses (no schedule), which is what this error documents.
                     assert (inst.predicted < inst.output).any()
                     continue
-                assert_bound_holds(lb, float(trace["end_s"].max()), f"{name}/{how}")
+                bound = lb_mixed if spec.mixed else lb  # chunked prefill: the mixed bound
+                assert_bound_holds(bound, float(trace["end_s"].max()), f"{name}/{how}")
 
 
 @settings(max_examples=12)
@@ -128,6 +131,7 @@ def test_lower_bound_valid_for_run_policy_with_mmbpp(inst):
     predictions do not undershoot (an undershoot can overflow KV: the extension of section 8)."""
     solve = SolveSettings(time_limit_s=0.5, mip_gap=1e-3)
     lb = experiments.full_lower_bound(inst, solve=solve)
+    lb_mixed = experiments.full_lower_bound(inst, solve=solve, mixed_iterations=True)
     check = bool((inst.predicted >= inst.output).all())
     a, info = experiments.offline_assignment(inst, "mmbpp", solve)
     assert info["dispatch"] == "mmbpp"
@@ -138,7 +142,9 @@ def test_lower_bound_valid_for_run_policy_with_mmbpp(inst):
         except KVOverflowError:
             assert not check  # only under-predicted lengths can overflow
             continue
-        assert_bound_holds(lb, r.metrics["makespan_s"], name)
+        assert_bound_holds(
+            experiments.bound_for(name, lb, lb_mixed), r.metrics["makespan_s"], name
+        )
 
 
 @settings(max_examples=50)
@@ -190,7 +196,9 @@ def test_reserved_bound_binds_and_holds_on_memory_bound_clients(memory_bound_300
     assert lb.volume_reserved_s > 1.3 * lb.volume_memory_s
     a = mmbpp if POLICIES[policy].dispatch == "mmbpp" else None
     r = run_policy(inst, policy, check=True, assignment=a)
-    assert_bound_holds(lb, r.metrics["makespan_s"], policy)
+    lb_mixed = lower_bound(inst, mixed_iterations=True)
+    assert lb_mixed.binding == "volume_reserved"
+    assert_bound_holds(experiments.bound_for(policy, lb, lb_mixed), r.metrics["makespan_s"], policy)
 
 
 # --------------------------------------------------------------------------------------
