@@ -142,9 +142,7 @@ def test_lower_bound_valid_for_run_policy_with_mmbpp(inst):
         except KVOverflowError:
             assert not check  # only under-predicted lengths can overflow
             continue
-        assert_bound_holds(
-            experiments.bound_for(name, lb, lb_mixed), r.metrics["makespan_s"], name
-        )
+        assert_bound_holds(experiments.bound_for(name, lb, lb_mixed), r.metrics["makespan_s"], name)
 
 
 @settings(max_examples=50)
