@@ -273,6 +273,36 @@ def _run_client(
 
     finish_at: dict[int, list[int]] = {}  # decode count at which rows leave
     context_sum = 0  # sum over D of s_i + generated_i: the context of D's next decode step
+
+    def check_kv(t: float) -> None:
+        if context_sum > M:
+            raise KVOverflowError(
+                f"client {j} at t={t:.6f}s: the running batch holds {context_sum} KV tokens, more than "
+                f"M={M}; predicted_output_tokens under-predict and the reservation was too small "
+                "(preempt-and-recompute is not built)"
+            )
+
+    def decode_step(n: int) -> None:
+        """Every running request emits a token; those that reach o_i leave."""
+        nonlocal context_sum
+        st.decode_count += 1
+        context_sum += n
+        for i in finish_at.pop(st.decode_count, ()):
+            del running[i]
+            context_sum -= prompt[i] + output[i]
+            st.kv_reserved_tokens -= reservation[i]
+
+    def first_token(i: int) -> None:
+        """Row i's prompt is done: it leaves (o_i = 1) or joins the running batch."""
+        nonlocal context_sum
+        if output[i] == 1:
+            st.kv_reserved_tokens -= reservation[i]
+        else:
+            running[i] = ids[i]
+            context_sum += prompt[i] + 1
+            finish_at.setdefault(st.decode_count + output[i] - 1, []).append(i)
+            predicted_finish[i] = st.decode_count + predicted[i] - 1
+
     t = 0.0
     k = 0
     col = [out[c] for c in TRACE_COLUMNS]
@@ -314,12 +344,7 @@ def _run_client(
                 raise PolicyError(
                     f"rule {rule_name!r} on client {j} at t={t:.6f}s: decode with an empty running batch"
                 )
-            if context_sum > M:
-                raise KVOverflowError(
-                    f"client {j} at t={t:.6f}s: the running batch holds {context_sum} KV tokens, more than "
-                    f"M={M}; predicted_output_tokens under-predict and the reservation was too small "
-                    "(preempt-and-recompute is not built)"
-                )
+            check_kv(t)
             dur = float(lat.decode_time(n, context_sum))
             kv_reserved = st.kv_reserved_tokens  # held during the step, before departures
             c_kind.append("decode")
@@ -331,12 +356,7 @@ def _run_client(
             c_ids.append(tuple(running.values()))
             c_cids.append(())
             c_ctok.append(())
-            st.decode_count += 1
-            context_sum += n
-            for i in finish_at.pop(st.decode_count, ()):
-                del running[i]
-                context_sum -= prompt[i] + output[i]
-                st.kv_reserved_tokens -= reservation[i]
+            decode_step(n)
         elif action.kind == "prefill":
             P = action.rows
             if not P:
@@ -383,15 +403,8 @@ def _run_client(
             keep = [x for x in range(len(queue)) if queue[x] not in taken]
             queue[:] = [queue[x] for x in keep]
             queue_rank[:] = [queue_rank[x] for x in keep]
-            dc = st.decode_count
             for i in P:
-                if output[i] == 1:
-                    st.kv_reserved_tokens -= reservation[i]  # done at its first token
-                else:
-                    running[i] = ids[i]
-                    context_sum += prompt[i] + 1
-                    finish_at.setdefault(dc + output[i] - 1, []).append(i)
-                    predicted_finish[i] = dc + predicted[i] - 1
+                first_token(i)
         elif action.kind == "mixed":
             C, toks = action.rows, action.tokens
             n = len(running)
@@ -418,12 +431,7 @@ def _run_client(
             c_tok = sum(toks)
             if c_tok > budget:
                 raise PolicyError(f"{err}: chunks of {c_tok} tokens exceed the budget {budget}")
-            if context_sum > M:
-                raise KVOverflowError(
-                    f"client {j} at t={t:.6f}s: the running batch holds {context_sum} KV tokens, more than "
-                    f"M={M}; predicted_output_tokens under-predict and the reservation was too small "
-                    "(preempt-and-recompute is not built)"
-                )
+            check_kv(t)
             sq = sum(
                 (prefilled[i] + x) ** 2 - prefilled[i] ** 2 for i, x in zip(C, toks, strict=True)
             )
@@ -449,26 +457,14 @@ def _run_client(
             c_cids.append(tuple(ids[i] for i in C))
             c_ctok.append(tuple(int(x) for x in toks))
             if n:
-                st.decode_count += 1
-                context_sum += n
-                for i in finish_at.pop(st.decode_count, ()):
-                    del running[i]
-                    context_sum -= prompt[i] + output[i]
-                    st.kv_reserved_tokens -= reservation[i]
-            dc = st.decode_count
+                decode_step(n)
             for i, x in zip(C, toks, strict=True):
                 prefilled[i] += x
                 if prefilled[i] < prompt[i]:
                     continue
                 del prefilling[i]  # prompt complete: first token at the end of this iteration
                 prefilled_sum -= prompt[i]
-                if output[i] == 1:
-                    st.kv_reserved_tokens -= reservation[i]
-                else:
-                    running[i] = ids[i]
-                    context_sum += prompt[i] + 1
-                    finish_at.setdefault(dc + output[i] - 1, []).append(i)
-                    predicted_finish[i] = dc + predicted[i] - 1
+                first_token(i)
         else:
             raise PolicyError(
                 f"rule {rule_name!r} on client {j}: unknown action kind {action.kind!r}"
