@@ -25,7 +25,7 @@ def bench_sim(repeat: int = 5) -> None:
 
     inst = make_instance()
     print("== simulator: default single case (1,319 requests, 2 clients, tp=4, B=32), one core ==")
-    for name in ("baseline", "hybrid"):
+    for name in ("baseline", "hybrid", "chunked", "hybrid-chunked"):
         spec = POLICIES[name]
         a, _ = offline_assignment(inst, spec.dispatch)
         rule = make_rule(spec)
