@@ -36,7 +36,7 @@ def bench_sim(repeat: int = 5) -> None:
             times.append(time.perf_counter() - t0)
         best = min(times)
         print(
-            f"{name:9s} simulate: best {best * 1e3:7.1f} ms, median {statistics.median(times) * 1e3:7.1f} ms "
+            f"{name:14s} simulate: best {best * 1e3:7.1f} ms, median {statistics.median(times) * 1e3:7.1f} ms "
             f"over {repeat}; {len(tr)} iterations, {len(tr) / best:,.0f} iterations/s  (target: baseline < 200 ms, hybrid <= 300 ms)"
         )
 
