@@ -111,6 +111,26 @@ def test_makespan_bars_show_lower_bound(single_table):
     assert any(np.allclose(line.get_ydata(), 91.2) for line in ax.lines)
 
 
+def test_makespan_bars_mark_a_policy_own_bound():
+    """Tests that a row measured against another bound (a chunked-prefill policy) gets that bound
+    drawn over its bar and named in the legend, and the others do not."""
+    table = pd.DataFrame(
+        {
+            "policy": ["baseline", "hybrid", "chunked"],
+            "makespan_s": [104.0, 93.1, 90.5],
+            "lower_bound_s": [91.2, 91.2, 81.5],
+        }
+    )
+    ax = plots.plot_makespan_bars(table, lower_bound_s=91.2)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("mixed-iteration T_LB = 81.5" in x for x in labels)
+    segs = [c for c in ax.collections if len(c.get_segments())]
+    assert len(segs) == 1 and len(segs[0].get_segments()) == 1
+    assert np.allclose(segs[0].get_segments()[0][:, 1], 81.5)
+    ax2 = plots.plot_makespan_bars(table.iloc[:2], lower_bound_s=91.2)
+    assert len(ax2.get_legend().get_texts()) == 1
+
+
 def test_paired_makespan_and_gain_hist(study_cases):
     """Tests that the study plots return an Axes and the paired plot counts the cases below y = x."""
     ax = plots.plot_paired_makespan(study_cases)
