@@ -292,6 +292,12 @@ def _run_client(
             context_sum -= prompt[i] + output[i]
             st.kv_reserved_tokens -= reservation[i]
 
+    def leave_queue(rows) -> None:
+        taken = set(rows)
+        keep = [x for x in range(len(queue)) if queue[x] not in taken]
+        queue[:] = [queue[x] for x in keep]
+        queue_rank[:] = [queue_rank[x] for x in keep]
+
     def first_token(i: int) -> None:
         """Row i's prompt is done: it leaves (o_i = 1) or joins the running batch."""
         nonlocal context_sum
@@ -399,10 +405,7 @@ def _run_client(
             c_ctok.append(())
             st.kv_reserved_tokens += res_sum
             kv_reserved = st.kv_reserved_tokens
-            taken = set(P)
-            keep = [x for x in range(len(queue)) if queue[x] not in taken]
-            queue[:] = [queue[x] for x in keep]
-            queue_rank[:] = [queue_rank[x] for x in keep]
+            leave_queue(P)
             for i in P:
                 first_token(i)
         elif action.kind == "mixed":
@@ -438,10 +441,7 @@ def _run_client(
             prefix = sum(prefilled[i] for i in C)
             dur = float(lat.mixed_time(n, context_sum, c_tok, sq, prefix))
             if new:
-                taken = set(new)
-                keep = [x for x in range(len(queue)) if queue[x] not in taken]
-                queue[:] = [queue[x] for x in keep]
-                queue_rank[:] = [queue_rank[x] for x in keep]
+                leave_queue(new)
                 for i in new:
                     prefilling[i] = ids[i]
             st.kv_reserved_tokens += res_new
