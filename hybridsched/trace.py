@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from hybridsched.instance import Instance
-from hybridsched.simulator import TRACE_COLUMNS
+from hybridsched.engine.schema import TRACE_COLUMNS
 
 
 class TraceError(AssertionError):
@@ -65,7 +65,12 @@ def first_tokens(trace: pd.DataFrame) -> pd.DataFrame:
 
 
 def check_trace(
-    trace: pd.DataFrame, instance: Instance, assignment=None, rtol: float = 1e-9
+    trace: pd.DataFrame,
+    instance: Instance,
+    assignment=None,
+    rtol: float = 1e-9,
+    evictions: pd.DataFrame | None = None,
+    admission: str = "reservation",
 ) -> None:
     """Assert every invariant of docs/model.md section 9; raise ``TraceError`` naming the first broken one.
 
@@ -349,3 +354,15 @@ def read_trace(path: str | Path) -> pd.DataFrame:
         if c in tr.columns:
             tr[c] = [tuple(int(x) for x in str(r).split()) for r in tr[c]]
     return tr
+
+
+def check_run(result, instance: Instance, assignment=None, rtol: float = 1e-9) -> None:
+    """``check_trace`` on an ``EngineResult``: the trace with its evictions and admission mode."""
+    check_trace(
+        result.trace,
+        instance,
+        assignment=assignment,
+        rtol=rtol,
+        evictions=result.evictions,
+        admission=result.admission,
+    )
