@@ -5,16 +5,24 @@ simulator together; notebooks and the CLI call these functions.
 
 Named policies (docs/model.md section 7, ablations):
 
-============  ===========  ===========  ==================
-policy        offline      queue        online rule
-============  ===========  ===========  ==================
-``baseline``  round-robin  FCFS         prefill-first
-``a``         round-robin  FCFS         Lagrangian
-``a-sorted``  round-robin  longest      Lagrangian
-``b``         MMBPP        FCFS         prefill-first
-``c``         MMBPP        longest      prefill-first
-``hybrid``    MMBPP        longest      Lagrangian
-============  ===========  ===========  ==================
+==================  ===============  ===========  ===============  ============
+policy              router           queue        online rule      admission
+==================  ===============  ===========  ===============  ============
+``baseline``        round-robin      FCFS         prefill-first    reservation
+``a``               round-robin      FCFS         Lagrangian       reservation
+``a-sorted``        round-robin      longest      Lagrangian       reservation
+``b``               MMBPP            FCFS         prefill-first    reservation
+``c``               MMBPP            longest      prefill-first    reservation
+``hybrid``          MMBPP            longest      Lagrangian       reservation
+``chunked``         round-robin      FCFS         chunked prefill  reservation
+``hybrid-chunked``  MMBPP            longest      chunked prefill  reservation
+``vllm``            round-robin      FCFS         chunked prefill  on-demand
+``online-hybrid``   rolling-mmbpp    longest      Lagrangian       on-demand
+==================  ===============  ===========  ===============  ============
+
+The paper's policies plan up front (a ``static`` router with the offline stage's
+assignment: round-robin or the MMBPP); ``--router`` and ``--admission`` override a
+policy's defaults (``routing.py``, ``engine/admission.py``).
 
 Result tables (tidy DataFrames):
 
@@ -49,7 +57,7 @@ from hybridsched.data import (
     with_predictions,
 )
 from hybridsched.instance import Cluster, Instance, make_instance
-from hybridsched.metrics import metrics
+from hybridsched.metrics import metrics, request_table
 from hybridsched.policies import ChunkedPrefill, Lagrangian, PrefillFirst, round_robin
 from hybridsched.simulator import OnlineRule, simulate
 
@@ -72,6 +80,8 @@ class PolicySpec:
     sort: str  # see policies.SORT_KEYS
     rule: str  # "prefill_first" | "lagrangian" | "chunked"
     description: str = ""
+    router: str = "static"  # engine.ROUTERS; "static" plans with ``dispatch`` up front
+    admission: str = "reservation"  # engine.ADMISSIONS
 
     @property
     def mixed(self) -> bool:
@@ -122,6 +132,24 @@ POLICIES: dict[str, PolicySpec] = {
             "chunked",
             "beyond the paper: MMBPP + sorted + chunked prefill",
         ),
+        PolicySpec(
+            "vllm",
+            "round_robin",
+            "fcfs",
+            "chunked",
+            "vLLM today: round-robin, FCFS, chunked prefill, on-demand KV with recompute",
+            router="round-robin",
+            admission="on-demand",
+        ),
+        PolicySpec(
+            "online-hybrid",
+            "mmbpp",
+            "longest",
+            "lagrangian",
+            "the paper's method online: rolling MMBPP, sorted, Lagrangian rule, on-demand KV",
+            router="rolling-mmbpp",
+            admission="on-demand",
+        ),
     )
 }
 
@@ -154,6 +182,7 @@ class SolveSettings:
     time_limit_s: float = 10.0
     mip_gap: float = 1e-4
     threads: int | None = 1
+    replan_s: float = 1.0  # rolling-mmbpp: seconds between replans
 
 
 def policy_spec(name: str) -> PolicySpec:
@@ -236,6 +265,11 @@ class RunResult:
     assignment: np.ndarray
     solve: dict
     simulate_s: float
+    requests: pd.DataFrame | None = None  # the per-request table (metrics.request_table)
+    evictions: pd.DataFrame | None = None
+    router: str = "static"
+    admission: str = "reservation"
+    router_log: list = field(default_factory=list)
 
 
 def run_policy(
@@ -245,17 +279,66 @@ def run_policy(
     solve: SolveSettings = SolveSettings(),
     check: bool = False,
     assignment=None,
+    router: str | None = None,
+    admission: str | None = None,
+    slo_ttft_s: float | None = None,
+    slo_tpot_s: float | None = None,
 ) -> RunResult:
-    """One named policy on one instance, through the simulator."""
+    """One named policy on one instance, through the serving engine.
+
+    ``router`` and ``admission`` override the policy's defaults; ``assignment`` fixes a
+    static plan. The metrics come from the trace and the request table only.
+    """
+    from hybridsched.routing import make_router, mmbpp_solver
+    from hybridsched.simulator import simulate_run
+
     spec = policy_spec(policy)
-    if assignment is None:
-        assignment, info = offline_assignment(instance, spec.dispatch, solve)
+    info: dict = {"dispatch": "given"}
+    router = router or ("static" if assignment is not None else spec.router)
+    admission = admission or spec.admission
+    plan = {}
+
+    def static_plan():
+        from hybridsched.simulator import _check_assignment
+
+        if assignment is not None:
+            return _check_assignment(instance, assignment)
+        a, plan["info"] = offline_assignment(instance, spec.dispatch, solve)
+        return _check_assignment(instance, a)
+
+    r = make_router(
+        router,
+        static_plan,
+        seed=knobs.seed,
+        replan_s=solve.replan_s,
+        solver=mmbpp_solver(solve.time_limit_s, solve.mip_gap, solve.threads),
+    )
+    if router == "static":
+        info = plan.get("info", info)
+    elif router == "rolling-mmbpp":
+        info = {"dispatch": "rolling-mmbpp"}
     else:
-        info = {"dispatch": "given"}
+        info = {"dispatch": router}
     t0 = time.perf_counter()
-    trace = simulate(instance, assignment, make_rule(spec, knobs), check=check)
+    res = simulate_run(instance, r, make_rule(spec, knobs), admission, check=check)
     elapsed = time.perf_counter() - t0
-    return RunResult(policy, trace, metrics(trace, instance), np.asarray(assignment), info, elapsed)
+    if router == "rolling-mmbpp":
+        info["replans"] = len(res.router_log)
+    req = request_table(res.trace, instance, res.evictions, res.dispatch_s)
+    m = metrics(res.trace, instance, res.evictions, slo_ttft_s, slo_tpot_s, req=req)
+    return RunResult(
+        policy,
+        res.trace,
+        m,
+        res.dispatch_client,
+        info,
+        elapsed,
+        req,
+        res.evictions,
+        router,
+        res.admission,
+        res.router_log,
+    )
 
 
 def versions() -> dict:
