@@ -11,6 +11,8 @@ Commands and the files they write (columns and keys are a contract):
 - ``single-case --out DIR``: ``DIR/single_case.csv`` and ``DIR/single_case.json``.
 - ``study --out DIR``: ``DIR/study_cases.csv``, ``DIR/study_summary.csv``, ``DIR/study.json``.
 - ``render [--smoke] [--out reports]``: the notebooks as HTML reports.
+- ``calibrate --measurements CSV --model M --hardware H --out PROFILE.yaml``: a hardware
+  profile fitted to measured iteration times, with its fit errors and outliers.
 
 Bad input exits with code 2 and one line naming the field and the value; nothing is
 written unless the whole run succeeded (files are written to temporary names and
@@ -284,6 +286,65 @@ def cmd_render(args) -> None:
         raise SystemExit(1) from None
 
 
+# Labels of the shipped measurement files, by profile name (calibrate's defaults).
+_MEASURED_LABELS = {
+    "llama-2-70b": "llama2-70b",
+    "a100-80gb-sxm": "a100-80gb",
+    "h100-80gb-sxm": "h100-80gb",
+}
+
+
+def cmd_calibrate(args) -> None:
+    """Fit a hardware profile to measured iteration times and write it (calibration.py)."""
+    import shlex
+    from dataclasses import replace
+    from datetime import datetime, timezone
+
+    from hybridsched import calibration as cal
+    from hybridsched.profiles import load_hardware_profile, load_model_profile, parse_bytes
+
+    if args.format != "splitwise":
+        raise ValueError(f"--format {args.format}: only splitwise iteration times can be fitted so far")
+    model = load_model_profile(args.model)
+    base = load_hardware_profile(args.hardware)
+    if args.memory_bytes is not None:
+        base = replace(base, memory_bytes=parse_bytes(args.memory_bytes, "--memory-bytes"))
+    m_label = args.measured_model or _MEASURED_LABELS.get(str(args.model))
+    h_label = args.measured_hardware or _MEASURED_LABELS.get(str(args.hardware))
+    m = cal.load_splitwise(args.measurements, m_label, h_label)
+    out = Path(args.out)
+    name = args.name or out.stem
+    base = replace(base, source=f"fitted to {Path(args.measurements).name} ({m_label} on {h_label}); "
+                   f"peak and bandwidth from {base.name}, memory {base.memory_bytes:.0f} B")
+    fit = cal.fit_profile(m, model, base, name=name)
+    command = "python -m hybridsched calibrate " + " ".join(shlex.quote(a) for a in args.argv)
+    meta = {
+        "measurements": Path(args.measurements).name,
+        "format": args.format,
+        "model": model.name,
+        "measured_model": m_label,
+        "measured_hardware": h_label,
+        "rows": int(len(m)),
+        "fitted_on": datetime.now(timezone.utc).date().isoformat(),
+        "command": command,
+        "loss": f"{cal.LOSS} on relative error, scale {cal.F_SCALE}",
+        "outlier_rule": f"first fit misses by > {cal.OUTLIER_THRESHOLD:.0%}, at most "
+        f"{cal.OUTLIER_MAX_SHARE:.0%} of rows",
+    }
+    print(f"fitted {', '.join(f'{k}={v:.4g}' for k, v in fit.params.items())}")
+    print(f"kept   {', '.join(f'{k}={v:.4g}' for k, v in fit.fixed.items())}")
+    print(fit.errors.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"outliers ({len(fit.outliers)} of {len(m)} rows):")
+    if len(fit.outliers):
+        cols = ["row", "kind", "tp", "batch", "prompt", "time_s", "predicted_s", "rel_error"]
+        print(fit.outliers[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".partial")
+    cal.write_profile(fit, tmp, meta)
+    os.replace(tmp, out)
+    print(out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from hybridsched.experiments import POLICIES
 
@@ -348,12 +409,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports")
     p.add_argument("--notebooks", nargs="*", help="notebook names (default: all)")
     p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("calibrate", help="fit a hardware profile to measured iteration times")
+    p.add_argument("--measurements", required=True, help="measured iteration times (CSV)")
+    p.add_argument("--format", default="splitwise", choices=["splitwise", "vidur"])
+    p.add_argument("--model", required=True, help="model profile name or YAML path")
+    p.add_argument("--hardware", required=True, help="base hardware profile name or YAML path")
+    p.add_argument("--memory-bytes", default=None, help="override the memory size, e.g. '80 GiB'")
+    p.add_argument("--measured-model", default=None, help="the file's model label (default: known alias)")
+    p.add_argument("--measured-hardware", default=None, help="the file's hardware label")
+    p.add_argument("--name", default=None, help="profile name (default: the --out file's stem)")
+    p.add_argument("--out", required=True, help="profile YAML to write")
+    p.set_defaults(func=cmd_calibrate)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[2:] if argv is None else argv[1:])
     try:
         args.func(args)
     except ValueError as e:
