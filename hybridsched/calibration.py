@@ -253,3 +253,8 @@ def write_profile(fit: Fit, path: str | Path, calibration: dict) -> None:
     text = yaml.safe_dump(body, sort_keys=False, width=100)
     header = "# Fitted by `python -m hybridsched calibrate`; see `calibration` below.\n"
     Path(path).write_text(header + text)
+
+
+def constants_table(profiles: dict[str, HardwareProfile]) -> pd.DataFrame:
+    """The fitted constants of several profiles side by side (rows: constants)."""
+    return pd.DataFrame({label: {n: float(getattr(hw, n)) for n in PARAMS} for label, hw in profiles.items()})
