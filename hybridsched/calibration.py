@@ -43,8 +43,11 @@ MEASUREMENT_COLUMNS = [
 ]
 PARAMS = [
     "mfu", "mbu", "iteration_overhead_s", "overhead_per_extra_gpu_s", "decode_per_request_s",
-    "allreduce_bandwidth", "allreduce_latency_s",
+    "allreduce_bandwidth", "allreduce_large_share", "allreduce_latency_s",
 ]
+# The message size beyond which all-reduce bytes move at the large-message bandwidth:
+# 2,048 tokens of d = 8192 activations in bf16 (docs/model.md section 3).
+LARGE_MESSAGE_BYTES = 32 * 2**20
 # Bounds and scales of each fitted constant (SI units).
 _BOUNDS = {
     "mfu": (1e-3, 1.0, 0.1),
@@ -54,6 +57,7 @@ _BOUNDS = {
     "decode_per_request_s": (0.0, 1.0, 1e-4),
     "allreduce_bandwidth": (1e9, 1e13, 1e11),
     "allreduce_latency_s": (0.0, 1e-2, 1e-5),
+    "allreduce_large_share": (1e-3, 1.0, 0.1),  # large-message bandwidth / bandwidth
 }
 OUTLIER_THRESHOLD = 0.5
 OUTLIER_MAX_SHARE = 0.02
@@ -169,19 +173,46 @@ def free_params(m: pd.DataFrame) -> list[str]:
     return names
 
 
+def param_value(hw: HardwareProfile, name: str) -> float:
+    """A fitted constant of a profile (``allreduce_large_share`` is large / base bandwidth)."""
+    if name == "allreduce_large_share":
+        if hw.allreduce_large_bandwidth is None:
+            return 1.0
+        return hw.allreduce_large_bandwidth / hw.allreduce_bandwidth
+    return float(getattr(hw, name))
+
+
+def _with(hw: HardwareProfile, values: dict) -> HardwareProfile:
+    values = dict(values)
+    share = values.pop("allreduce_large_share", None)
+    hw = replace(hw, allreduce_large_message_bytes=None, allreduce_large_bandwidth=None, **values)
+    if share is None:
+        share = 1.0
+    return replace(
+        hw,
+        allreduce_large_message_bytes=float(LARGE_MESSAGE_BYTES),
+        allreduce_large_bandwidth=float(share) * hw.allreduce_bandwidth,
+    )
+
+
+def calibration_base(hw: HardwareProfile, **changes) -> HardwareProfile:
+    """The starting point of a fit: ``hw`` with the ring factor and the large-message term on."""
+    return _with(replace(hw, allreduce_ring=True, **changes), {})
+
+
 def _solve(model, base: HardwareProfile, m: pd.DataFrame, names: list[str]) -> HardwareProfile:
     lo = np.array([_BOUNDS[n][0] for n in names])
     hi = np.array([_BOUNDS[n][1] for n in names])
     scale = np.array([_BOUNDS[n][2] for n in names])
-    x0 = np.clip([float(getattr(base, n)) for n in names], lo + 1e-12, hi)
+    x0 = np.clip([param_value(base, n) for n in names], lo + 1e-12, hi)
     y = m["time_s"].to_numpy(float)
 
     def residuals(x):
-        hw = replace(base, **dict(zip(names, map(float, x))))
+        hw = _with(base, dict(zip(names, map(float, x))))
         return predict(model, hw, m) / y - 1.0
 
     sol = least_squares(residuals, x0, bounds=(lo, hi), loss=LOSS, f_scale=F_SCALE, x_scale=scale)
-    return replace(base, **dict(zip(names, map(float, sol.x))))
+    return _with(base, dict(zip(names, map(float, sol.x))))
 
 
 def fit_profile(
@@ -190,6 +221,7 @@ def fit_profile(
     """Fit ``base``'s efficiency constants to measurements ``m`` (module docstring)."""
     if len(m) < 8:
         raise ValueError(f"measurements: need at least 8 rows to fit, got {len(m)}")
+    base = calibration_base(base)
     for tp in sorted(set(m["tp"])):
         RooflineLatency(model, base, int(tp))  # raises if the model cannot run at this tp
     names = free_params(m)
@@ -207,8 +239,9 @@ def fit_profile(
     predictions = m.assign(predicted_s=pred, rel_error=rel, outlier=False)
     predictions.loc[out_idx, "outlier"] = True
     errors = error_table(inl, rel[keep])
-    params = {n: float(getattr(hw, n)) for n in names}
-    fixed = {n: float(getattr(hw, n)) for n in PARAMS if n not in names}
+    params = {n: param_value(hw, n) for n in names}
+    fixed = {n: param_value(hw, n) for n in PARAMS if n not in names}
+    fixed["allreduce_large_message_bytes"] = float(LARGE_MESSAGE_BYTES)
     return Fit(hw, params, fixed, errors, predictions.iloc[out_idx], predictions)
 
 
@@ -245,6 +278,9 @@ def write_profile(fit: Fit, path: str | Path, calibration: dict) -> None:
         "iteration_overhead_s": hw.iteration_overhead_s,
         "overhead_per_extra_gpu_s": hw.overhead_per_extra_gpu_s,
         "decode_per_request_s": hw.decode_per_request_s,
+        "allreduce_ring": hw.allreduce_ring,
+        "allreduce_large_message_bytes": hw.allreduce_large_message_bytes,
+        "allreduce_large_bandwidth": hw.allreduce_large_bandwidth,
     }
     if hw.nvlink_bandwidth is not None:
         body["nvlink_bandwidth"] = hw.nvlink_bandwidth
@@ -257,4 +293,4 @@ def write_profile(fit: Fit, path: str | Path, calibration: dict) -> None:
 
 def constants_table(profiles: dict[str, HardwareProfile]) -> pd.DataFrame:
     """The fitted constants of several profiles side by side (rows: constants)."""
-    return pd.DataFrame({label: {n: float(getattr(hw, n)) for n in PARAMS} for label, hw in profiles.items()})
+    return pd.DataFrame({label: {n: param_value(hw, n) for n in PARAMS} for label, hw in profiles.items()})

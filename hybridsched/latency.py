@@ -103,12 +103,29 @@ class RooflineLatency:
         return max(0, int(free // self.kv_bytes_per_token))
 
     def comm_time(self, tokens):
-        """Two all-reduces per layer of ``tokens * d * 2`` bytes; none without tensor parallelism."""
+        """Two all-reduces per layer of ``tokens * d * 2`` bytes; none without tensor parallelism.
+
+        With ``allreduce_ring`` the bytes carry the ring factor ``2 (tp - 1) / tp``; with
+        ``allreduce_large_message_bytes`` the bytes of a message beyond that size move at
+        ``allreduce_large_bandwidth`` (docs/model.md section 3). Both are off by default.
+        """
         if self.tp == 1:
             return 0.0 * tokens
         hw = self.hardware
-        per = hw.allreduce_latency_s + tokens * self.model.hidden_size * 2 / hw.allreduce_bandwidth
-        return 2 * self.model.num_layers * per
+        if not hw.allreduce_ring and hw.allreduce_large_message_bytes is None:
+            per = hw.allreduce_latency_s + tokens * self.model.hidden_size * 2 / hw.allreduce_bandwidth
+            return 2 * self.model.num_layers * per
+        ring = 2.0 * (self.tp - 1) / self.tp if hw.allreduce_ring else 1.0
+        msg = np.asarray(tokens, dtype=float) * (self.model.hidden_size * 2)
+        if hw.allreduce_large_message_bytes is None:
+            wire = msg / hw.allreduce_bandwidth
+        else:
+            cut = hw.allreduce_large_message_bytes
+            wire = np.minimum(msg, cut) / hw.allreduce_bandwidth + np.maximum(
+                msg - cut, 0.0
+            ) / hw.allreduce_large_bandwidth
+        out = 2 * self.model.num_layers * (hw.allreduce_latency_s + ring * wire)
+        return out if np.ndim(tokens) else float(out)
 
     # --- iteration times -----------------------------------------------------------------
     def prefill_time(self, sum_tokens, sum_sq_tokens):

@@ -29,6 +29,7 @@ import yaml
 
 from hybridsched.paths import data_dir
 
+_OPTIONAL_NUMBERS = {"nvlink_bandwidth", "allreduce_large_message_bytes", "allreduce_large_bandwidth"}
 _UNITS = {"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
 _UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
 
@@ -197,9 +198,12 @@ class ModelProfile:
 class HardwareProfile:
     """One accelerator (per-GPU figures) plus the achieved efficiencies.
 
-    Beyond the roofline's constants, two terms the measurements demand (docs/model.md 3),
-    both 0 by default: ``overhead_per_extra_gpu_s`` (fixed cost per iteration per GPU
-    beyond the first) and ``decode_per_request_s`` (cost per request of a decode step).
+    Beyond the roofline's constants, terms the measurements demand (docs/model.md 3), all
+    off by default: ``overhead_per_extra_gpu_s`` (fixed cost per iteration per GPU beyond
+    the first), ``decode_per_request_s`` (cost per request of a decode step),
+    ``allreduce_ring`` (the ring factor ``2 (tp - 1) / tp`` on all-reduce bytes) and
+    ``allreduce_large_bandwidth`` for the bytes of a message beyond
+    ``allreduce_large_message_bytes``.
     ``calibration`` records how a fitted profile was made.
     """
 
@@ -215,16 +219,23 @@ class HardwareProfile:
     iteration_overhead_s: float = 3e-3
     overhead_per_extra_gpu_s: float = 0.0
     decode_per_request_s: float = 0.0
+    allreduce_ring: bool = False
+    allreduce_large_message_bytes: float | None = None
+    allreduce_large_bandwidth: float | None = None
     nvlink_bandwidth: float | None = field(default=None, compare=False)
     source: str = field(default="", compare=False)
     calibration: dict | None = field(default=None, compare=False, hash=False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.allreduce_ring, bool):
+            raise ValueError(
+                f"hardware profile {self.name!r}: allreduce_ring must be true or false, got {self.allreduce_ring!r}"
+            )
         for f in fields(self):
-            if f.name in ("name", "source", "calibration"):
+            if f.name in ("name", "source", "calibration", "allreduce_ring"):
                 continue
             v = getattr(self, f.name)
-            if v is None and f.name == "nvlink_bandwidth":
+            if v is None and f.name in _OPTIONAL_NUMBERS:
                 continue
             if (
                 not isinstance(v, (int, float))
@@ -245,6 +256,19 @@ class HardwareProfile:
                 raise ValueError(
                     f"hardware profile {self.name!r}: {name} must be <= 1, got {getattr(self, name)!r}"
                 )
+        large = (self.allreduce_large_message_bytes, self.allreduce_large_bandwidth)
+        if (large[0] is None) != (large[1] is None):
+            raise ValueError(
+                f"hardware profile {self.name!r}: allreduce_large_message_bytes and "
+                "allreduce_large_bandwidth go together"
+            )
+        if large[1] is not None and not 0 < large[1] <= self.allreduce_bandwidth:
+            # A slower large-message bandwidth keeps comm convex in the tokens, which the
+            # per-token floors of section 5 rely on.
+            raise ValueError(
+                f"hardware profile {self.name!r}: allreduce_large_bandwidth must be in "
+                f"(0, allreduce_bandwidth], got {large[1]!r}"
+            )
         if self.calibration is not None and not isinstance(self.calibration, dict):
             raise ValueError(f"hardware profile {self.name!r}: calibration must be a mapping")
 
@@ -252,7 +276,8 @@ class HardwareProfile:
 _PROFILE_FOLDERS = {"model": "models", "hardware": "hardware"}
 _NUMBER_FIELDS = {
     "model": {"published_params"},
-    "hardware": {f.name for f in fields(HardwareProfile)} - {"name", "source", "calibration"},
+    "hardware": {f.name for f in fields(HardwareProfile)}
+    - {"name", "source", "calibration", "allreduce_ring"},
 }
 
 

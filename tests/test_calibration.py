@@ -33,11 +33,17 @@ def test_fit_recovers_known_constants():
     """Tests that measurements made by a known profile are fitted back to it (exactly, no outliers)."""
     model = load_model_profile("llama-2-70b")
     base = load_hardware_profile("h100-80gb-sxm")
-    truth = replace(base, mfu=0.6, mbu=0.8, iteration_overhead_s=5e-3, overhead_per_extra_gpu_s=1e-3,
-                    decode_per_request_s=2e-4, allreduce_bandwidth=150e9)
+    truth = cal.calibration_base(
+        base, mfu=0.6, mbu=0.8, iteration_overhead_s=5e-3, overhead_per_extra_gpu_s=1e-3,
+        decode_per_request_s=2e-4, allreduce_bandwidth=150e9,
+    )
+    truth = replace(truth, allreduce_large_bandwidth=60e9)
     fit = cal.fit_profile(synthetic(truth, model), model, base)
-    for k in ("mfu", "mbu", "iteration_overhead_s", "overhead_per_extra_gpu_s", "decode_per_request_s"):
+    for k in ("mfu", "mbu", "iteration_overhead_s", "overhead_per_extra_gpu_s", "decode_per_request_s",
+              "allreduce_bandwidth"):
         assert fit.params[k] == pytest.approx(getattr(truth, k), rel=1e-3), k
+    assert fit.params["allreduce_large_share"] == pytest.approx(0.4, rel=1e-3)
+    assert fit.hardware.allreduce_ring and fit.hardware.allreduce_large_message_bytes == 32 * 2**20
     assert fit.errors["max"].max() < 1e-6
     assert fit.outliers.empty
     assert "allreduce_latency_s" in fit.fixed  # two tp values cannot separate it
@@ -48,7 +54,7 @@ def test_outliers_are_capped_and_reported():
     errors are reported without it."""
     model = load_model_profile("llama-2-70b")
     base = load_hardware_profile("h100-80gb-sxm")
-    m = synthetic(base, model)
+    m = synthetic(cal.calibration_base(base), model)
     m = pd.concat([m] * 4, ignore_index=True).assign(row=lambda d: np.arange(len(d)))
     m.loc[3, "time_s"] *= 10
     fit = cal.fit_profile(m, model, base)
@@ -86,7 +92,7 @@ def test_shipped_calibrated_profiles_match_a_fresh_fit(hw, label):
     base = replace(load_hardware_profile(hw), memory_bytes=80 * 2**30)
     fit = cal.fit_profile(cal.load_splitwise(CSV, "llama2-70b", label), model, base)
     for k, v in fit.params.items():
-        assert getattr(shipped, k) == pytest.approx(v, rel=1e-6, abs=1e-12), k
+        assert cal.param_value(shipped, k) == pytest.approx(v, rel=1e-6, abs=1e-12), k
     err = fit.errors.set_index(["kind", "tp"])
     for kind in ("prefill", "decode"):
         assert err.loc[(kind, "all"), "median"] <= 0.05
@@ -100,7 +106,7 @@ def test_calibrate_cli_writes_a_loadable_profile(tmp_path, capsys):
     """Tests that `calibrate` on synthetic splitwise-format rows writes a profile that loads
     and records how it was made."""
     model = load_model_profile("llama-2-70b")
-    truth = replace(load_hardware_profile("h100-80gb-sxm"), mfu=0.55)
+    truth = cal.calibration_base(load_hardware_profile("h100-80gb-sxm"), mfu=0.55)
     m = synthetic(truth, model)
     pre, dec = m[m["kind"] == "prefill"].reset_index(drop=True), m[m["kind"] == "decode"].reset_index(drop=True)
     csv = pd.DataFrame({
