@@ -246,7 +246,13 @@ def fit_profile(
 
 
 def leave_one_tp_out(m: pd.DataFrame, model: ModelProfile, base: HardwareProfile) -> pd.DataFrame:
-    """Fit without each tp in turn and predict it: the errors per kind on the held-out tp."""
+    """Fit without each tp in turn and predict it: the errors per kind on the held-out tp.
+
+    The rows the fit on all of ``m`` treats as outliers are left out of both sides.
+    """
+    out = fit_profile(m, model, base).outliers
+    flagged = set(zip(out["kind"], out["row"].astype(int)))
+    m = m[[k not in flagged for k in zip(m["kind"], m["row"].astype(int))]]
     rows = []
     for tp in sorted(set(m["tp"])):
         train, test = m[m["tp"] != tp], m[m["tp"] == tp].reset_index(drop=True)
@@ -294,3 +300,81 @@ def write_profile(fit: Fit, path: str | Path, calibration: dict) -> None:
 def constants_table(profiles: dict[str, HardwareProfile]) -> pd.DataFrame:
     """The fitted constants of several profiles side by side (rows: constants)."""
     return pd.DataFrame({label: {n: param_value(hw, n) for n in PARAMS} for label, hw in profiles.items()})
+
+
+# Labels of the shipped measurement files, by profile name (calibrate's defaults).
+MEASURED_LABELS = {
+    "llama-2-70b": "llama2-70b",
+    "a100-80gb-sxm": "a100-80gb",
+    "h100-80gb-sxm": "h100-80gb",
+}
+
+
+def calibrate(
+    measurements: str | Path,
+    fmt: str,
+    model_name: str,
+    hardware_name: str,
+    out: str | Path,
+    command: str,
+    memory_bytes: str | None = None,
+    measured_model: str | None = None,
+    measured_hardware: str | None = None,
+    name: str | None = None,
+) -> str:
+    """The ``calibrate`` command: fit, write the profile to ``out`` (atomically), return the report."""
+    import os
+    from datetime import datetime, timezone
+
+    from hybridsched.profiles import load_hardware_profile, load_model_profile, parse_bytes
+
+    model = load_model_profile(model_name)
+    base = load_hardware_profile(hardware_name)
+    if memory_bytes is not None:
+        base = replace(base, memory_bytes=parse_bytes(memory_bytes, "--memory-bytes"))
+    out = Path(out)
+    name = name or out.stem
+    memory = f"peak and bandwidth from {base.name}, memory {base.memory_bytes:.0f} B"
+    if fmt == "vidur":
+        from hybridsched.calibration_vidur import fit_vidur, load_vidur
+
+        ops, ar = load_vidur(measurements)
+        m = pd.concat([ops, ar], ignore_index=True)
+        m_label = h_label = "vidur"
+        base = replace(base, source=f"fitted to Vidur profiles in {Path(measurements).name}; {memory}")
+        fit = fit_vidur(ops, ar, model, base, name=name)
+    elif fmt == "splitwise":
+        m_label = measured_model or MEASURED_LABELS.get(str(model_name))
+        h_label = measured_hardware or MEASURED_LABELS.get(str(hardware_name))
+        m = load_splitwise(measurements, m_label, h_label)
+        base = replace(base, source=f"fitted to {Path(measurements).name} ({m_label} on {h_label}); {memory}")
+        fit = fit_profile(m, model, base, name=name)
+    else:
+        raise ValueError(f"format must be 'splitwise' or 'vidur', got {fmt!r}")
+    meta = {
+        "measurements": Path(measurements).name,
+        "format": fmt,
+        "model": model.name,
+        "measured_model": m_label,
+        "measured_hardware": h_label,
+        "rows": int(len(m)),
+        "fitted_on": datetime.now(timezone.utc).date().isoformat(),
+        "command": command,
+        "loss": f"{LOSS} on relative error, scale {F_SCALE}",
+        "outlier_rule": f"first fit misses by > {OUTLIER_THRESHOLD:.0%}, at most {OUTLIER_MAX_SHARE:.0%} of rows",
+    }
+    lines = [
+        f"fitted {', '.join(f'{k}={v:.4g}' for k, v in fit.params.items())}",
+        f"kept   {', '.join(f'{k}={v:.4g}' for k, v in fit.fixed.items())}",
+        fit.errors.to_string(index=False, float_format=lambda v: f"{v:.3f}"),
+        f"outliers ({len(fit.outliers)} of {len(m)} rows):",
+    ]
+    if len(fit.outliers):
+        cols = ["row", "kind", "tp", "batch", "prompt", "time_s", "predicted_s", "rel_error"]
+        lines.append(fit.outliers[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".partial")
+    write_profile(fit, tmp, meta)
+    os.replace(tmp, out)
+    lines.append(str(out))
+    return "\n".join(lines)

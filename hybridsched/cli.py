@@ -262,6 +262,8 @@ def cmd_study(args) -> None:
         first_seed=args.first_seed,
         time_limit_s=args.time_limit,
         mip_gap=args.mip_gap,
+        model=args.model,
+        hardware=args.hardware,
     )
     out = Outputs(args.out)
     out.add("study_cases.csv", res.cases)
@@ -286,64 +288,20 @@ def cmd_render(args) -> None:
         raise SystemExit(1) from None
 
 
-# Labels of the shipped measurement files, by profile name (calibrate's defaults).
-_MEASURED_LABELS = {
-    "llama-2-70b": "llama2-70b",
-    "a100-80gb-sxm": "a100-80gb",
-    "h100-80gb-sxm": "h100-80gb",
-}
-
 
 def cmd_calibrate(args) -> None:
     """Fit a hardware profile to measured iteration times and write it (calibration.py)."""
     import shlex
-    from dataclasses import replace
-    from datetime import datetime, timezone
 
-    from hybridsched import calibration as cal
-    from hybridsched.profiles import load_hardware_profile, load_model_profile, parse_bytes
+    from hybridsched.calibration import calibrate
 
-    if args.format != "splitwise":
-        raise ValueError(f"--format {args.format}: only splitwise iteration times can be fitted so far")
-    model = load_model_profile(args.model)
-    base = load_hardware_profile(args.hardware)
-    if args.memory_bytes is not None:
-        base = replace(base, memory_bytes=parse_bytes(args.memory_bytes, "--memory-bytes"))
-    m_label = args.measured_model or _MEASURED_LABELS.get(str(args.model))
-    h_label = args.measured_hardware or _MEASURED_LABELS.get(str(args.hardware))
-    m = cal.load_splitwise(args.measurements, m_label, h_label)
-    out = Path(args.out)
-    name = args.name or out.stem
-    base = replace(base, source=f"fitted to {Path(args.measurements).name} ({m_label} on {h_label}); "
-                   f"peak and bandwidth from {base.name}, memory {base.memory_bytes:.0f} B")
-    fit = cal.fit_profile(m, model, base, name=name)
     command = "python -m hybridsched calibrate " + " ".join(shlex.quote(a) for a in args.argv)
-    meta = {
-        "measurements": Path(args.measurements).name,
-        "format": args.format,
-        "model": model.name,
-        "measured_model": m_label,
-        "measured_hardware": h_label,
-        "rows": int(len(m)),
-        "fitted_on": datetime.now(timezone.utc).date().isoformat(),
-        "command": command,
-        "loss": f"{cal.LOSS} on relative error, scale {cal.F_SCALE}",
-        "outlier_rule": f"first fit misses by > {cal.OUTLIER_THRESHOLD:.0%}, at most "
-        f"{cal.OUTLIER_MAX_SHARE:.0%} of rows",
-    }
-    print(f"fitted {', '.join(f'{k}={v:.4g}' for k, v in fit.params.items())}")
-    print(f"kept   {', '.join(f'{k}={v:.4g}' for k, v in fit.fixed.items())}")
-    print(fit.errors.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(f"outliers ({len(fit.outliers)} of {len(m)} rows):")
-    if len(fit.outliers):
-        cols = ["row", "kind", "tp", "batch", "prompt", "time_s", "predicted_s", "rel_error"]
-        print(fit.outliers[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial")
-    cal.write_profile(fit, tmp, meta)
-    os.replace(tmp, out)
-    print(out)
-
+    report_text = calibrate(
+        args.measurements, args.format, args.model, args.hardware, args.out, command,
+        memory_bytes=args.memory_bytes, measured_model=args.measured_model,
+        measured_hardware=args.measured_hardware, name=args.name,
+    )
+    print(report_text)
 
 def build_parser() -> argparse.ArgumentParser:
     from hybridsched.experiments import POLICIES
@@ -396,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clients", type=int, default=2)
     p.add_argument("--tp", type=int, default=4)
     p.add_argument("--max-batch", type=int, default=32)
+    p.add_argument("--model", default="llama-65b", help="model profile name or YAML path")
+    p.add_argument("--hardware", default="a100-80gb-sxm", help="hardware profile name or YAML path")
     p.add_argument(
         "--requests", default=None, help="request CSV to draw cases from (default: GSM8K test)"
     )
@@ -411,7 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("calibrate", help="fit a hardware profile to measured iteration times")
-    p.add_argument("--measurements", required=True, help="measured iteration times (CSV)")
+    p.add_argument(
+        "--measurements", required=True, help="splitwise CSV of iteration times, or a Vidur folder"
+    )
     p.add_argument("--format", default="splitwise", choices=["splitwise", "vidur"])
     p.add_argument("--model", required=True, help="model profile name or YAML path")
     p.add_argument("--hardware", required=True, help="base hardware profile name or YAML path")

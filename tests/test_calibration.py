@@ -133,3 +133,20 @@ def test_calibrate_cli_bad_input_exits_2(tmp_path, capsys):
                  "--hardware", "h100-80gb-sxm", "--out", str(out)])
     assert code == 2 and not out.exists()
     assert "no such file" in capsys.readouterr().err
+
+
+def test_vidur_fit_kernels_and_allreduce():
+    """Tests that the Vidur operator and all-reduce profiles fit the layer roofline with a
+    median error under 5% and an mfu close to what whole iterations give (0.6-0.75 on A100),
+    and that a folder without the files is refused naming what is missing."""
+    from hybridsched.calibration_vidur import fit_vidur, load_vidur
+
+    ops, ar = load_vidur(data_dir() / "latency" / "vidur" / "a100")
+    assert set(ops["tp"]) == {1, 2, 4, 8} and set(ar["tp"]) == {2, 4, 8}
+    fit = fit_vidur(ops, ar, load_model_profile("llama-2-70b"), load_hardware_profile("a100-80gb-sxm"))
+    err = fit.errors.set_index(["kind", "tp"])
+    assert err.loc[("linear", "all"), "median"] < 0.05
+    assert err.loc[("all_reduce", "all"), "median"] < 0.10
+    assert 0.6 < fit.hardware.mfu < 0.75 and fit.hardware.allreduce_ring
+    with pytest.raises(ValueError, match=r"expected one \*mlp\*.csv"):
+        load_vidur(data_dir() / "latency" / "splitwise")
