@@ -195,12 +195,17 @@ def bench_fit() -> None:
             f"{k} median {e.loc[(k, 'all'), 'median']:.1%} p90 {e.loc[(k, 'all'), 'p90']:.1%}"
             for k in ("prefill", "decode")
         ]
-        print(f"{hw}: fit {wall:.1f} s, {len(fit.outliers)} outliers; " + "; ".join(parts)
-              + "  (target: median <= 5%, p90 <= 10%)")
+        print(
+            f"{hw}: fit {wall:.1f} s, {len(fit.outliers)} outliers; "
+            + "; ".join(parts)
+            + "  (target: median <= 5%, p90 <= 10%)"
+        )
         loto = cal.leave_one_tp_out(m, model, base).set_index(["held_out_tp", "kind"])
         for (tp, kind), r in loto.iterrows():
             if kind != "all":
-                print(f"  held-out tp={tp} {kind:7s}: median {r['median']:.1%} p90 {r['p90']:.1%} max {r['max']:.1%}")
+                print(
+                    f"  held-out tp={tp} {kind:7s}: median {r['median']:.1%} p90 {r['p90']:.1%} max {r['max']:.1%}"
+                )
 
 
 def main() -> None:

@@ -36,14 +36,21 @@ import pandas as pd
 from scipy.optimize import least_squares
 
 from hybridsched.latency import RooflineLatency
+from hybridsched.measurements import (  # noqa: F401  (re-exported)
+    MEASUREMENT_COLUMNS,
+    load_splitwise,
+)
 from hybridsched.profiles import HardwareProfile, ModelProfile
 
-MEASUREMENT_COLUMNS = [
-    "kind", "tp", "batch", "prompt", "sum_tokens", "sum_sq_tokens", "sum_context", "time_s", "row",
-]
 PARAMS = [
-    "mfu", "mbu", "iteration_overhead_s", "overhead_per_extra_gpu_s", "decode_per_request_s",
-    "allreduce_bandwidth", "allreduce_large_share", "allreduce_latency_s",
+    "mfu",
+    "mbu",
+    "iteration_overhead_s",
+    "overhead_per_extra_gpu_s",
+    "decode_per_request_s",
+    "allreduce_bandwidth",
+    "allreduce_large_share",
+    "allreduce_latency_s",
 ]
 # The message size beyond which all-reduce bytes move at the large-message bandwidth:
 # 2,048 tokens of d = 8192 activations in bf16 (docs/model.md section 3).
@@ -62,46 +69,6 @@ _BOUNDS = {
 OUTLIER_THRESHOLD = 0.5
 OUTLIER_MAX_SHARE = 0.02
 LOSS, F_SCALE = "cauchy", 0.05
-
-SPLITWISE_COLUMNS = ["model", "hardware", "prompt_size", "batch_size", "token_size",
-                     "prompt_time", "token_time", "tensor_parallel"]
-
-
-def load_splitwise(path: str | Path, model: str | None = None, hardware: str | None = None) -> pd.DataFrame:
-    """Measurements from a SplitwiseSim ``perf_model.csv``, optionally of one model and hardware label."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"measurements: no such file {path}")
-    try:
-        raw = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise ValueError(f"measurements: {path} is not a readable CSV ({str(e).strip()})") from None
-    missing = [c for c in SPLITWISE_COLUMNS if c not in raw.columns]
-    if missing:
-        raise ValueError(f"measurements {path}: missing column(s) {', '.join(missing)}")
-    raw = raw.reset_index(drop=True)
-    for label, col in ((model, "model"), (hardware, "hardware")):
-        if label is not None:
-            if label not in set(raw[col]):
-                raise ValueError(
-                    f"measurements {path}: no rows with {col} {label!r}; have {', '.join(sorted(set(raw[col])))}"
-                )
-            raw = raw[raw[col] == label]
-    num = ["prompt_size", "batch_size", "token_size", "prompt_time", "token_time", "tensor_parallel"]
-    for col in num:
-        v = pd.to_numeric(raw[col], errors="coerce")
-        bad = ~np.isfinite(v) | (v <= 0)
-        if bad.any():
-            i = raw.index[np.flatnonzero(bad.to_numpy())[0]]
-            raise ValueError(f"measurements {path} (row {i}): {col} must be a number > 0, got {raw.at[i, col]!r}")
-    b, s, t = raw["batch_size"].to_numpy(float), raw["prompt_size"].to_numpy(float), raw["token_size"].to_numpy(float)
-    tp = raw["tensor_parallel"].to_numpy(int)
-    common = {"tp": tp, "batch": b, "prompt": s, "row": raw.index.to_numpy()}
-    pre = pd.DataFrame({"kind": "prefill", **common, "sum_tokens": b * s, "sum_sq_tokens": b * s * s,
-                        "sum_context": 0.0, "time_s": raw["prompt_time"].to_numpy(float) / 1e3})
-    dec = pd.DataFrame({"kind": "decode", **common, "sum_tokens": b, "sum_sq_tokens": 0.0,
-                        "sum_context": b * (s + t / 2), "time_s": raw["token_time"].to_numpy(float) / 1e3})
-    return pd.concat([pre, dec], ignore_index=True)[MEASUREMENT_COLUMNS]
 
 
 def predict(model: ModelProfile, hardware: HardwareProfile, m: pd.DataFrame) -> np.ndarray:
@@ -125,7 +92,9 @@ def error_table(m: pd.DataFrame, rel_error: np.ndarray) -> pd.DataFrame:
     parts = []
     for keys in (["kind"], ["tp"], ["kind", "tp"]):
         g = e.groupby(keys)["abs_rel_error"]
-        t = pd.DataFrame({"median": g.median(), "p90": g.quantile(0.9), "max": g.max(), "rows": g.size()})
+        t = pd.DataFrame(
+            {"median": g.median(), "p90": g.quantile(0.9), "max": g.max(), "rows": g.size()}
+        )
         t = t.reset_index()
         for k in ("kind", "tp"):
             if k not in t.columns:
@@ -152,7 +121,9 @@ class Fit:
             "params": self.params,
             "fixed": self.fixed,
             "errors": self.errors.round(4).to_dict(orient="records"),
-            "outliers": self.outliers[["kind", "tp", "batch", "prompt", "row", "time_s", "rel_error"]]
+            "outliers": self.outliers[
+                ["kind", "tp", "batch", "prompt", "row", "time_s", "rel_error"]
+            ]
             .round(4)
             .to_dict(orient="records"),
         }
@@ -208,11 +179,11 @@ def _solve(model, base: HardwareProfile, m: pd.DataFrame, names: list[str]) -> H
     y = m["time_s"].to_numpy(float)
 
     def residuals(x):
-        hw = _with(base, dict(zip(names, map(float, x))))
+        hw = _with(base, dict(zip(names, map(float, x), strict=True)))
         return predict(model, hw, m) / y - 1.0
 
     sol = least_squares(residuals, x0, bounds=(lo, hi), loss=LOSS, f_scale=F_SCALE, x_scale=scale)
-    return _with(base, dict(zip(names, map(float, sol.x))))
+    return _with(base, dict(zip(names, map(float, sol.x), strict=True)))
 
 
 def fit_profile(
@@ -251,8 +222,8 @@ def leave_one_tp_out(m: pd.DataFrame, model: ModelProfile, base: HardwareProfile
     The rows the fit on all of ``m`` treats as outliers are left out of both sides.
     """
     out = fit_profile(m, model, base).outliers
-    flagged = set(zip(out["kind"], out["row"].astype(int)))
-    m = m[[k not in flagged for k in zip(m["kind"], m["row"].astype(int))]]
+    flagged = set(zip(out["kind"], out["row"].astype(int), strict=True))
+    m = m[[k not in flagged for k in zip(m["kind"], m["row"].astype(int), strict=True)]]
     rows = []
     for tp in sorted(set(m["tp"])):
         train, test = m[m["tp"] != tp], m[m["tp"] == tp].reset_index(drop=True)
@@ -299,7 +270,9 @@ def write_profile(fit: Fit, path: str | Path, calibration: dict) -> None:
 
 def constants_table(profiles: dict[str, HardwareProfile]) -> pd.DataFrame:
     """The fitted constants of several profiles side by side (rows: constants)."""
-    return pd.DataFrame({label: {n: param_value(hw, n) for n in PARAMS} for label, hw in profiles.items()})
+    return pd.DataFrame(
+        {label: {n: param_value(hw, n) for n in PARAMS} for label, hw in profiles.items()}
+    )
 
 
 # Labels of the shipped measurement files, by profile name (calibrate's defaults).
@@ -324,7 +297,7 @@ def calibrate(
 ) -> str:
     """The ``calibrate`` command: fit, write the profile to ``out`` (atomically), return the report."""
     import os
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
     from hybridsched.profiles import load_hardware_profile, load_model_profile, parse_bytes
 
@@ -341,13 +314,17 @@ def calibrate(
         ops, ar = load_vidur(measurements)
         m = pd.concat([ops, ar], ignore_index=True)
         m_label = h_label = "vidur"
-        base = replace(base, source=f"fitted to Vidur profiles in {Path(measurements).name}; {memory}")
+        base = replace(
+            base, source=f"fitted to Vidur profiles in {Path(measurements).name}; {memory}"
+        )
         fit = fit_vidur(ops, ar, model, base, name=name)
     elif fmt == "splitwise":
         m_label = measured_model or MEASURED_LABELS.get(str(model_name))
         h_label = measured_hardware or MEASURED_LABELS.get(str(hardware_name))
         m = load_splitwise(measurements, m_label, h_label)
-        base = replace(base, source=f"fitted to {Path(measurements).name} ({m_label} on {h_label}); {memory}")
+        base = replace(
+            base, source=f"fitted to {Path(measurements).name} ({m_label} on {h_label}); {memory}"
+        )
         fit = fit_profile(m, model, base, name=name)
     else:
         raise ValueError(f"format must be 'splitwise' or 'vidur', got {fmt!r}")
@@ -358,7 +335,7 @@ def calibrate(
         "measured_model": m_label,
         "measured_hardware": h_label,
         "rows": int(len(m)),
-        "fitted_on": datetime.now(timezone.utc).date().isoformat(),
+        "fitted_on": datetime.now(UTC).date().isoformat(),
         "command": command,
         "loss": f"{LOSS} on relative error, scale {F_SCALE}",
         "outlier_rule": f"first fit misses by > {OUTLIER_THRESHOLD:.0%}, at most {OUTLIER_MAX_SHARE:.0%} of rows",

@@ -31,8 +31,17 @@ from scipy.optimize import least_squares
 from hybridsched.calibration import F_SCALE, LOSS, Fit, error_table
 from hybridsched.profiles import HardwareProfile, ModelProfile
 
-_OPS = ["input_layernorm", "attn_pre_proj", "attn_rope", "attn_post_proj",
-        "post_attention_layernorm", "mlp_up_proj", "mlp_act", "mlp_down_proj", "add"]
+_OPS = [
+    "input_layernorm",
+    "attn_pre_proj",
+    "attn_rope",
+    "attn_post_proj",
+    "post_attention_layernorm",
+    "mlp_up_proj",
+    "mlp_act",
+    "mlp_down_proj",
+    "add",
+]
 
 
 def _one(folder: Path, pattern: str) -> Path:
@@ -55,7 +64,9 @@ def _read(path: Path, needed: list[str]) -> pd.DataFrame:
         bad = ~np.isfinite(v) | (v < 0)
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise ValueError(f"measurements {path} (row {i}): {c} must be a number >= 0, got {raw[c].iloc[i]!r}")
+            raise ValueError(
+                f"measurements {path} (row {i}): {c} must be a number >= 0, got {raw[c].iloc[i]!r}"
+            )
     return raw
 
 
@@ -67,23 +78,29 @@ def load_vidur(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     mlp_path, ar_path = _one(folder, "*mlp*.csv"), _one(folder, "*all_reduce*.csv")
     cols = [f"time_stats.{op}.median" for op in _OPS]
     mlp = _read(mlp_path, cols + ["num_tokens", "num_tensor_parallel_workers"])
-    ops = pd.DataFrame({
-        "kind": "linear",
-        "tp": mlp["num_tensor_parallel_workers"].astype(int),
-        "tokens": mlp["num_tokens"].astype(float),
-        "time_s": mlp[cols].sum(axis=1) / 1e3,
-        "row": mlp.index,
-    })
+    ops = pd.DataFrame(
+        {
+            "kind": "linear",
+            "tp": mlp["num_tensor_parallel_workers"].astype(int),
+            "tokens": mlp["num_tokens"].astype(float),
+            "time_s": mlp[cols].sum(axis=1) / 1e3,
+            "row": mlp.index,
+        }
+    )
     ar = _read(ar_path, ["time_stats.all_reduce.median", "size", "num_workers", "devices_per_node"])
     ar = ar[ar["devices_per_node"] == ar["num_workers"]]
-    allreduce = pd.DataFrame({
-        "kind": "all_reduce",
-        "tp": ar["num_workers"].astype(int),
-        "bytes": 2.0 * ar["size"].astype(float),
-        "time_s": ar["time_stats.all_reduce.median"].astype(float) / 1e3,
-        "row": ar.index,
-    })
-    return ops[ops["time_s"] > 0].reset_index(drop=True), allreduce[allreduce["time_s"] > 0].reset_index(drop=True)
+    allreduce = pd.DataFrame(
+        {
+            "kind": "all_reduce",
+            "tp": ar["num_workers"].astype(int),
+            "bytes": 2.0 * ar["size"].astype(float),
+            "time_s": ar["time_stats.all_reduce.median"].astype(float) / 1e3,
+            "row": ar.index,
+        }
+    )
+    return ops[ops["time_s"] > 0].reset_index(drop=True), allreduce[
+        allreduce["time_s"] > 0
+    ].reset_index(drop=True)
 
 
 def _layer(model: ModelProfile) -> tuple[float, float]:
@@ -99,8 +116,9 @@ def _linear_time(x, ops, model, hw) -> np.ndarray:
     mfu, mbu, o_layer = x
     active, weights = _layer(model)
     tp, n = ops["tp"].to_numpy(float), ops["tokens"].to_numpy(float)
-    return o_layer + np.maximum(2 * active * n / (tp * hw.peak_flops * mfu),
-                                weights / (tp * hw.memory_bandwidth * mbu))
+    return o_layer + np.maximum(
+        2 * active * n / (tp * hw.peak_flops * mfu), weights / (tp * hw.memory_bandwidth * mbu)
+    )
 
 
 def _allreduce_time(x, ar) -> np.ndarray:
@@ -110,32 +128,72 @@ def _allreduce_time(x, ar) -> np.ndarray:
 
 
 def _robust(f, x0, lo, hi, scale, y):
-    sol = least_squares(lambda x: f(x) / y - 1.0, x0, bounds=(lo, hi), loss=LOSS,
-                        f_scale=F_SCALE, x_scale=scale)
+    sol = least_squares(
+        lambda x: f(x) / y - 1.0, x0, bounds=(lo, hi), loss=LOSS, f_scale=F_SCALE, x_scale=scale
+    )
     return sol.x
 
 
-def fit_vidur(ops: pd.DataFrame, ar: pd.DataFrame, model: ModelProfile, base: HardwareProfile,
-              name: str | None = None) -> Fit:
+def fit_vidur(
+    ops: pd.DataFrame,
+    ar: pd.DataFrame,
+    model: ModelProfile,
+    base: HardwareProfile,
+    name: str | None = None,
+) -> Fit:
     """Fit ``base`` to Vidur operator and all-reduce profiles (module docstring)."""
     if len(ops) < 3 or len(ar) < 2:
-        raise ValueError(f"measurements: need operator and all-reduce rows, got {len(ops)} and {len(ar)}")
-    xl = _robust(lambda x: _linear_time(x, ops, model, base), [0.5, 0.75, 1e-4],
-                 [1e-3, 1e-3, 0.0], [1.0, 1.0, 1.0], [0.1, 0.1, 1e-4], ops["time_s"].to_numpy())
-    xa = _robust(lambda x: _allreduce_time(x, ar), [1e-5, 1e11], [0.0, 1e9], [1e-2, 1e13],
-                 [1e-5, 1e11], ar["time_s"].to_numpy())
-    hw = replace(base, name=name or base.name, mfu=float(xl[0]), mbu=float(xl[1]),
-                 iteration_overhead_s=float(xl[2] * model.num_layers), allreduce_ring=True,
-                 allreduce_latency_s=float(xa[0]), allreduce_bandwidth=float(xa[1]),
-                 allreduce_large_message_bytes=None, allreduce_large_bandwidth=None)
+        raise ValueError(
+            f"measurements: need operator and all-reduce rows, got {len(ops)} and {len(ar)}"
+        )
+    xl = _robust(
+        lambda x: _linear_time(x, ops, model, base),
+        [0.5, 0.75, 1e-4],
+        [1e-3, 1e-3, 0.0],
+        [1.0, 1.0, 1.0],
+        [0.1, 0.1, 1e-4],
+        ops["time_s"].to_numpy(),
+    )
+    xa = _robust(
+        lambda x: _allreduce_time(x, ar),
+        [1e-5, 1e11],
+        [0.0, 1e9],
+        [1e-2, 1e13],
+        [1e-5, 1e11],
+        ar["time_s"].to_numpy(),
+    )
+    hw = replace(
+        base,
+        name=name or base.name,
+        mfu=float(xl[0]),
+        mbu=float(xl[1]),
+        iteration_overhead_s=float(xl[2] * model.num_layers),
+        allreduce_ring=True,
+        allreduce_latency_s=float(xa[0]),
+        allreduce_bandwidth=float(xa[1]),
+        allreduce_large_message_bytes=None,
+        allreduce_large_bandwidth=None,
+    )
     cols = ["kind", "tp", "time_s", "row"]
-    pred = pd.concat([ops[cols].assign(predicted_s=_linear_time(xl, ops, model, base)),
-                      ar[cols].assign(predicted_s=_allreduce_time(xa, ar))], ignore_index=True)
+    pred = pd.concat(
+        [
+            ops[cols].assign(predicted_s=_linear_time(xl, ops, model, base)),
+            ar[cols].assign(predicted_s=_allreduce_time(xa, ar)),
+        ],
+        ignore_index=True,
+    )
     pred["rel_error"] = pred["predicted_s"] / pred["time_s"] - 1.0
     pred["outlier"] = False
-    params = {"mfu": hw.mfu, "mbu": hw.mbu, "iteration_overhead_s": hw.iteration_overhead_s,
-              "allreduce_latency_s": hw.allreduce_latency_s, "allreduce_bandwidth": hw.allreduce_bandwidth}
-    fixed = {"overhead_per_extra_gpu_s": hw.overhead_per_extra_gpu_s,
-             "decode_per_request_s": hw.decode_per_request_s}
+    params = {
+        "mfu": hw.mfu,
+        "mbu": hw.mbu,
+        "iteration_overhead_s": hw.iteration_overhead_s,
+        "allreduce_latency_s": hw.allreduce_latency_s,
+        "allreduce_bandwidth": hw.allreduce_bandwidth,
+    }
+    fixed = {
+        "overhead_per_extra_gpu_s": hw.overhead_per_extra_gpu_s,
+        "decode_per_request_s": hw.decode_per_request_s,
+    }
     outliers = pred.iloc[0:0].assign(batch=0.0, prompt=0.0)
     return Fit(hw, params, fixed, error_table(pred, pred["rel_error"].to_numpy()), outliers, pred)

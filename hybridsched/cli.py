@@ -288,7 +288,6 @@ def cmd_render(args) -> None:
         raise SystemExit(1) from None
 
 
-
 def cmd_calibrate(args) -> None:
     """Fit a hardware profile to measured iteration times and write it (calibration.py)."""
     import shlex
@@ -297,11 +296,19 @@ def cmd_calibrate(args) -> None:
 
     command = "python -m hybridsched calibrate " + " ".join(shlex.quote(a) for a in args.argv)
     report_text = calibrate(
-        args.measurements, args.format, args.model, args.hardware, args.out, command,
-        memory_bytes=args.memory_bytes, measured_model=args.measured_model,
-        measured_hardware=args.measured_hardware, name=args.name,
+        args.measurements,
+        args.format,
+        args.model,
+        args.hardware,
+        args.out,
+        command,
+        memory_bytes=args.memory_bytes,
+        measured_model=args.measured_model,
+        measured_hardware=args.measured_hardware,
+        name=args.name,
     )
     print(report_text)
+
 
 def build_parser() -> argparse.ArgumentParser:
     from hybridsched.experiments import POLICIES
@@ -378,7 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model profile name or YAML path")
     p.add_argument("--hardware", required=True, help="base hardware profile name or YAML path")
     p.add_argument("--memory-bytes", default=None, help="override the memory size, e.g. '80 GiB'")
-    p.add_argument("--measured-model", default=None, help="the file's model label (default: known alias)")
+    p.add_argument(
+        "--measured-model", default=None, help="the file's model label (default: known alias)"
+    )
     p.add_argument("--measured-hardware", default=None, help="the file's hardware label")
     p.add_argument("--name", default=None, help="profile name (default: the --out file's stem)")
     p.add_argument("--out", required=True, help="profile YAML to write")

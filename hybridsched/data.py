@@ -86,7 +86,9 @@ def validate_requests(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def check_context(requests: pd.DataFrame, max_context: int | None, fit: str = "error") -> pd.DataFrame:
+def check_context(
+    requests: pd.DataFrame, max_context: int | None, fit: str = "error"
+) -> pd.DataFrame:
     """Requests whose prompt plus output fit the model's context length ``max_context``.
 
     ``fit="error"`` raises naming the first request (and row) that does not fit;
@@ -97,12 +99,9 @@ def check_context(requests: pd.DataFrame, max_context: int | None, fit: str = "e
         raise ValueError(f"fit_context must be 'error' or 'drop', got {fit!r}")
     if max_context is None:
         return requests
-    need = (
-        requests["prompt_tokens"].to_numpy()
-        + np.maximum(
-            requests["output_tokens"].to_numpy(),
-            requests.get("predicted_output_tokens", requests["output_tokens"]).to_numpy(),
-        )
+    need = requests["prompt_tokens"].to_numpy() + np.maximum(
+        requests["output_tokens"].to_numpy(),
+        requests.get("predicted_output_tokens", requests["output_tokens"]).to_numpy(),
     )
     bad = need > max_context
     if fit == "error" or bad.all():
@@ -112,7 +111,11 @@ def check_context(requests: pd.DataFrame, max_context: int | None, fit: str = "e
             raise ValueError(
                 f"request {rid} (row {pos}): prompt_tokens + output_tokens = {need[pos]} exceeds the "
                 f"model's max_context {max_context}"
-                + (f" ({int(bad.sum())} such rows; fit_context='drop' drops them)" if bad.sum() > 1 else "")
+                + (
+                    f" ({int(bad.sum())} such rows; fit_context='drop' drops them)"
+                    if bad.sum() > 1
+                    else ""
+                )
             )
         return requests
     out = requests[~bad].reset_index(drop=True)

@@ -113,7 +113,10 @@ class RooflineLatency:
             return 0.0 * tokens
         hw = self.hardware
         if not hw.allreduce_ring and hw.allreduce_large_message_bytes is None:
-            per = hw.allreduce_latency_s + tokens * self.model.hidden_size * 2 / hw.allreduce_bandwidth
+            per = (
+                hw.allreduce_latency_s
+                + tokens * self.model.hidden_size * 2 / hw.allreduce_bandwidth
+            )
             return 2 * self.model.num_layers * per
         ring = 2.0 * (self.tp - 1) / self.tp if hw.allreduce_ring else 1.0
         msg = np.asarray(tokens, dtype=float) * (self.model.hidden_size * 2)
@@ -121,9 +124,10 @@ class RooflineLatency:
             wire = msg / hw.allreduce_bandwidth
         else:
             cut = hw.allreduce_large_message_bytes
-            wire = np.minimum(msg, cut) / hw.allreduce_bandwidth + np.maximum(
-                msg - cut, 0.0
-            ) / hw.allreduce_large_bandwidth
+            wire = (
+                np.minimum(msg, cut) / hw.allreduce_bandwidth
+                + np.maximum(msg - cut, 0.0) / hw.allreduce_large_bandwidth
+            )
         out = 2 * self.model.num_layers * (hw.allreduce_latency_s + ring * wire)
         return out if np.ndim(tokens) else float(out)
 
@@ -131,7 +135,10 @@ class RooflineLatency:
     def prefill_time(self, sum_tokens, sum_sq_tokens):
         """Prefill of prompts with ``sum(s)`` and ``sum(s^2)``: linear FLOPs plus causal attention."""
         m = self.model
-        flops = 2.0 * m.active_params * sum_tokens + 2.0 * m.num_layers * m.attention_dim * sum_sq_tokens
+        flops = (
+            2.0 * m.active_params * sum_tokens
+            + 2.0 * m.num_layers * m.attention_dim * sum_sq_tokens
+        )
         # Weights are read once; the prompt's KV is written once.
         bytes_ = m.weight_bytes + self.kv_bytes_per_token * sum_tokens
         return (
@@ -143,7 +150,9 @@ class RooflineLatency:
     def decode_time(self, batch_size, sum_context):
         """One decode step of ``|D|`` requests holding ``sum(context)`` KV tokens."""
         m = self.model
-        flops = 2.0 * m.active_params * batch_size + 4.0 * m.num_layers * m.attention_dim * sum_context
+        flops = (
+            2.0 * m.active_params * batch_size + 4.0 * m.num_layers * m.attention_dim * sum_context
+        )
         bytes_ = m.weight_bytes + self.kv_bytes_per_token * sum_context
         return (
             self.overhead
@@ -167,7 +176,9 @@ class RooflineLatency:
             + 4.0 * m.num_layers * m.attention_dim * sum_context
             + 2.0 * m.num_layers * m.attention_dim * chunk_sq_diff
         )
-        bytes_ = m.weight_bytes + self.kv_bytes_per_token * (sum_context + chunk_tokens + chunk_prefix)
+        bytes_ = m.weight_bytes + self.kv_bytes_per_token * (
+            sum_context + chunk_tokens + chunk_prefix
+        )
         return (
             self.overhead
             + np.maximum(flops / self.peak_eff, bytes_ / self.bw_eff)
@@ -224,7 +235,9 @@ class RooflineLatency:
         c = np.asarray(context, dtype=float)
         comm_slope = self.comm_time(1.0) - self.comm_time(0.0)
         return (
-            comm_slope + self.kv_bytes_per_token * c / self.bw_eff + self.hardware.decode_per_request_s
+            comm_slope
+            + self.kv_bytes_per_token * c / self.bw_eff
+            + self.hardware.decode_per_request_s
         )
 
     def describe(self) -> dict:

@@ -29,7 +29,11 @@ import yaml
 
 from hybridsched.paths import data_dir
 
-_OPTIONAL_NUMBERS = {"nvlink_bandwidth", "allreduce_large_message_bytes", "allreduce_large_bandwidth"}
+_OPTIONAL_NUMBERS = {
+    "nvlink_bandwidth",
+    "allreduce_large_message_bytes",
+    "allreduce_large_bandwidth",
+}
 _UNITS = {"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
 _UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
 
@@ -53,7 +57,9 @@ def parse_bytes(value, what: str) -> float:
 
 def _check_int(profile: str, name: str, v, minimum: int = 1) -> None:
     if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-        raise ValueError(f"model profile {profile!r}: {name} must be an integer >= {minimum}, got {v!r}")
+        raise ValueError(
+            f"model profile {profile!r}: {name} must be an integer >= {minimum}, got {v!r}"
+        )
 
 
 @dataclass(frozen=True)
@@ -84,8 +90,17 @@ class ModelProfile:
     source: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("num_layers", "hidden_size", "ffn_size", "num_heads", "vocab_size",
-                     "bytes_per_param", "kv_bytes_per_value", "num_experts", "experts_per_token"):
+        for name in (
+            "num_layers",
+            "hidden_size",
+            "ffn_size",
+            "num_heads",
+            "vocab_size",
+            "bytes_per_param",
+            "kv_bytes_per_value",
+            "num_experts",
+            "experts_per_token",
+        ):
             _check_int(self.name, name, getattr(self, name))
         for name in ("num_kv_heads", "head_dim", "max_context", "expert_ffn_size"):
             if getattr(self, name) is not None:
@@ -246,7 +261,14 @@ class HardwareProfile:
                 raise ValueError(
                     f"hardware profile {self.name!r}: {f.name} must be a finite number >= 0, got {v!r}"
                 )
-        for name in ("peak_flops", "memory_bandwidth", "memory_bytes", "allreduce_bandwidth", "mfu", "mbu"):
+        for name in (
+            "peak_flops",
+            "memory_bandwidth",
+            "memory_bytes",
+            "allreduce_bandwidth",
+            "mfu",
+            "mbu",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(
                     f"hardware profile {self.name!r}: {name} must be > 0, got {getattr(self, name)!r}"
@@ -290,7 +312,9 @@ def profile_names(kind: str) -> list[str]:
 def _profile_path(kind: str, name: str) -> Path:
     path = data_dir() / "profiles" / _PROFILE_FOLDERS[kind] / f"{name}.yaml"
     if not path.is_file():
-        raise ValueError(f"unknown {kind} profile {name!r}; known: {', '.join(profile_names(kind))}")
+        raise ValueError(
+            f"unknown {kind} profile {name!r}; known: {', '.join(profile_names(kind))}"
+        )
     return path
 
 

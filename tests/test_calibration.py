@@ -23,7 +23,10 @@ def synthetic(hw, model, tps=(2, 8)):
         for b, s in [(1, 128), (1, 512), (1, 2048), (1, 8192), (4, 512), (16, 512), (64, 512)]:
             rows.append(("prefill", tp, b, s, b * s, b * s * s, 0.0))
             rows.append(("decode", tp, b, s, b, 0.0, b * (s + 64)))
-    m = pd.DataFrame(rows, columns=["kind", "tp", "batch", "prompt", "sum_tokens", "sum_sq_tokens", "sum_context"])
+    m = pd.DataFrame(
+        rows,
+        columns=["kind", "tp", "batch", "prompt", "sum_tokens", "sum_sq_tokens", "sum_context"],
+    )
     m["row"] = np.arange(len(m))
     m["time_s"] = cal.predict(model, hw, m.assign(time_s=1.0))
     return m[cal.MEASUREMENT_COLUMNS]
@@ -34,13 +37,24 @@ def test_fit_recovers_known_constants():
     model = load_model_profile("llama-2-70b")
     base = load_hardware_profile("h100-80gb-sxm")
     truth = cal.calibration_base(
-        base, mfu=0.6, mbu=0.8, iteration_overhead_s=5e-3, overhead_per_extra_gpu_s=1e-3,
-        decode_per_request_s=2e-4, allreduce_bandwidth=150e9,
+        base,
+        mfu=0.6,
+        mbu=0.8,
+        iteration_overhead_s=5e-3,
+        overhead_per_extra_gpu_s=1e-3,
+        decode_per_request_s=2e-4,
+        allreduce_bandwidth=150e9,
     )
     truth = replace(truth, allreduce_large_bandwidth=60e9)
     fit = cal.fit_profile(synthetic(truth, model), model, base)
-    for k in ("mfu", "mbu", "iteration_overhead_s", "overhead_per_extra_gpu_s", "decode_per_request_s",
-              "allreduce_bandwidth"):
+    for k in (
+        "mfu",
+        "mbu",
+        "iteration_overhead_s",
+        "overhead_per_extra_gpu_s",
+        "decode_per_request_s",
+        "allreduce_bandwidth",
+    ):
         assert fit.params[k] == pytest.approx(getattr(truth, k), rel=1e-3), k
     assert fit.params["allreduce_large_share"] == pytest.approx(0.4, rel=1e-3)
     assert fit.hardware.allreduce_ring and fit.hardware.allreduce_large_message_bytes == 32 * 2**20
@@ -83,7 +97,9 @@ def test_load_splitwise_rows_and_bad_input(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("hw, label", [("a100-80gb-sxm", "a100-80gb"), ("h100-80gb-sxm", "h100-80gb")])
+@pytest.mark.parametrize(
+    "hw, label", [("a100-80gb-sxm", "a100-80gb"), ("h100-80gb-sxm", "h100-80gb")]
+)
 def test_shipped_calibrated_profiles_match_a_fresh_fit(hw, label):
     """Tests that the shipped *-measured profiles are what a fresh fit of the shipped data gives,
     that the decode and the medians meet the targets, and that the stored errors are the fit's."""
@@ -98,7 +114,9 @@ def test_shipped_calibrated_profiles_match_a_fresh_fit(hw, label):
         assert err.loc[(kind, "all"), "median"] <= 0.05
     assert err.loc[("decode", "all"), "p90"] <= 0.10
     stored = pd.DataFrame(shipped.calibration["errors"]).set_index(["kind", "tp"])
-    assert stored.loc[("decode", "all"), "p90"] == pytest.approx(err.loc[("decode", "all"), "p90"], abs=1e-4)
+    assert stored.loc[("decode", "all"), "p90"] == pytest.approx(
+        err.loc[("decode", "all"), "p90"], abs=1e-4
+    )
     assert len(fit.outliers) <= 0.02 * 420
 
 
@@ -108,18 +126,45 @@ def test_calibrate_cli_writes_a_loadable_profile(tmp_path, capsys):
     model = load_model_profile("llama-2-70b")
     truth = cal.calibration_base(load_hardware_profile("h100-80gb-sxm"), mfu=0.55)
     m = synthetic(truth, model)
-    pre, dec = m[m["kind"] == "prefill"].reset_index(drop=True), m[m["kind"] == "decode"].reset_index(drop=True)
-    csv = pd.DataFrame({
-        "model": "m", "hardware": "h", "prompt_size": pre["prompt"], "batch_size": pre["batch"],
-        "token_size": 128, "prompt_time": pre["time_s"] * 1e3, "token_time": dec["time_s"] * 1e3,
-        "tensor_parallel": pre["tp"],
-    })
+    pre, dec = (
+        m[m["kind"] == "prefill"].reset_index(drop=True),
+        m[m["kind"] == "decode"].reset_index(drop=True),
+    )
+    csv = pd.DataFrame(
+        {
+            "model": "m",
+            "hardware": "h",
+            "prompt_size": pre["prompt"],
+            "batch_size": pre["batch"],
+            "token_size": 128,
+            "prompt_time": pre["time_s"] * 1e3,
+            "token_time": dec["time_s"] * 1e3,
+            "tensor_parallel": pre["tp"],
+        }
+    )
     path = tmp_path / "m.csv"
     csv.to_csv(path, index=False)
     out = tmp_path / "fitted.yaml"
-    assert main(["calibrate", "--measurements", str(path), "--model", "llama-2-70b",
-                 "--hardware", "h100-80gb-sxm", "--measured-model", "m", "--measured-hardware", "h",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "calibrate",
+                "--measurements",
+                str(path),
+                "--model",
+                "llama-2-70b",
+                "--hardware",
+                "h100-80gb-sxm",
+                "--measured-model",
+                "m",
+                "--measured-hardware",
+                "h",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     hw = load_hardware_profile(out)
     assert hw.name == "fitted" and hw.mfu == pytest.approx(0.55, rel=1e-3)
     assert hw.calibration["command"].startswith("python -m hybridsched calibrate")
@@ -129,8 +174,19 @@ def test_calibrate_cli_writes_a_loadable_profile(tmp_path, capsys):
 def test_calibrate_cli_bad_input_exits_2(tmp_path, capsys):
     """Tests that a missing measurements file is one line on stderr, exit 2, nothing written."""
     out = tmp_path / "x.yaml"
-    code = main(["calibrate", "--measurements", str(tmp_path / "nope.csv"), "--model", "llama-2-70b",
-                 "--hardware", "h100-80gb-sxm", "--out", str(out)])
+    code = main(
+        [
+            "calibrate",
+            "--measurements",
+            str(tmp_path / "nope.csv"),
+            "--model",
+            "llama-2-70b",
+            "--hardware",
+            "h100-80gb-sxm",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 2 and not out.exists()
     assert "no such file" in capsys.readouterr().err
 
@@ -143,7 +199,9 @@ def test_vidur_fit_kernels_and_allreduce():
 
     ops, ar = load_vidur(data_dir() / "latency" / "vidur" / "a100")
     assert set(ops["tp"]) == {1, 2, 4, 8} and set(ar["tp"]) == {2, 4, 8}
-    fit = fit_vidur(ops, ar, load_model_profile("llama-2-70b"), load_hardware_profile("a100-80gb-sxm"))
+    fit = fit_vidur(
+        ops, ar, load_model_profile("llama-2-70b"), load_hardware_profile("a100-80gb-sxm")
+    )
     err = fit.errors.set_index(["kind", "tp"])
     assert err.loc[("linear", "all"), "median"] < 0.05
     assert err.loc[("all_reduce", "all"), "median"] < 0.10

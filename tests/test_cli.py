@@ -217,14 +217,53 @@ def test_study_and_simulate_take_any_profile(tmp_path):
     from hybridsched.cli import main
 
     out = tmp_path / "study"
-    assert main(["study", "--cases", "1", "--requests-per-case", "20", "--workers", "1",
-                 "--model", "llama-2-70b", "--hardware", "h100-80gb-sxm-measured", "--tp", "2",
-                 "--time-limit", "2", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "study",
+                "--cases",
+                "1",
+                "--requests-per-case",
+                "20",
+                "--workers",
+                "1",
+                "--model",
+                "llama-2-70b",
+                "--hardware",
+                "h100-80gb-sxm-measured",
+                "--tp",
+                "2",
+                "--time-limit",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     doc = json.loads((out / "study.json").read_text())
     text = json.dumps(doc)
     assert "llama-2-70b" in text and "h100-80gb-sxm-measured" in text
     sim = tmp_path / "sim"
-    assert main(["simulate", "--policy", "baseline", "--model", "llama-2-70b", "--hardware",
-                 "h100-80gb-sxm-measured", "--tp", "2", "--num-requests", "20", "--out", str(sim)]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--policy",
+                "baseline",
+                "--model",
+                "llama-2-70b",
+                "--hardware",
+                "h100-80gb-sxm-measured",
+                "--tp",
+                "2",
+                "--num-requests",
+                "20",
+                "--out",
+                str(sim),
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((sim / "metrics.json").read_text())
     assert metrics["makespan_s"] > 0

@@ -301,8 +301,12 @@ def test_check_context_error_names_row_and_drop_counts():
     fit='drop' drops it and reports the count."""
     from hybridsched.data import check_context, validate_requests
 
-    req = validate_requests(pd.DataFrame({"prompt_tokens": [100, 8000, 50], "output_tokens": [10, 100, 4000]}))
-    with pytest.raises(ValueError, match=r"request 1 \(row 1\).*8100.*max_context 2048.*2 such rows"):
+    req = validate_requests(
+        pd.DataFrame({"prompt_tokens": [100, 8000, 50], "output_tokens": [10, 100, 4000]})
+    )
+    with pytest.raises(
+        ValueError, match=r"request 1 \(row 1\).*8100.*max_context 2048.*2 such rows"
+    ):
         check_context(req, 2048)
     kept = check_context(req, 2048, fit="drop")
     assert list(kept["request_id"]) == [0] and kept.attrs["dropped_over_context"] == 2

@@ -13,14 +13,25 @@ from hybridsched.profiles import (
     profile_names,
 )
 
-SHIPPED_MODELS = ["llama-2-70b", "llama-3.1-405b", "llama-3.1-70b", "llama-3.1-8b", "llama-65b", "mixtral-8x7b"]
+SHIPPED_MODELS = [
+    "llama-2-70b",
+    "llama-3.1-405b",
+    "llama-3.1-70b",
+    "llama-3.1-8b",
+    "llama-65b",
+    "mixtral-8x7b",
+]
 
 
 def test_shipped_profiles_listed():
     """Tests that the shipped model and hardware profiles are the documented ones."""
     assert profile_names("model") == SHIPPED_MODELS
     assert set(profile_names("hardware")) >= {
-        "a100-80gb-sxm", "h100-80gb-sxm", "h200-141gb", "a100-80gb-sxm-measured", "h100-80gb-sxm-measured"
+        "a100-80gb-sxm",
+        "h100-80gb-sxm",
+        "h200-141gb",
+        "a100-80gb-sxm-measured",
+        "h100-80gb-sxm-measured",
     }
 
 
@@ -64,7 +75,9 @@ def test_defaults_reduce_to_classic_layout():
 def test_tp_must_divide_heads(tp):
     """Tests that tp=3 on 64 heads is refused, naming the heads."""
     with pytest.raises(ValueError, match="64 attention heads"):
-        RooflineLatency(load_model_profile("llama-2-70b"), load_hardware_profile("h100-80gb-sxm"), tp)
+        RooflineLatency(
+            load_model_profile("llama-2-70b"), load_hardware_profile("h100-80gb-sxm"), tp
+        )
 
 
 def test_tp2_fits_llama2_70b_on_two_h100_and_kv_heads_replicate_beyond_eight():
@@ -79,7 +92,9 @@ def test_tp2_fits_llama2_70b_on_two_h100_and_kv_heads_replicate_beyond_eight():
 
 def test_replication_needs_a_multiple():
     """Tests that KV heads that neither split nor replicate evenly are refused."""
-    m = ModelProfile("x", num_layers=1, hidden_size=96, ffn_size=8, num_heads=12, num_kv_heads=4, vocab_size=8)
+    m = ModelProfile(
+        "x", num_layers=1, hidden_size=96, ffn_size=8, num_heads=12, num_kv_heads=4, vocab_size=8
+    )
     m.check_tp(2)
     m.check_tp(4)
     m.check_tp(12)
@@ -108,7 +123,17 @@ def test_hardware_profiles_have_sources():
 def test_bad_architecture_is_named():
     """Tests that heads that do not share KV heads evenly are refused naming both fields."""
     with pytest.raises(ValueError, match="num_kv_heads"):
-        ModelProfile("x", num_layers=1, hidden_size=64, ffn_size=8, num_heads=8, num_kv_heads=3, vocab_size=8)
+        ModelProfile(
+            "x", num_layers=1, hidden_size=64, ffn_size=8, num_heads=8, num_kv_heads=3, vocab_size=8
+        )
     with pytest.raises(ValueError, match="experts_per_token"):
-        ModelProfile("x", num_layers=1, hidden_size=64, ffn_size=8, num_heads=8, vocab_size=8,
-                     num_experts=2, experts_per_token=3)
+        ModelProfile(
+            "x",
+            num_layers=1,
+            hidden_size=64,
+            ffn_size=8,
+            num_heads=8,
+            vocab_size=8,
+            num_experts=2,
+            experts_per_token=3,
+        )
