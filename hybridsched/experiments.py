@@ -792,6 +792,8 @@ def run_study(
     mip_gap: float = 1e-3,
     progress: bool = True,
     serving: Serving = Serving(),
+    model: str = "llama-65b",
+    hardware: str = "a100-80gb-sxm",
 ) -> StudyResult:
     """Case ``k`` draws ``requests_per_case`` requests with seed ``first_seed + k - 1``.
 
@@ -812,7 +814,9 @@ def run_study(
     base = requests_for(requests)
     if not 1 <= requests_per_case <= len(base):
         raise ValueError(f"requests_per_case must be in 1..{len(base)}, got {requests_per_case}")
-    cluster = Cluster(num_clients=clients, tp=tp, max_batch=max_batch)
+    cluster = Cluster(
+        model=model, hardware=hardware, num_clients=clients, tp=tp, max_batch=max_batch
+    )
     cluster.make_clients()  # fail fast on a bad cluster, before any process starts
     solve = SolveSettings(time_limit_s, mip_gap, threads=1)
     jobs = [
