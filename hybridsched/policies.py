@@ -24,8 +24,8 @@ from itertools import accumulate
 
 import numpy as np
 
-from hybridsched.instance import Instance
 from hybridsched.engine import DECODE, Action, ClientState, Decider
+from hybridsched.instance import Instance
 
 SORT_KEYS = ("fcfs", "longest", "shortest", "prompt", "random")
 
