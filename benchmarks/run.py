@@ -76,7 +76,7 @@ def bench_sim(repeat: int = 5) -> None:
 def bench_mmbpp(time_limit_s: float = 10.0) -> None:
     from hybridsched.bounds import planning_sizes
     from hybridsched.instance import Cluster, make_instance
-    from hybridsched.offline import (
+    from hybridsched.mmbpp import (
         build_assignment_model,
         lpt_assignment,
         solve_assignment,
@@ -106,13 +106,13 @@ def bench_mmbpp(time_limit_s: float = 10.0) -> None:
 
 
 def bench_mip(limit_s: float = 60.0) -> None:
+    from hybridsched.iteration_mip import LinearCoefficients, solve_iteration_mip
     from hybridsched.latency import (
         RooflineLatency,
         fit_linear,
         load_hardware_profile,
         load_model_profile,
     )
-    from hybridsched.offline import LinearCoefficients, solve_iteration_mip
 
     roof = RooflineLatency(
         load_model_profile("llama-65b"), load_hardware_profile("a100-80gb-sxm"), 4

@@ -183,7 +183,7 @@ def cmd_simulate(args) -> None:
 def cmd_assign(args) -> None:
     from hybridsched.bounds import planning_sizes
     from hybridsched.experiments import versions
-    from hybridsched.offline import solve_assignment
+    from hybridsched.mmbpp import solve_assignment
 
     inst, cluster = _instance(args)
     res = solve_assignment(
