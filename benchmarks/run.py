@@ -5,6 +5,9 @@ Sections:
          wall time, iterations per second, and the online rule's decision time per boundary.
   mmbpp  the offline MMBPP on the 1,319-request workload for 2, 4, 8, 16 clients: model build
          time, solve time to 0.1% gap (or the gap at the time limit), LPT vs MIP vs bound.
+  scale  the MMBPP at scale (20,000 x 64 with a 0.01 s limit, 100,000 x 64 with 10 s,
+         100,000 x 2, 1,000,000 x 256, and 100,000 x 64 per-client sizes): wall time of the
+         whole stage, peak RSS (each case in its own process), objective vs trivial bound.
   mip    the exact iteration MIP: the largest instance solved to optimality within 60 s.
   study  the 100-case study wall time on 2 workers, for both configurations.
 """
@@ -12,7 +15,10 @@ Sections:
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -105,6 +111,52 @@ def bench_mmbpp(time_limit_s: float = 10.0) -> None:
         )
 
 
+SCALE_CASES = (  # requests, clients, time limit s, per-client sizes
+    (20_000, 64, 0.01, False),
+    (100_000, 64, 10.0, False),
+    (100_000, 2, 10.0, False),
+    (1_000_000, 256, 10.0, False),
+    (100_000, 64, 10.0, True),
+)
+
+
+def _scale_case(n: int, m: int, limit: float, unrelated: bool, seed: int = 0) -> dict:
+    """One MMBPP case in this process: sizes ~ U(0.05, 5) s from default_rng(seed)."""
+    import resource
+
+    from hybridsched.mmbpp import solve_assignment
+
+    rng = np.random.default_rng(seed)
+    if unrelated:
+        sizes = rng.uniform(0.05, 5.0, n)[:, None] * rng.uniform(0.8, 1.25, m)[None, :]
+    else:
+        sizes = rng.uniform(0.05, 5.0, n)
+    t0 = time.perf_counter()
+    res = solve_assignment(sizes, time_limit_s=limit, num_clients=m, threads=1, seed=seed)
+    wall = time.perf_counter() - t0
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"wall_s": wall, "rss_mb": rss_mb, **res.to_dict()}
+
+
+def bench_scale() -> None:
+    print("== MMBPP at scale: whole offline stage, sizes ~ U(0.05, 5) s, seed 0, threads=1 ==")
+    print(
+        f"{'requests':>9} {'clients':>7} {'sizes':>10} {'limit s':>7} {'wall s':>7} {'RSS MB':>7} "
+        f"{'status':>8} {'LPT/LB-1':>9} {'obj/LB-1':>9} {'LS rounds':>9}  reason"
+    )
+    for n, m, limit, unrelated in SCALE_CASES:
+        cmd = [sys.executable, __file__, "--scale-case", f"{n},{m},{limit},{int(unrelated)}"]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        lb = r["bound_s"]
+        print(
+            f"{n:>9,} {m:>7} {'per-client' if unrelated else 'identical':>10} {limit:>7g} "
+            f"{r['wall_s']:>7.2f} {r['rss_mb']:>7.0f} {r['status']:>8} "
+            f"{r['lpt_objective_s'] / lb - 1:>9.2e} {r['objective_s'] / lb - 1:>9.2e} "
+            f"{r['local_search_rounds']:>9}  {r['reason']}"
+        )
+
+
 def bench_mip(limit_s: float = 60.0) -> None:
     from hybridsched.iteration_mip import LinearCoefficients, solve_iteration_mip
     from hybridsched.latency import (
@@ -173,9 +225,20 @@ def bench_study(workers: int = 2) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--only", default="sim,mmbpp,mip,study", help="comma-separated sections")
+    p.add_argument("--only", default="sim,mmbpp,scale,mip,study", help="comma-separated sections")
+    p.add_argument("--scale-case", help=argparse.SUPPRESS)  # n,m,limit,unrelated: one case
     args = p.parse_args()
-    sections = {"sim": bench_sim, "mmbpp": bench_mmbpp, "mip": bench_mip, "study": bench_study}
+    if args.scale_case:
+        n, m, limit, unrelated = args.scale_case.split(",")
+        print(json.dumps(_scale_case(int(n), int(m), float(limit), bool(int(unrelated)))))
+        return
+    sections = {
+        "sim": bench_sim,
+        "mmbpp": bench_mmbpp,
+        "scale": bench_scale,
+        "mip": bench_mip,
+        "study": bench_study,
+    }
     for name in args.only.split(","):
         sections[name.strip()]()
         print()

@@ -28,6 +28,7 @@ at most 3e-7 above it.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +68,7 @@ __all__ = [
 ]
 
 MODEL_MAX_CELLS = 500_000  # binaries x[i, j] above which the model is never built
+PYOMO_IMPORT_S = 1.0  # first import of pyomo.environ, counted in the build-time estimate
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,7 +140,9 @@ class _Start:
         return self.lpt, self.lpt_obj, "LPT"
 
 
-def _heuristic_start(p: Problem, warm: np.ndarray | None, deadline: float | None) -> _Start:
+def _heuristic_start(
+    p: Problem, warm: np.ndarray | None, deadline: float | None, target: float | None
+) -> _Start:
     base = lpt(p)
     base_obj = p.makespan(base)
     starts = [("LPT + local search", base, base_obj, False)]
@@ -148,7 +152,7 @@ def _heuristic_start(p: Problem, warm: np.ndarray | None, deadline: float | None
     best = None
     rounds, hit = 0, False
     for name, a, _, is_warm in starts:
-        improved, r, h = improve(p, a, deadline=deadline)
+        improved, r, h = improve(p, a, deadline=deadline, target=target)
         obj = p.makespan(improved)
         rounds, hit = rounds + r, hit or h
         if best is None or obj < best[1] or (obj == best[1] and is_warm):
@@ -166,27 +170,28 @@ def _skip_reason(
     skip_within_gap: bool = True,
 ) -> tuple[SolveStatus, str] | None:
     """Why the model is not built (status, reason), or None to build and solve it."""
+    name = start.fallback()[2]
     if time_limit_s == 0:
         return SolveStatus.FALLBACK, "time limit 0 s: no solve"
     gap = (start.best_obj - min(bound, start.best_obj)) / start.best_obj
     if skip_within_gap and gap <= mip_gap:
         return SolveStatus.OPTIMAL, (
-            f"{start.name} is within mip_gap={mip_gap:g} of the trivial bound: no solve needed"
+            f"{name} is within mip_gap={mip_gap:g} of the trivial bound: no solve needed"
         )
-    missing = solver_missing()
-    if missing is not None:
-        return SolveStatus.FALLBACK, f"solver not available: {missing}"
     cells = p.n * p.num_clients
     if cells > MODEL_MAX_CELLS:
         return SolveStatus.FALLBACK, (
             f"model too large: {cells:,} binaries > MODEL_MAX_CELLS={MODEL_MAX_CELLS:,}"
         )
     left = t_end - time.perf_counter()
-    if cells * BUILD_S_PER_CELL > left / 2:
+    need = cells * BUILD_S_PER_CELL + (0.0 if "pyomo.environ" in sys.modules else PYOMO_IMPORT_S)
+    if need > left / 2:
         return SolveStatus.FALLBACK, (
-            f"no time to build the model: about {cells * BUILD_S_PER_CELL:.2g} s needed, "
-            f"{max(left, 0.0):.2g} s left"
+            f"no time to build the model: about {need:.2g} s needed, {max(left, 0.0):.2g} s left"
         )
+    missing = solver_missing()
+    if missing is not None:
+        return SolveStatus.FALLBACK, f"solver not available: {missing}"
     return None
 
 
@@ -263,8 +268,10 @@ def solve_assignment(
         On invalid inputs, naming the field and row (a request allowed nowhere, a warm
         start on a forbidden client, a bad time limit, gap, thread count or seed).
     """
+    t0 = time.perf_counter()
     return _solve(
         make_problem(sizes, num_clients, initial_loads, allowed),
+        t0,
         time_limit_s,
         mip_gap,
         threads,
@@ -292,24 +299,26 @@ def assignment_bound(
     :func:`solve_assignment`, but HiGHS runs even when the heuristic is within the gap,
     since its bound can be slightly higher), never below the trivial bound.
     """
+    t0 = time.perf_counter()
     p = make_problem(sizes, num_clients, initial_loads, allowed)
     check_solve_args(time_limit_s, mip_gap, threads, seed)
     if p.n * p.num_clients > MODEL_MAX_CELLS:
         return _problem_bound(p)
-    return _solve(p, time_limit_s, mip_gap, threads, None, seed, skip_within_gap=False).bound_s
+    return _solve(p, t0, time_limit_s, mip_gap, threads, None, seed, skip_within_gap=False).bound_s
 
 
-def _solve(p, time_limit_s, mip_gap, threads, warm_start, seed, skip_within_gap):
-    """:func:`solve_assignment` on a checked problem."""
-    t0 = time.perf_counter()
+def _solve(p, t0, time_limit_s, mip_gap, threads, warm_start, seed, skip_within_gap):
+    """:func:`solve_assignment` on a checked problem; ``t0``: when the call started."""
     check_solve_args(time_limit_s, mip_gap, threads, seed)
     warm = None
     if warm_start is not None:
         warm = check_assignment(warm_start, p.n, p.num_clients, "warm_start")
         p.check_allowed(warm, "warm_start")
     t_end = math.inf if math.isinf(time_limit_s) else t0 + float(time_limit_s)
-    start = _heuristic_start(p, warm, None if math.isinf(t_end) else t_end)
     lb = _problem_bound(p)
+    # Without a model to hand over to (too large), stop the search where HiGHS would.
+    target = lb / (1.0 - mip_gap) if p.n * p.num_clients > MODEL_MAX_CELLS and mip_gap < 1 else None
+    start = _heuristic_start(p, warm, None if math.isinf(t_end) else t_end, target)
 
     def result(assignment, objective, bound, status, reason, solver_used=False, name=None):
         bound = min(bound, objective)  # a valid bound never exceeds a feasible objective

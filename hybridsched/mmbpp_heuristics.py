@@ -35,29 +35,36 @@ def _lpt_heap(w: np.ndarray, order: np.ndarray, initial: np.ndarray) -> np.ndarr
     """LPT on identical clients with a heap; exactly ``argmin(loads + w_i)`` of the plain loop.
 
     When the second smallest load gives the same rounded finish time as the smallest
-    (a tie, e.g. at the start), the plain ``argmin`` decides and the heap is rebuilt.
+    (a tie, e.g. at the start), the plain ``argmin`` over all loads decides and the heap
+    is rebuilt. The hot loop touches no numpy object.
     """
     num = initial.size
-    loads = initial.astype(float).copy()
-    heap = [(float(v), j) for j, v in enumerate(loads.tolist())]
+    heap = [(float(v), j) for j, v in enumerate(initial.tolist())]
     heapq.heapify(heap)
-    out = np.empty(w.size, dtype=np.int64)
+    out = [0] * w.size
     wl = w.tolist()
+    replace = heapq.heapreplace
     for i in order.tolist():
         c = wl[i]
         l0, j0 = heap[0]
         s0 = l0 + c
-        second = min(heap[1][0], heap[2][0]) if num > 2 else (heap[1][0] if num == 2 else None)
-        if second is not None and second + c == s0:
+        if num > 2:
+            h1, h2 = heap[1][0], heap[2][0]
+            tie = (h1 if h1 < h2 else h2) + c == s0
+        else:
+            tie = num == 2 and heap[1][0] + c == s0
+        if tie:
+            loads = np.empty(num)
+            for v, j in heap:
+                loads[j] = v
             j0 = int(np.argmin(loads + c))
             loads[j0] += c
             heap = [(float(v), j) for j, v in enumerate(loads.tolist())]
             heapq.heapify(heap)
         else:
-            heapq.heapreplace(heap, (s0, j0))
-            loads[j0] = s0
+            replace(heap, (s0, j0))
         out[i] = j0
-    return out
+    return np.array(out, dtype=np.int64)
 
 
 def lpt(p: Problem) -> np.ndarray:
@@ -210,9 +217,16 @@ def _best_step(p, a, loads, members, cache, deadline):
 
 
 def improve(
-    p: Problem, assignment: np.ndarray, max_rounds: int = 5000, deadline: float | None = None
+    p: Problem,
+    assignment: np.ndarray,
+    max_rounds: int = 5000,
+    deadline: float | None = None,
+    target: float | None = None,
 ) -> tuple[np.ndarray, int, bool]:
-    """Local search on a checked problem: ``(assignment, rounds done, stopped by deadline)``."""
+    """Local search on a checked problem: ``(assignment, rounds done, stopped by deadline)``.
+
+    Also stops once the makespan is at most ``target`` (if given).
+    """
     a = np.array(assignment, dtype=np.int64)
     if p.num_clients == 1:
         return a, 0, False
@@ -220,6 +234,8 @@ def improve(
     cache: dict[int, np.ndarray] = {}
     loads = p.loads(a)
     for rounds in range(max_rounds):
+        if target is not None and loads.max() <= target:
+            return a, rounds, False
         step = _best_step(p, a, loads, members, cache, deadline)
         if step is _TIMEOUT:
             return a, rounds, True

@@ -133,7 +133,7 @@ def test_mmbpp_medium_short_limit_valid_result():
     a valid client per request, bound <= objective <= LPT, and to_dict is JSON-ready."""
     rng = np.random.default_rng(3)
     sizes = rng.integers(30, 600, size=(300, 8)).astype(float)
-    res = solve_assignment(sizes, time_limit_s=0.3)
+    res = solve_assignment(sizes, time_limit_s=3.0)  # room for import, build and HiGHS
     assert res.status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
     assert res.assignment.shape == (300,)
     assert np.issubdtype(res.assignment.dtype, np.integer)
@@ -313,3 +313,161 @@ def test_assignment_result_is_frozen():
         res.status = SolveStatus.FEASIBLE
     with pytest.raises(ValueError):
         res.assignment[0] = 0
+
+
+# --------------------------------------------------------------------------------------
+# initial loads, masks, warm starts, and the fallbacks of the whole stage
+# --------------------------------------------------------------------------------------
+
+
+def brute_force_general(sizes, initial, allowed):
+    n, m = sizes.shape
+    best = math.inf
+    for a in itertools.product(*[np.flatnonzero(allowed[i]).tolist() for i in range(n)]):
+        loads = np.array(initial, dtype=float)
+        for i, j in enumerate(a):
+            loads[j] += sizes[i, j]
+        best = min(best, loads.max())
+    return best
+
+
+@settings(max_examples=30, deadline=None)
+@given(data=st.data(), n=st.integers(1, 6), m=st.integers(2, 3))
+def test_mmbpp_with_loads_and_mask_matches_brute_force(data, n, m):
+    """Tests that with initial loads and a mask the solve reaches the brute-force
+    optimum (OPTIMAL), honours the mask, and reports a bound <= the optimum."""
+    sizes = np.array(
+        [data.draw(st.lists(st.integers(1, 9), min_size=m, max_size=m)) for _ in range(n)], float
+    )
+    initial = np.array(data.draw(st.lists(st.integers(0, 10), min_size=m, max_size=m)), float)
+    allowed = np.array(
+        [data.draw(st.lists(st.booleans(), min_size=m, max_size=m)) for _ in range(n)], bool
+    )
+    allowed[:, 0] |= ~allowed.any(axis=1)
+    res = solve_assignment(sizes, mip_gap=0.0, initial_loads=initial, allowed=allowed)
+    opt = brute_force_general(sizes, initial, allowed)
+    assert res.status is SolveStatus.OPTIMAL
+    assert res.objective_s == pytest.approx(opt)
+    assert allowed[np.arange(n), res.assignment].all()
+    assert res.bound_s <= opt + 1e-9
+
+
+def test_mask_keeps_requests_off_small_clients():
+    """Tests a heterogeneous cluster: requests whose reservation exceeds client 1's
+    memory never go there, even though that client is empty, and the MIP finds the
+    optimum the mask leaves (8 on client 0)."""
+    from hybridsched.mmbpp import capacity_mask
+
+    allowed = capacity_mask([100, 100, 10, 10], [200, 50])
+    sizes = np.array([4.0, 4.0, 1.0, 1.0])
+    res = solve_assignment(sizes, mip_gap=0.0, allowed=allowed)
+    assert res.assignment[:2].tolist() == [0, 0]
+    assert res.objective_s == 8.0
+
+
+def test_initial_loads_move_work_to_idle_clients():
+    """Tests that committed work counts: with client 0 already 6 s busy, requests
+    3, 3, 2, 2 end at 8 (6 + 2 | 3 + 3 + 2), the brute-force optimum, not at 5 as
+    without the initial load."""
+    sizes = identical([3, 3, 2, 2], 2)
+    initial = np.array([6.0, 0.0])
+    res = solve_assignment(sizes, mip_gap=0.0, initial_loads=initial)
+    assert res.objective_s == brute_force_general(sizes, initial, np.ones((4, 2), bool)) == 8.0
+    assert res.to_dict()["objective_s"] == 8.0
+
+
+def test_warm_start_never_worse_and_recorded():
+    """Tests that a warm start better than LPT is used (and recorded), that the result
+    is never worse than the warm start, and that a bad warm start still ends optimal."""
+    sizes = identical([3, 3, 2, 2, 2], 2)
+    good = np.array([0, 0, 1, 1, 1])  # the optimum, 6
+    res = solve_assignment(sizes, time_limit_s=0.0, warm_start=good)
+    assert res.objective_s == 6.0 and res.warm_start_used and res.to_dict()["warm_start_used"]
+    bad = np.array([0, 0, 0, 0, 0])
+    res = solve_assignment(sizes, warm_start=bad, mip_gap=0.0)
+    assert res.objective_s == 6.0  # the local search repairs it
+    rng = np.random.default_rng(4)
+    for _ in range(10):
+        sz = rng.uniform(0.1, 4.0, (30, 3))
+        ws = rng.integers(0, 3, 30)
+        r = solve_assignment(sz, time_limit_s=0.5, warm_start=ws)
+        assert r.objective_s <= makespan_of(sz, ws) + 1e-12
+
+
+def test_warm_start_on_forbidden_client_rejected():
+    """Tests that a warm start breaking the mask is a ValueError naming the row."""
+    allowed = np.array([[True, False], [True, True]])
+    with pytest.raises(ValueError, match="warm_start: request 0 is on client 1"):
+        solve_assignment(np.ones((2, 2)), warm_start=[1, 0], allowed=allowed)
+
+
+def test_highspy_missing_degrades_to_heuristic(monkeypatch):
+    """Tests that with highspy not importable (sys.modules entry None) the solve returns
+    LPT + local search with status FALLBACK and a reason naming highspy."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "highspy", None)
+    sizes = identical([3, 3, 3, 1, 1], 2)  # optimum 6 > trivial bound 5.5: solver wanted
+    res = solve_assignment(sizes)
+    assert res.status is SolveStatus.FALLBACK and not res.solver_used
+    assert "highspy not installed" in res.fallback_reason
+    assert res.assignment.tolist() == improve_assignment(sizes, lpt_assignment(sizes)).tolist()
+    assert res.bound_s <= res.objective_s
+
+
+def test_within_gap_skips_the_solver(monkeypatch):
+    """Tests that when the heuristic already meets the trivial bound the solver is not
+    run and the status is OPTIMAL with the reason."""
+    monkeypatch.setattr(mmbpp, "run_highs", lambda *a, **k: pytest.fail("solver called"))
+    res = solve_assignment(identical([3, 3, 2, 2, 2], 2))
+    assert res.status is SolveStatus.OPTIMAL and res.objective_s == 6.0
+    assert "within mip_gap" in res.reason and res.fallback_reason is None
+
+
+def test_large_model_is_not_built(monkeypatch):
+    """Tests that above MODEL_MAX_CELLS binaries, or when the build would not fit in the
+    time left, the model is not built: FALLBACK with the reason, the heuristic answer."""
+    sizes = identical([3, 3, 3, 1, 1], 2)
+    monkeypatch.setattr(mmbpp, "build_model", lambda p: pytest.fail("model built"))
+    monkeypatch.setattr(mmbpp, "MODEL_MAX_CELLS", 4)
+    res = solve_assignment(sizes)
+    assert res.status is SolveStatus.FALLBACK and "model too large" in res.fallback_reason
+    monkeypatch.setattr(mmbpp, "MODEL_MAX_CELLS", 10**6)
+    monkeypatch.setattr(mmbpp, "BUILD_S_PER_CELL", 1.0)
+    res = solve_assignment(sizes, time_limit_s=5.0)
+    assert res.status is SolveStatus.FALLBACK and "no time to build" in res.fallback_reason
+    assert res.objective_s == 6.0
+
+
+def test_assignment_bound_is_trivial_at_scale():
+    """Tests that the bound used by the lower bound needs no model at scale (equal to
+    the trivial bound) and is at least it on small instances."""
+    from hybridsched.mmbpp import MODEL_MAX_CELLS, assignment_bound
+
+    rng = np.random.default_rng(0)
+    w = rng.uniform(0.1, 5.0, MODEL_MAX_CELLS // 4 + 1)
+    assert assignment_bound(w, num_clients=4) == trivial_bound(w, num_clients=4)
+    small = identical([3, 3, 3], 2)
+    assert trivial_bound(small) <= assignment_bound(small, mip_gap=0.0) <= 6.0
+
+
+def test_to_dict_records_the_stage():
+    """Tests the documented keys of the record (status, reason, time, gap, warm start,
+    LPT objective, local search) and that it is JSON-ready."""
+    d = solve_assignment(identical([3, 3, 3, 1, 1], 2)).to_dict()
+    for key in (
+        "status",
+        "reason",
+        "fallback_reason",
+        "runtime_s",
+        "gap",
+        "bound_s",
+        "warm_start_used",
+        "lpt_objective_s",
+        "solver_used",
+        "local_search_rounds",
+        "deadline_hit",
+        "start",
+    ):
+        assert key in d, key
+    json.dumps(d, allow_nan=False)
