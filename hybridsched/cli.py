@@ -7,7 +7,8 @@ Commands and the files they write (columns and keys are a contract):
   cluster, seed, versions).
 - ``assign --out DIR``: ``DIR/assignment.csv`` (``request_id``, ``client``) and
   ``DIR/solve.json`` (``status``, ``objective_s``, ``bound_s``, ``gap``, ``runtime_s``,
-  ``fallback_reason``).
+  ``fallback_reason``, ``reason``, ``start``, ``warm_start_used``, ``solver_used``,
+  ``local_search_rounds``, ``deadline_hit``, ``lpt_objective_s``, cluster, seed, versions).
 - ``single-case --out DIR``: ``DIR/single_case.csv`` and ``DIR/single_case.json``.
 - ``study --out DIR``: ``DIR/study_cases.csv``, ``DIR/study_summary.csv``, ``DIR/study.json``.
 - ``render [--smoke] [--out reports]``: the notebooks as HTML reports.
