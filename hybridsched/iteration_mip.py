@@ -211,39 +211,46 @@ def solve_iteration_mip(
         reservation_tokens,
     )
     check_solve_args(time_limit_s, mip_gap, threads, seed)
+    return _solve_checked(inst, t0, float(time_limit_s), mip_gap, threads, seed)
+
+
+def _result(inst, t0, size, reason=None, bound=-math.inf, schedule=None, status=None, gap=None):
+    """An IterationMIPResult: FALLBACK without a schedule when ``schedule`` is None."""
+    assignment, actions, makespan = schedule or (None, None, None)
+    return IterationMIPResult(
+        status=SolveStatus.FALLBACK if schedule is None else status,
+        makespan_s=None if makespan is None else float(makespan),
+        bound_s=float(bound),
+        gap=math.inf if gap is None else float(gap),
+        runtime_s=time.perf_counter() - t0,
+        assignment=assignment,
+        actions=actions,
+        num_variables=size[0],
+        num_constraints=size[1],
+        num_iterations=inst.num_iterations,
+        fallback_reason=reason,
+    )
+
+
+def _solve_checked(inst, t0, time_limit_s, mip_gap, threads, seed) -> IterationMIPResult:
     missing = solver_missing()
+    size = (0, 0)
     if missing is None:
         import pyomo.environ as pyo
 
         model = build_model(inst)
-        num_vars = sum(len(v) for v in model.component_objects(pyo.Var, active=True))
-        num_cons = sum(len(c) for c in model.component_objects(pyo.Constraint, active=True))
-    else:
-        num_vars = num_cons = 0
-
-    def _empty(reason: str, bound: float = -math.inf) -> IterationMIPResult:
-        return IterationMIPResult(
-            status=SolveStatus.FALLBACK,
-            makespan_s=None,
-            bound_s=bound,
-            gap=math.inf,
-            runtime_s=time.perf_counter() - t0,
-            assignment=None,
-            actions=None,
-            num_variables=num_vars,
-            num_constraints=num_cons,
-            num_iterations=inst.num_iterations,
-            fallback_reason=reason,
+        size = (
+            sum(len(v) for v in model.component_objects(pyo.Var, active=True)),
+            sum(len(c) for c in model.component_objects(pyo.Constraint, active=True)),
         )
-
     if time_limit_s == 0:
-        return _empty("time limit 0 s: no solve")
+        return _result(inst, t0, size, "time limit 0 s: no solve")
     if missing is not None:
-        return _empty(f"solver not available: {missing}")
+        return _result(inst, t0, size, f"solver not available: {missing}")
     try:
         out = run_highs(
             model,
-            time_limit_s=float(time_limit_s),
+            time_limit_s=time_limit_s,
             mip_gap=mip_gap,
             threads=threads,
             seed=seed,
@@ -251,25 +258,13 @@ def solve_iteration_mip(
             read_vars=("x", "p", "up", "ud"),
         )
     except Exception as exc:  # noqa: BLE001 - report, don't crash a notebook
-        return _empty(f"solver failed ({type(exc).__name__}: {exc})")
+        return _result(inst, t0, size, f"solver failed ({type(exc).__name__}: {exc})")
     if not out.has_incumbent:
         name = getattr(out.termination, "name", out.termination)
-        return _empty(f"solver ended with {name} and no incumbent", out.bound)
-
-    assignment, actions, makespan = _decode_schedule(inst, out.values)
+        return _result(inst, t0, size, f"solver ended with {name} and no incumbent", out.bound)
+    schedule = _decode_schedule(inst, out.values)
+    makespan = schedule[2]
     bound = min(out.bound, makespan)
     gap = (makespan - bound) / makespan if makespan > 0 else 0.0
     status = solve_status(out.termination, True, gap, mip_gap)
-    return IterationMIPResult(
-        status=status,
-        makespan_s=float(makespan),
-        bound_s=float(bound),
-        gap=float(gap),
-        runtime_s=time.perf_counter() - t0,
-        assignment=assignment,
-        actions=actions,
-        num_variables=num_vars,
-        num_constraints=num_cons,
-        num_iterations=inst.num_iterations,
-        fallback_reason=None,
-    )
+    return _result(inst, t0, size, None, bound, schedule, status, gap)
