@@ -8,6 +8,7 @@ Sections:
   scale  the MMBPP at scale (20,000 x 64 with a 0.01 s limit, 100,000 x 64 with 10 s,
          100,000 x 2, 1,000,000 x 256, and 100,000 x 64 per-client sizes): wall time of the
          whole stage, peak RSS (each case in its own process), objective vs trivial bound.
+  bound  the lower bound's MMBPP part at 1,319 x 16 and 100,000 x 64: wall time, peak RSS.
   mip    the exact iteration MIP: the largest instance solved to optimality within 60 s.
   study  the 100-case study wall time on 2 workers, for both configurations.
 """
@@ -157,6 +158,32 @@ def bench_scale() -> None:
         )
 
 
+def _bound_case(n: int, m: int, seed: int = 0) -> dict:
+    """The lower bound's MMBPP part on (n, m) sizes with equal columns, in this process."""
+    import resource
+
+    from hybridsched.mmbpp import assignment_bound
+
+    sizes = np.tile(np.random.default_rng(seed).uniform(0.05, 5.0, n)[:, None], (1, m))
+    t0 = time.perf_counter()
+    bound = assignment_bound(sizes, time_limit_s=10.0, threads=1)
+    wall = time.perf_counter() - t0
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"wall_s": wall, "rss_mb": rss_mb, "bound_s": bound}
+
+
+def bench_bound() -> None:
+    print("== lower bound, MMBPP part (assignment_bound), (n, m) sizes, 10 s limit ==")
+    for n, m in ((1_319, 16), (100_000, 64)):
+        cmd = [sys.executable, __file__, "--bound-case", f"{n},{m}"]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        print(
+            f"{n:>9,} x {m:<3}: {r['wall_s']:.2f} s, peak RSS {r['rss_mb']:.0f} MB "
+            f"(sizes array {n * m * 8 / 2**20:.0f} MB), bound {r['bound_s']:.4f} s"
+        )
+
+
 def bench_mip(limit_s: float = 60.0) -> None:
     from hybridsched.iteration_mip import LinearCoefficients, solve_iteration_mip
     from hybridsched.latency import (
@@ -225,9 +252,16 @@ def bench_study(workers: int = 2) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--only", default="sim,mmbpp,scale,mip,study", help="comma-separated sections")
+    p.add_argument(
+        "--only", default="sim,mmbpp,scale,bound,mip,study", help="comma-separated sections"
+    )
     p.add_argument("--scale-case", help=argparse.SUPPRESS)  # n,m,limit,unrelated: one case
+    p.add_argument("--bound-case", help=argparse.SUPPRESS)  # n,m: one bound case
     args = p.parse_args()
+    if args.bound_case:
+        n, m = args.bound_case.split(",")
+        print(json.dumps(_bound_case(int(n), int(m))))
+        return
     if args.scale_case:
         n, m, limit, unrelated = args.scale_case.split(",")
         print(json.dumps(_scale_case(int(n), int(m), float(limit), bool(int(unrelated)))))
@@ -236,6 +270,7 @@ def main() -> None:
         "sim": bench_sim,
         "mmbpp": bench_mmbpp,
         "scale": bench_scale,
+        "bound": bench_bound,
         "mip": bench_mip,
         "study": bench_study,
     }
