@@ -5,12 +5,14 @@ Sections:
          wall time, iterations per second, and the online rule's decision time per boundary.
   mmbpp  the offline MMBPP on the 1,319-request workload for 2, 4, 8, 16 clients: model build
          time, solve time to 0.1% gap (or the gap at the time limit), LPT vs MIP vs bound.
-  scale  the MMBPP at scale (20,000 x 64 with a 0.01 s limit, 100,000 x 64 with 10 s,
+  mmbpp-scale  the MMBPP at scale (20,000 x 64 with a 0.01 s limit, 100,000 x 64 with 10 s,
          100,000 x 2, 1,000,000 x 256, and 100,000 x 64 per-client sizes): wall time of the
          whole stage, peak RSS (each case in its own process), objective vs trivial bound.
   bound  the lower bound's MMBPP part at 1,319 x 16 and 100,000 x 64: wall time, peak RSS.
   mip    the exact iteration MIP: the largest instance solved to optimality within 60 s.
   study  the 100-case study wall time on 2 workers, for both configurations.
+  engine the serving engine against the pre-engine simulator, side by side (benchmarks/engine.py).
+  scale  the whole CLI run at 100,000 requests on 64 clients and 1,000,000 on 256 (engine.py).
 """
 
 from __future__ import annotations
@@ -146,7 +148,7 @@ def _scale_case(n: int, m: int, limit: float, unrelated: bool, seed: int = 0) ->
     return {"wall_s": wall, "rss_mb": _peak_rss_mb(), **res.to_dict()}
 
 
-def bench_scale() -> None:
+def bench_mmbpp_scale() -> None:
     print("== MMBPP at scale: whole offline stage, sizes ~ U(0.05, 5) s, seed 0, threads=1 ==")
     print(
         f"{'requests':>9} {'clients':>7} {'sizes':>10} {'limit s':>7} {'wall s':>7} {'RSS MB':>7} "
@@ -257,7 +259,9 @@ def bench_study(workers: int = 2) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument(
-        "--only", default="sim,mmbpp,scale,bound,mip,study", help="comma-separated sections"
+        "--only",
+        default="sim,mmbpp,mmbpp-scale,bound,mip,study,engine,scale",
+        help="comma-separated sections",
     )
     p.add_argument("--scale-case", help=argparse.SUPPRESS)  # n,m,limit,unrelated: one case
     p.add_argument("--bound-case", help=argparse.SUPPRESS)  # n,m: one bound case
@@ -270,14 +274,17 @@ def main() -> None:
         n, m, limit, unrelated = args.scale_case.split(",")
         print(json.dumps(_scale_case(int(n), int(m), float(limit), bool(int(unrelated)))))
         return
+    from engine import bench_engine, bench_scale  # benchmarks/engine.py
+
     sections = {
         "sim": bench_sim,
         "mmbpp": bench_mmbpp,
-        "scale": bench_scale,
+        "mmbpp-scale": bench_mmbpp_scale,
         "bound": bench_bound,
         "mip": bench_mip,
         "study": bench_study,
     }
+    sections |= {"engine": bench_engine, "scale": bench_scale}
     for name in args.only.split(","):
         sections[name.strip()]()
         print()
