@@ -5,6 +5,10 @@ Sections:
          wall time, iterations per second, and the online rule's decision time per boundary.
   mmbpp  the offline MMBPP on the 1,319-request workload for 2, 4, 8, 16 clients: model build
          time, solve time to 0.1% gap (or the gap at the time limit), LPT vs MIP vs bound.
+  mmbpp-scale  the MMBPP at scale (20,000 x 64 with a 0.01 s limit, 100,000 x 64 with 10 s,
+         100,000 x 2, 1,000,000 x 256, and 100,000 x 64 per-client sizes): wall time of the
+         whole stage, peak RSS (each case in its own process), objective vs trivial bound.
+  bound  the lower bound's MMBPP part at 1,319 x 16 and 100,000 x 64: wall time, peak RSS.
   mip    the exact iteration MIP: the largest instance solved to optimality within 60 s.
   study  the 100-case study wall time on 2 workers, for both configurations.
   engine the serving engine against the pre-engine simulator, side by side (benchmarks/engine.py).
@@ -17,7 +21,10 @@ Sections:
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -81,7 +88,7 @@ def bench_sim(repeat: int = 5) -> None:
 def bench_mmbpp(time_limit_s: float = 10.0) -> None:
     from hybridsched.bounds import planning_sizes
     from hybridsched.instance import Cluster, make_instance
-    from hybridsched.offline import (
+    from hybridsched.mmbpp import (
         build_assignment_model,
         lpt_assignment,
         solve_assignment,
@@ -110,14 +117,90 @@ def bench_mmbpp(time_limit_s: float = 10.0) -> None:
         )
 
 
+SCALE_CASES = (  # requests, clients, time limit s, per-client sizes
+    (20_000, 64, 0.01, False),
+    (100_000, 64, 10.0, False),
+    (100_000, 2, 10.0, False),
+    (1_000_000, 256, 10.0, False),
+    (100_000, 64, 10.0, True),
+)
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM; ru_maxrss would include the parent's from before exec)."""
+    for line in open("/proc/self/status").read().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _scale_case(n: int, m: int, limit: float, unrelated: bool, seed: int = 0) -> dict:
+    """One MMBPP case in this process: sizes ~ U(0.05, 5) s from default_rng(seed)."""
+    from hybridsched.mmbpp import solve_assignment
+
+    rng = np.random.default_rng(seed)
+    if unrelated:
+        sizes = rng.uniform(0.05, 5.0, n)[:, None] * rng.uniform(0.8, 1.25, m)[None, :]
+    else:
+        sizes = rng.uniform(0.05, 5.0, n)
+    t0 = time.perf_counter()
+    res = solve_assignment(sizes, time_limit_s=limit, num_clients=m, threads=1, seed=seed)
+    wall = time.perf_counter() - t0
+    return {"wall_s": wall, "rss_mb": _peak_rss_mb(), **res.to_dict()}
+
+
+def bench_mmbpp_scale() -> None:
+    print("== MMBPP at scale: whole offline stage, sizes ~ U(0.05, 5) s, seed 0, threads=1 ==")
+    print(
+        f"{'requests':>9} {'clients':>7} {'sizes':>10} {'limit s':>7} {'wall s':>7} {'RSS MB':>7} "
+        f"{'status':>8} {'LPT/LB-1':>9} {'obj/LB-1':>9} {'LS rounds':>9}  reason"
+    )
+    for n, m, limit, unrelated in SCALE_CASES:
+        cmd = [sys.executable, __file__, "--scale-case", f"{n},{m},{limit},{int(unrelated)}"]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        lb = r["bound_s"]
+        print(
+            f"{n:>9,} {m:>7} {'per-client' if unrelated else 'identical':>10} {limit:>7g} "
+            f"{r['wall_s']:>7.2f} {r['rss_mb']:>7.0f} {r['status']:>8} "
+            f"{r['lpt_objective_s'] / lb - 1:>9.2e} {r['objective_s'] / lb - 1:>9.2e} "
+            f"{r['local_search_rounds']:>9}  {r['reason']}"
+        )
+
+
+def _bound_case(n: int, m: int, seed: int = 0) -> dict:
+    """The lower bound's MMBPP part on (n, m) sizes with equal columns, in this process."""
+    from hybridsched.mmbpp import assignment_bound
+
+    sizes = np.tile(np.random.default_rng(seed).uniform(0.05, 5.0, n)[:, None], (1, m))
+    t0 = time.perf_counter()
+    bound = assignment_bound(sizes, time_limit_s=10.0, threads=1)
+    wall = time.perf_counter() - t0
+    return {"wall_s": wall, "rss_mb": _peak_rss_mb(), "bound_s": bound}
+
+
+def bench_bound() -> None:
+    print("== lower bound, MMBPP part (assignment_bound), (n, m) sizes, 10 s limit ==")
+    for n, m in ((1_319, 16), (100_000, 64)):
+        cmd = [sys.executable, __file__, "--bound-case", f"{n},{m}"]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        print(
+            f"{n:>9,} x {m:<3}: {r['wall_s']:.2f} s, peak RSS {r['rss_mb']:.0f} MB "
+            f"(sizes array {n * m * 8 / 2**20:.0f} MB), bound {r['bound_s']:.4f} s"
+        )
+
+
 def bench_mip(limit_s: float = 60.0) -> None:
+    from hybridsched.iteration_mip import LinearCoefficients, solve_iteration_mip
     from hybridsched.latency import (
         RooflineLatency,
         fit_linear,
         load_hardware_profile,
         load_model_profile,
     )
-    from hybridsched.offline import LinearCoefficients, solve_iteration_mip
 
     roof = RooflineLatency(
         load_model_profile("llama-65b"), load_hardware_profile("a100-80gb-sxm"), 4
@@ -213,14 +296,28 @@ def bench_fit() -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument(
-        "--only", default="sim,mmbpp,mip,study,fit,engine,scale", help="comma-separated sections"
+        "--only",
+        default="sim,mmbpp,mmbpp-scale,bound,mip,study,fit,engine,scale",
+        help="comma-separated sections",
     )
+    p.add_argument("--scale-case", help=argparse.SUPPRESS)  # n,m,limit,unrelated: one case
+    p.add_argument("--bound-case", help=argparse.SUPPRESS)  # n,m: one bound case
     args = p.parse_args()
+    if args.bound_case:
+        n, m = args.bound_case.split(",")
+        print(json.dumps(_bound_case(int(n), int(m))))
+        return
+    if args.scale_case:
+        n, m, limit, unrelated = args.scale_case.split(",")
+        print(json.dumps(_scale_case(int(n), int(m), float(limit), bool(int(unrelated)))))
+        return
     from engine import bench_engine, bench_scale  # benchmarks/engine.py
 
     sections = {
         "sim": bench_sim,
         "mmbpp": bench_mmbpp,
+        "mmbpp-scale": bench_mmbpp_scale,
+        "bound": bench_bound,
         "mip": bench_mip,
         "study": bench_study,
         "fit": bench_fit,

@@ -14,7 +14,8 @@ Commands and the files they write (columns and keys are a contract):
   with its parts, ``gap_to_lb``, cluster, seed, versions).
 - ``assign --out DIR``: ``DIR/assignment.csv`` (``request_id``, ``client``) and
   ``DIR/solve.json`` (``status``, ``objective_s``, ``bound_s``, ``gap``, ``runtime_s``,
-  ``fallback_reason``).
+  ``fallback_reason``, ``reason``, ``start``, ``warm_start_used``, ``solver_used``,
+  ``local_search_rounds``, ``deadline_hit``, ``lpt_objective_s``, cluster, seed, versions).
 - ``single-case --out DIR``: ``DIR/single_case.csv`` and ``DIR/single_case.json``.
   ``single-case`` and ``study`` take the serving options of ``simulate``.
 - ``study --out DIR``: ``DIR/study_cases.csv``, ``DIR/study_summary.csv``, ``DIR/study.json``.
@@ -261,7 +262,7 @@ def cmd_simulate(args) -> None:
 def cmd_assign(args) -> None:
     from hybridsched.bounds import planning_sizes
     from hybridsched.experiments import versions
-    from hybridsched.offline import solve_assignment
+    from hybridsched.mmbpp import solve_assignment
 
     inst, cluster = _instance(args)
     res = solve_assignment(

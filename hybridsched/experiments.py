@@ -242,7 +242,7 @@ def offline_assignment(instance: Instance, dispatch: str, solve: SolveSettings =
     if dispatch == "round_robin":
         return round_robin(instance), {"status": "n/a", "dispatch": "round_robin"}
     if dispatch == "mmbpp":
-        from hybridsched.offline import solve_assignment
+        from hybridsched.mmbpp import solve_assignment
 
         res = solve_assignment(
             planning_sizes(instance),
@@ -267,15 +267,15 @@ def full_lower_bound(
     """
     mmbpp = 0.0
     if solve_mmbpp:
-        from hybridsched.offline import solve_assignment
+        from hybridsched.mmbpp import assignment_bound
 
         sizes = max(
             (work_floors(instance, v, mixed_iterations) for v in ("memory", "compute", "reserved")),
             key=np.sum,
         )
-        mmbpp = solve_assignment(
+        mmbpp = assignment_bound(
             sizes, time_limit_s=solve.time_limit_s, mip_gap=solve.mip_gap, threads=solve.threads
-        ).bound_s
+        )
     return lower_bound(
         instance,
         mmbpp_bound_s=mmbpp,
@@ -391,7 +391,7 @@ def run_policy(
 
 def _portfolio(instance: Instance, solve: SolveSettings):
     """The portfolio planner (``portfolio.py``) with the MMBPP on HiGHS as its assignment."""
-    from hybridsched.offline import solve_assignment
+    from hybridsched.mmbpp import solve_assignment
     from hybridsched.portfolio import plan
 
     def assign(sizes):
@@ -403,9 +403,10 @@ def _portfolio(instance: Instance, solve: SolveSettings):
 
 
 def versions() -> dict:
-    from importlib.metadata import version
-
-    import highspy  # noqa: F401
+    """Package versions for the outputs; a solver package that is missing (or cannot be
+    imported) is reported as "not installed", never raised."""
+    import importlib
+    from importlib.metadata import PackageNotFoundError, version
 
     out = {
         "hybridsched": __version__,
@@ -415,9 +416,10 @@ def versions() -> dict:
     }
     for pkg in ("pyomo", "highspy"):
         try:
+            importlib.import_module(pkg)
             out[pkg] = version(pkg)
-        except Exception:  # pragma: no cover - reported, not fatal
-            out[pkg] = "unknown"
+        except (ImportError, PackageNotFoundError):
+            out[pkg] = "not installed"
     return out
 
 
@@ -592,15 +594,15 @@ def _bound_of(instance, policy, admission, paper_adm, bound, bound_mixed, solve)
 class ExactResult:
     """The exact MIP's optimum and its schedule replayed through the simulator."""
 
-    mip: object  # offline.IterationMIPResult
+    mip: object  # iteration_mip.IterationMIPResult
     trace: pd.DataFrame
     metrics: dict
 
 
 def linear_coefficients(latency):
     """The exact MIP's coefficients from a ``LinearLatency``."""
+    from hybridsched.iteration_mip import LinearCoefficients
     from hybridsched.latency import LinearLatency
-    from hybridsched.offline import LinearCoefficients
 
     if not isinstance(latency, LinearLatency):
         raise ValueError(
@@ -617,7 +619,7 @@ def solve_exact(
     Raises ``RuntimeError`` if the replay's makespan differs from the MIP's (relative
     1e-6): the two models must agree, or one of them is wrong.
     """
-    from hybridsched.offline import solve_iteration_mip
+    from hybridsched.iteration_mip import solve_iteration_mip
     from hybridsched.policies import Scripted
 
     c = instance.clients[0]

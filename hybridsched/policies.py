@@ -12,7 +12,7 @@
 - ``Scripted``: replays a fixed list of actions per client (the exact MIP's schedule).
 
 Every rule takes its queue order from a sort key (``SORT_KEYS``), applied once.
-Offline MMBPP dispatch needs a solver, so it lives in ``offline.py`` and is wired in
+Offline MMBPP dispatch needs a solver, so it lives in ``mmbpp.py`` and is wired in
 ``experiments.py``; this module imports no solver.
 """
 

@@ -28,7 +28,7 @@ def mmbpp_solver(time_limit_s: float, mip_gap: float, threads: int | None) -> Ca
     """``solve(sizes, initial_loads, allowed, time_limit_s) -> (assignment, info)`` on HiGHS."""
 
     def solve(sizes: np.ndarray, loads: np.ndarray, allowed: np.ndarray, limit: float):
-        from hybridsched.offline import solve_assignment
+        from hybridsched.mmbpp import solve_assignment
 
         res = solve_assignment(
             sizes,

@@ -9,6 +9,7 @@ import pytest
 from hybridsched.bounds import lower_bound
 from hybridsched.experiments import POLICIES, run_policy
 from hybridsched.instance import Client, Instance
+from hybridsched.iteration_mip import LinearCoefficients, SolveStatus, solve_iteration_mip
 from hybridsched.latency import (
     LinearLatency,
     RooflineLatency,
@@ -16,7 +17,6 @@ from hybridsched.latency import (
     load_hardware_profile,
     load_model_profile,
 )
-from hybridsched.offline import LinearCoefficients, SolveStatus, solve_iteration_mip
 from hybridsched.policies import Scripted
 from hybridsched.simulator import simulate
 from hybridsched.trace import check_trace

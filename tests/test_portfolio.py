@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hybridsched.experiments import SolveSettings, run_policy, solve_exact
 from hybridsched.instance import Client, Instance
 from hybridsched.latency import LinearLatency
-from hybridsched.offline import solve_assignment
+from hybridsched.mmbpp import solve_assignment
 from hybridsched.portfolio import plan
 
 LAT = LinearLatency(0.02, 2e-5, 0.01, 1e-4, 1e-7)
