@@ -131,8 +131,8 @@ BAD_VALUES = [
 
 @pytest.mark.parametrize(("column", "value", "shown"), BAD_VALUES)
 def test_validate_bad_value_names_field_value_and_row(column, value, shown):
-    """Tests that a bad value in row 1 raises ValueError naming the column, the row and
-    the value."""
+    """Tests that a bad value in the second row raises ValueError naming the column, the
+    row as 1-based data row 2, and the value shown plainly (no numpy repr)."""
     base = three_requests(predicted_output_tokens=[3, 4, 5])
     col = base[column].astype(object).tolist()
     col[1] = value
@@ -141,20 +141,21 @@ def test_validate_bad_value_names_field_value_and_row(column, value, shown):
         validate_requests(df)
     msg = str(info.value)
     assert column in msg
-    assert "row 1" in msg
+    assert "(data row 2)" in msg
     assert shown in msg.split("got", 1)[1]
+    assert "np." not in msg
 
 
 def test_validate_duplicate_request_id():
     """Tests that a repeated request_id raises ValueError naming request_id, the repeated
     id and the row of the second occurrence."""
-    with pytest.raises(ValueError, match=r"request 10 \(row 2\): request_id must be unique"):
+    with pytest.raises(ValueError, match=r"request 10 \(data row 3\): request_id must be unique"):
         validate_requests(three_requests(request_id=[10, 11, 10]))
 
 
 def test_validate_reports_first_bad_row_and_count():
     """Tests that with several bad rows the message names the first one and the count."""
-    with pytest.raises(ValueError, match=r"row 0\).*prompt_tokens.*\(2 bad rows\)"):
+    with pytest.raises(ValueError, match=r"\(data row 1\).*prompt_tokens.*\(2 bad rows\)"):
         validate_requests(three_requests(prompt_tokens=[0, 6, -1]))
 
 
@@ -204,7 +205,7 @@ def test_load_requests_bad_row_in_file(tmp_path):
     """Tests that a CSV with a bad value fails in the loader, naming column, row and value."""
     path = tmp_path / "req.csv"
     path.write_text("prompt_tokens,output_tokens\n5,3\n7,-2\n")
-    with pytest.raises(ValueError, match=r"row 1\): output_tokens must be >= 1, got .*-2"):
+    with pytest.raises(ValueError, match=r"\(data row 2\): output_tokens must be >= 1, got -2$"):
         load_requests(path)
 
 
