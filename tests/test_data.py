@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from hybridsched.data import (
     COLUMNS,
+    check_context,
     load_gsm8k,
     load_requests,
     sample_requests,
@@ -295,3 +296,59 @@ def test_sample_size_out_of_range(gsm8k, n):
     """Tests that asking for 0, a negative number or more rows than exist raises ValueError."""
     with pytest.raises(ValueError, match="num_requests"):
         sample_requests(gsm8k, n, seed=0)
+
+
+# --------------------------------------------------------------------------------------
+# Token counts too large to be real; check_context
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("column", ["prompt_tokens", "output_tokens", "predicted_output_tokens"])
+@pytest.mark.parametrize("value", [9_200_000_000_000_000_000, 10_000_001, 1e30])
+def test_validate_rejects_token_counts_too_large_to_be_real(column, value):
+    """Tests that a token count above 10,000,000 (a 9.2e18 prompt used to overflow into a
+    negative KV reservation) is rejected naming the column, the data row and the value."""
+    df = three_requests(predicted_output_tokens=[3, 4, 5])
+    df[column] = df[column].astype(object)
+    df.loc[2, column] = value
+    with pytest.raises(ValueError, match=rf"\(data row 3\): {column} is too large to be a real"):
+        validate_requests(df)
+
+
+def test_validate_accepts_the_largest_real_count():
+    """Tests that exactly 10,000,000 tokens is still accepted (the limit is inclusive)."""
+    df = validate_requests(three_requests(prompt_tokens=[10_000_000, 6, 7]))
+    assert df["prompt_tokens"].iloc[0] == 10_000_000
+
+
+def test_messages_show_plain_numpy_values():
+    """Tests that numpy scalars appear as plain numbers in messages (100.5, not np.float64(100.5))."""
+    df = three_requests(prompt_tokens=np.array([5.0, 100.5, 7.0]))
+    with pytest.raises(ValueError, match=r"must be an integer, got 100\.5$"):
+        validate_requests(df)
+
+
+def test_check_context_error_and_drop():
+    """Tests that check_context passes fitting tables through, names the first request over
+    the context with its 1-based data row and lengths, and drops them with fit='drop'."""
+    df = validate_requests(three_requests(prompt_tokens=[5, 60, 70], output_tokens=[3, 4, 5]))
+    same, n = check_context(df, 75)
+    assert n == 0 and same is df
+    with pytest.raises(ValueError, match=r"request 12 \(data row 3\).*70 \+ 5 = 75.*of 74 tokens"):
+        check_context(df, 74)
+    kept, n = check_context(df, 63, fit="drop")
+    assert n == 2 and kept["request_id"].tolist() == [10]
+    kept, n = check_context(df, 64, fit="drop")  # 60 + 4 = 64 fits exactly
+    assert n == 1 and kept["request_id"].tolist() == [10, 11]
+    same, n = check_context(df, None, fit="error")
+    assert same is df and n == 0
+
+
+@pytest.mark.parametrize(
+    ("max_context", "fit", "field"),
+    [(0, "error", "max_context"), (2.5, "error", "max_context"), (100, "clip", "fit_context")],
+)
+def test_check_context_bad_arguments(max_context, fit, field):
+    """Tests that a non-positive or non-integer context, or an unknown fit, is an error naming it."""
+    with pytest.raises(ValueError, match=field):
+        check_context(validate_requests(three_requests()), max_context, fit)
