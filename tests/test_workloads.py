@@ -9,15 +9,16 @@ import pytest
 from hybridsched.cli import main
 from hybridsched.data import COLUMNS, load_gsm8k
 from hybridsched.experiments import requests_for
+from hybridsched.formats import read_requests_file
 from hybridsched.workloads import (
     FORMATS,
     WORKLOADS,
+    attribution,
     describe_workloads,
     detect_format,
     export_workload,
     load_workload,
     parse_window,
-    read_workload_file,
     workload_info,
 )
 
@@ -91,6 +92,11 @@ def test_registry_describes_every_workload():
     assert {"gsm8k", "azure-code", "azure-conv", "mooncake-conv"} <= set(WORKLOADS)
     assert d[["description", "source", "licence"]].map(bool).all().all()
     assert d.loc[d["workload"].str.startswith("azure"), "source"].str.contains("Splitwise").all()
+    assert "CC-BY-4.0" in attribution("azure-conv") and "Splitwise" in attribution("azure-code")
+    assert "Apache-2.0" in attribution("mooncake-conv") and "Mooncake" in attribution(
+        "mooncake-conv"
+    )
+    assert attribution("my_trace.csv") == ""
 
 
 # --------------------------------------------------------------------------------------
@@ -295,7 +301,7 @@ def test_given_format_missing_columns(tmp_path):
     path = tmp_path / "v.csv"
     path.write_text(FILES["vidur"][1])
     with pytest.raises(ValueError, match="lacks column.*ContextTokens.*azure"):
-        read_workload_file(path, "azure")
+        read_requests_file(path, "azure")
 
 
 @pytest.mark.parametrize(
