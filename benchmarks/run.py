@@ -7,6 +7,7 @@ Sections:
          time, solve time to 0.1% gap (or the gap at the time limit), LPT vs MIP vs bound.
   mip    the exact iteration MIP: the largest instance solved to optimality within 60 s.
   study  the 100-case study wall time on 2 workers, for both configurations.
+  workloads  loading each shipped workload (parse, validate, sort) and exporting it for Vidur.
 """
 
 from __future__ import annotations
@@ -171,11 +172,42 @@ def bench_study(workers: int = 2) -> None:
         )
 
 
+def bench_workloads(repeat: int = 3) -> None:
+    import tempfile
+    from pathlib import Path
+
+    from hybridsched.workloads import WORKLOADS, export_workload, load_workload
+
+    print("== workloads: load (best of 3) and export as a Vidur trace ==")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in WORKLOADS:
+            times = []
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                df = load_workload(name)
+                times.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            export_workload(df, Path(tmp) / f"{name}.csv")
+            export_s = time.perf_counter() - t0
+            print(
+                f"{name}: {len(df)} requests, load {min(times) * 1e3:.0f} ms, "
+                f"export {export_s * 1e3:.0f} ms"
+            )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--only", default="sim,mmbpp,mip,study", help="comma-separated sections")
+    p.add_argument(
+        "--only", default="sim,mmbpp,mip,study,workloads", help="comma-separated sections"
+    )
     args = p.parse_args()
-    sections = {"sim": bench_sim, "mmbpp": bench_mmbpp, "mip": bench_mip, "study": bench_study}
+    sections = {
+        "sim": bench_sim,
+        "mmbpp": bench_mmbpp,
+        "mip": bench_mip,
+        "study": bench_study,
+        "workloads": bench_workloads,
+    }
     for name in args.only.split(","):
         sections[name.strip()]()
         print()
