@@ -310,10 +310,13 @@ def requests_for(
         df = validate_requests(requests)
     else:
         df = load_workload("gsm8k" if requests is None else requests, **(workload_options or {}))
+    info = workload_info(df)
     if num_requests is not None and num_requests < len(df):
         df = sample_requests(df, num_requests, seed)
     if prediction_sigma:
         df = with_predictions(df, prediction_sigma, prediction_seed)
+    if info:
+        df.attrs["workload"] = info
     return df
 
 

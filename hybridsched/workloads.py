@@ -246,7 +246,7 @@ def load_workload(
     df.attrs["workload"] = {
         "workload": name,
         "format": fmt,
-        "window_s": list(win) if win is not None else None,
+        "window_s": None if win is None else [win[0], None if math.isinf(win[1]) else win[1]],
         "rate_scale": float(rate_scale),
         "max_requests": max_requests,
         "arrivals": str(parse_arrivals(arrivals)),
@@ -255,7 +255,7 @@ def load_workload(
         "fit_context": fit_context,
         "num_source_requests": total,
         "num_dropped": dropped,
-        "num_requests": len(df),
+        "num_selected": len(df),
     }
     return df
 

@@ -55,7 +55,7 @@ def test_shipped_trace_counts_rates_and_means(name, n, span, s_mean, o_mean, s_m
     assert df["prompt_tokens"].max() == s_max
     assert df["request_id"].tolist() == list(range(n))  # 0-based rows of the source file
     info = workload_info(df)
-    assert info["workload"] == name and info["num_requests"] == n and info["num_dropped"] == 0
+    assert info["workload"] == name and info["num_selected"] == n and info["num_dropped"] == 0
 
 
 def test_azure_rates_match_provenance(conv):
@@ -122,6 +122,7 @@ def test_window_open_ends():
     assert parse_window("3500:") == (3500.0, float("inf"))
     tail = load_workload("azure-conv", window="3500:")
     assert 0 < len(tail) < 100
+    assert workload_info(tail)["window_s"] == [3500.0, None]  # JSON has no infinity
 
 
 @pytest.mark.parametrize("bad", ["5", "a:b", "10:5", "-1:5", "5:5", "1:2:3", "nan:4"])
@@ -378,6 +379,7 @@ def test_requests_for_accepts_a_workload_name():
     base = load_workload("azure-code", window="0:600")
     assert len(df) == 50 and set(df["request_id"]) <= set(base["request_id"])
     assert np.all(np.diff(df["request_id"]) > 0)  # kept in arrival order
+    assert workload_info(df)["window_s"] == [0.0, 600.0]  # survives the sampling
     pd.testing.assert_frame_equal(requests_for(None), load_gsm8k())
 
 
