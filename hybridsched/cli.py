@@ -2,13 +2,21 @@
 
 Commands and the files they write (columns and keys are a contract):
 
-- ``simulate --policy P --out DIR``: ``DIR/trace.csv`` (simulator.TRACE_COLUMNS) and
-  ``DIR/metrics.json`` (metrics, ``lower_bound_s`` with its parts, ``gap_to_lb``,
-  cluster, seed, versions).
+- ``simulate --policy P [--router R] [--admission reservation|on-demand] [--arrivals SPEC]
+  [--prediction-sigma S] [--slo-ttft S] [--slo-tpot S] --out DIR``: ``DIR/trace.csv``
+  (engine/schema.py ``TRACE_COLUMNS``), ``DIR/requests.csv`` (one row per request:
+  arrival, client, dispatch, first scheduled, first token, finish, TTFT, TPOT, e2e,
+  queueing delay, preemptions, recomputed tokens), ``DIR/evictions.csv``
+  (``EVICTION_COLUMNS``) and ``DIR/metrics.json`` (metrics with ``ttft_p50_s``,
+  ``ttft_p99_s``, ``tpot_p50_s``, ``tpot_p99_s``, ``e2e_p99_s``, ``queue_p99_s``,
+  ``throughput_rps``, ``slo_attainment``, ``goodput_rps``, ``num_preemptions``,
+  ``recomputed_tokens``, ``router``, ``admission``, ``arrivals``; ``lower_bound_s``
+  with its parts, ``gap_to_lb``, cluster, seed, versions).
 - ``assign --out DIR``: ``DIR/assignment.csv`` (``request_id``, ``client``) and
   ``DIR/solve.json`` (``status``, ``objective_s``, ``bound_s``, ``gap``, ``runtime_s``,
   ``fallback_reason``).
 - ``single-case --out DIR``: ``DIR/single_case.csv`` and ``DIR/single_case.json``.
+  ``single-case`` and ``study`` take the serving options of ``simulate``.
 - ``study --out DIR``: ``DIR/study_cases.csv``, ``DIR/study_summary.csv``, ``DIR/study.json``.
 - ``export --workload W --format vidur --out FILE``: the workload as a trace another
   simulator replays (vidur, splitwise or hybridsched CSV).
@@ -129,6 +137,8 @@ def _number(text, name: str, kind=float):
 
 def _workload_options(args) -> dict:
     """``load_workload`` keyword arguments from the workload options."""
+    from hybridsched.arrivals import parse_arrivals
+
     max_context = args.max_context
     if max_context is not None:
         max_context = _number(max_context, "max-context", int)
@@ -136,10 +146,16 @@ def _workload_options(args) -> dict:
         from hybridsched.latency import load_model_profile
 
         max_context = getattr(load_model_profile(args.model), "max_context", None)
+    rate_scale = _number(args.rate_scale, "rate-scale")
+    if rate_scale != 1 and parse_arrivals(getattr(args, "arrivals", "table")).kind != "table":
+        raise ValueError(
+            f"rate-scale compresses a trace's own arrival times; with --arrivals "
+            f"{args.arrivals} set the rate there instead"
+        )
     return {
         "format": args.format,
         "window": args.window,
-        "rate_scale": _number(args.rate_scale, "rate-scale"),
+        "rate_scale": rate_scale,
         "max_requests": None
         if args.max_requests is None
         else _number(args.max_requests, "max-requests", int),
@@ -179,6 +195,46 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prediction-seed", type=int, default=0, help="seed of the prediction error")
 
 
+def _serving_args(p: argparse.ArgumentParser) -> None:
+    from hybridsched.engine import ADMISSIONS, ROUTERS
+
+    p.add_argument("--router", default=None, choices=ROUTERS, help="override the policy's router")
+    p.add_argument(
+        "--admission", default=None, choices=ADMISSIONS, help="override the policy's admission"
+    )
+    p.add_argument(
+        "--arrivals",
+        default="table",
+        help="zero | table (the request table's arrival_s; default) | poisson:RATE | gamma:RATE,CV",
+    )
+    p.add_argument("--arrival-seed", type=int, default=0, help="seed of the arrival process")
+    p.add_argument("--slo-ttft", type=float, default=None, help="SLO on TTFT, seconds")
+    p.add_argument("--slo-tpot", type=float, default=None, help="SLO on TPOT, seconds")
+    p.add_argument(
+        "--replan-s", type=float, default=1.0, help="rolling-mmbpp: seconds between replans"
+    )
+
+
+def _serving(args):
+    import math
+
+    from hybridsched.arrivals import parse_arrivals
+    from hybridsched.experiments import Serving
+
+    for flag in ("slo_ttft", "slo_tpot", "replan_s"):
+        v = getattr(args, flag, None)
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise ValueError(f"--{flag.replace('_', '-')} must be a positive number, got {v}")
+    return Serving(
+        router=args.router,
+        admission=args.admission,
+        arrivals=str(parse_arrivals(args.arrivals)),
+        arrival_seed=args.arrival_seed,
+        slo_ttft_s=args.slo_ttft,
+        slo_tpot_s=args.slo_tpot,
+    )
+
+
 def _solve_args(p: argparse.ArgumentParser, mip_gap: float = 1e-4) -> None:
     p.add_argument("--time-limit", type=float, default=10.0, help="MMBPP time limit in seconds")
     p.add_argument(
@@ -213,6 +269,7 @@ def _instance(args):
 
 
 def cmd_simulate(args) -> None:
+    from hybridsched.arrivals import apply_arrivals
     from hybridsched.experiments import (
         POLICIES,
         RuleKnobs,
@@ -222,16 +279,32 @@ def cmd_simulate(args) -> None:
         versions,
     )
 
+    serving = _serving(args)
     inst, cluster = _instance(args)
-    solve = SolveSettings(args.time_limit, args.mip_gap)
+    inst = inst.replace(
+        requests=apply_arrivals(inst.requests, serving.arrivals, serving.arrival_seed)
+    )
+    solve = SolveSettings(args.time_limit, args.mip_gap, replan_s=args.replan_s)
     knobs = RuleKnobs(
         lambda_multiplier=args.lambda_multiplier,
         horizon=args.horizon,
         seed=args.seed,
         token_budget=args.token_budget,
     )
-    run = run_policy(inst, args.policy, knobs, solve, check=args.check)
-    lb = full_lower_bound(inst, solve=solve, mixed_iterations=POLICIES[args.policy].mixed)
+    run = run_policy(
+        inst,
+        args.policy,
+        knobs,
+        solve,
+        check=args.check,
+        router=serving.router,
+        admission=serving.admission,
+        slo_ttft_s=serving.slo_ttft_s,
+        slo_tpot_s=serving.slo_tpot_s,
+    )
+    lb = full_lower_bound(
+        inst, solve=solve, mixed_iterations=POLICIES[args.policy].mixed, admission=run.admission
+    )
     m = dict(run.metrics)
     m.update(
         policy=args.policy,
@@ -257,15 +330,26 @@ def cmd_simulate(args) -> None:
             "token_budget": args.token_budget,
         },
         offline=run.solve,
+        router=run.router,
+        admission=run.admission,
+        arrivals=serving.arrivals,
+        arrival_seed=serving.arrival_seed,
+        replan_s=args.replan_s,
+        router_log=run.router_log,
         simulate_s=run.simulate_s,
         versions=versions(),
     )
     out = Outputs(args.out)
     out.add("trace.csv", run.trace)
+    out.add("requests.csv", run.requests)
+    out.add("evictions.csv", run.evictions)
     out.add("metrics.json", m)
     out.commit()
     print(
-        f"{args.policy}: makespan {m['makespan_s']:.2f} s, U {m['utilization']:.1%}, T_LB {lb.lower_bound_s:.2f} s"
+        f"{args.policy} ({run.router}, {run.admission}): makespan {m['makespan_s']:.2f} s, "
+        f"U {m['utilization']:.1%}, T_LB {lb.lower_bound_s:.2f} s, TTFT p99 "
+        f"{m['ttft_p99_s']:.3f} s, TPOT p99 {m['tpot_p99_s']:.4f} s, "
+        f"{m['num_preemptions']} preemptions"
     )
 
 
@@ -317,6 +401,7 @@ def cmd_single_case(args) -> None:
         prediction_sigma=args.prediction_sigma,
         prediction_seed=args.prediction_seed,
         workload_options=_workload_options(args),
+        serving=_serving(args),
     )
     _report_dropped(res.params["workload"] or {})
     out = Outputs(args.out)
@@ -352,6 +437,7 @@ def cmd_study(args) -> None:
         time_limit_s=args.time_limit,
         mip_gap=args.mip_gap,
         workload_options=_workload_options(args),
+        serving=_serving(args),
     )
     _report_dropped(res.params["workload"] or {})
     out = Outputs(args.out)
@@ -371,7 +457,10 @@ def cmd_export(args) -> None:
     from hybridsched.workloads import export_workload, load_workload, workload_info
 
     df = load_workload(
-        args.workload or "gsm8k", arrivals=args.arrivals, seed=args.seed, **_workload_options(args)
+        args.workload or "gsm8k",
+        arrivals=args.arrivals,
+        seed=args.arrival_seed,
+        **_workload_options(args),
     )
     info = workload_info(df)
     _report_dropped(info)
@@ -419,6 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="chunked prefill: tokens per iteration (default: the 2048-token prefill budget)",
     )
     p.add_argument("--check", action="store_true", help="assert the trace invariants")
+    _serving_args(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_simulate)
 
@@ -433,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     _cluster_args(p)
     _solve_args(p)
     p.add_argument("--policies", nargs="*", choices=list(POLICIES))
+    _serving_args(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_single_case)
 
@@ -447,6 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
     _workload_args(p)
     p.add_argument("--policies", nargs="*", choices=list(POLICIES))
     _solve_args(p, mip_gap=1e-3)
+    _serving_args(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_study)
 
@@ -459,8 +551,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="vidur (default: arrived_at,num_prefill_tokens,num_decode_tokens), splitwise, "
         "or hybridsched",
     )
-    p.add_argument("--arrivals", default="table", help="arrival process (default: the trace's)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the arrival process")
+    p.add_argument(
+        "--arrivals",
+        default="table",
+        help="zero | table (the trace's times; default) | poisson:RATE | gamma:RATE,CV",
+    )
+    p.add_argument("--arrival-seed", type=int, default=0, help="seed of the arrival process")
     p.add_argument("--out", required=True, help="the file to write")
     p.set_defaults(func=cmd_export)
 
