@@ -399,13 +399,19 @@ def test_cli_export_then_simulate(tmp_path, capsys):
                 "0:60",
                 "--max-requests",
                 "30",
+                "--max-context",
+                "2048",  # LLaMA-65B's context, so the trace fits the default model
+                "--fit-context",
+                "drop",
                 "--out",
                 str(trace),
             ]
         )
         == 0
     )
-    assert len(pd.read_csv(trace)) == 30
+    exported = pd.read_csv(trace)
+    assert len(exported) == 30
+    assert (exported["num_prefill_tokens"] + exported["num_decode_tokens"] <= 2048).all()
     out = tmp_path / "run"
     assert main(["simulate", "--workload", str(trace), "--out", str(out)]) == 0
     m = json.loads((out / "metrics.json").read_text())
@@ -424,6 +430,7 @@ def test_cli_drop_reports_count(tmp_path, capsys):
     ("args", "shown"),
     [
         (["--workload", "nope"], "nope"),
+        (["--rate-scale", "2", "--arrivals", "poisson:3"], "rate-scale"),
         (["--window", "10:5"], "window"),
         (["--rate-scale", "abc"], "rate-scale"),
         (["--rate-scale", "-1"], "rate_scale"),
@@ -454,3 +461,31 @@ def test_cli_absurd_prompt_exits_2(tmp_path, capsys):
     assert "(data row 2): prompt_tokens is too large to be a real request" in err
     assert "9200000000000000000" in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+def test_cli_context_defaults_to_the_model_profile(tmp_path, capsys, monkeypatch):
+    """Tests that without --max-context the CLI checks against the model profile's
+    max_context when the profile states one, and that --fit-context drop then drops."""
+    import types
+
+    import hybridsched.latency as latency
+
+    real = latency.load_model_profile
+
+    def with_context(name):
+        prof = real(name)
+        return types.SimpleNamespace(**{**vars(prof), "max_context": 2048})
+
+    monkeypatch.setattr(latency, "load_model_profile", with_context)
+    from hybridsched.cli import _workload_options, build_parser
+
+    args = build_parser().parse_args(["simulate", "--workload", "azure-code", "--out", "x"])
+    assert _workload_options(args)["max_context"] == 2048
+    out = tmp_path / "run"
+    assert main(["simulate", "--workload", "azure-code", "--out", str(out)]) == 2
+    assert "exceeds the model's context of 2048 tokens" in capsys.readouterr().err
+    assert not out.exists()
+    args = build_parser().parse_args(
+        ["simulate", "--workload", "azure-code", "--max-context", "4096", "--out", "x"]
+    )
+    assert _workload_options(args)["max_context"] == 4096  # the option wins
