@@ -7,6 +7,8 @@ Sections:
          time, solve time to 0.1% gap (or the gap at the time limit), LPT vs MIP vs bound.
   mip    the exact iteration MIP: the largest instance solved to optimality within 60 s.
   study  the 100-case study wall time on 2 workers, for both configurations.
+  engine the serving engine against the pre-engine simulator, side by side (benchmarks/engine.py).
+  scale  the whole CLI run at 100,000 requests on 64 clients and 1,000,000 on 256 (engine.py).
   workloads  loading each shipped workload (parse, validate, sort) and exporting it for Vidur.
 """
 
@@ -198,16 +200,15 @@ def bench_workloads(repeat: int = 3) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument(
-        "--only", default="sim,mmbpp,mip,study,workloads", help="comma-separated sections"
+        "--only",
+        default="sim,mmbpp,mip,study,engine,scale,workloads",
+        help="comma-separated sections",
     )
     args = p.parse_args()
-    sections = {
-        "sim": bench_sim,
-        "mmbpp": bench_mmbpp,
-        "mip": bench_mip,
-        "study": bench_study,
-        "workloads": bench_workloads,
-    }
+    from engine import bench_engine, bench_scale  # benchmarks/engine.py
+
+    sections = {"sim": bench_sim, "mmbpp": bench_mmbpp, "mip": bench_mip, "study": bench_study}
+    sections |= {"engine": bench_engine, "scale": bench_scale, "workloads": bench_workloads}
     for name in args.only.split(","):
         sections[name.strip()]()
         print()
