@@ -16,6 +16,7 @@ Sections:
   fit    the latency calibration on the shipped Llama-2-70B measurements (A100, H100): fit
          time, median/p90 error per kind (targets: median <= 5%, p90 <= 10%), and the
          leave-one-tp-out errors (fit without one tp, predict it).
+  workloads  loading each shipped workload (parse, validate, sort) and exporting it for Vidur.
 """
 
 from __future__ import annotations
@@ -293,11 +294,34 @@ def bench_fit() -> None:
                 )
 
 
+def bench_workloads(repeat: int = 3) -> None:
+    import tempfile
+    from pathlib import Path
+
+    from hybridsched.workloads import WORKLOADS, export_workload, load_workload
+
+    print("== workloads: load (best of 3) and export as a Vidur trace ==")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in WORKLOADS:
+            times = []
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                df = load_workload(name)
+                times.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            export_workload(df, Path(tmp) / f"{name}.csv")
+            export_s = time.perf_counter() - t0
+            print(
+                f"{name}: {len(df)} requests, load {min(times) * 1e3:.0f} ms, "
+                f"export {export_s * 1e3:.0f} ms"
+            )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument(
         "--only",
-        default="sim,mmbpp,mmbpp-scale,bound,mip,study,fit,engine,scale",
+        default="sim,mmbpp,mmbpp-scale,bound,mip,study,fit,engine,scale,workloads",
         help="comma-separated sections",
     )
     p.add_argument("--scale-case", help=argparse.SUPPRESS)  # n,m,limit,unrelated: one case
@@ -323,6 +347,7 @@ def main() -> None:
         "fit": bench_fit,
         "engine": bench_engine,
         "scale": bench_scale,
+        "workloads": bench_workloads,
     }
     for name in args.only.split(","):
         sections[name.strip()]()

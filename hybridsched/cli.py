@@ -19,9 +19,16 @@ Commands and the files they write (columns and keys are a contract):
 - ``single-case --out DIR``: ``DIR/single_case.csv`` and ``DIR/single_case.json``.
   ``single-case`` and ``study`` take the serving options of ``simulate``.
 - ``study --out DIR``: ``DIR/study_cases.csv``, ``DIR/study_summary.csv``, ``DIR/study.json``.
+- ``export --workload W --format vidur --out FILE``: the workload as a trace another
+  simulator replays (vidur, splitwise or hybridsched CSV).
 - ``render [--smoke] [--out reports]``: the notebooks as HTML reports.
 - ``calibrate --measurements CSV --model M --hardware H --out PROFILE.yaml``: a hardware
   profile fitted to measured iteration times, with its fit errors and outliers.
+
+``simulate``, ``assign``, ``single-case``, ``study`` and ``export`` name their requests with
+``--workload`` (a shipped name or a file; ``--requests`` is the older name) and shape them with
+``--format``, ``--window START:END``, ``--rate-scale X``, ``--max-requests N``,
+``--fit-context {error,drop}`` and ``--max-context`` (docs/model.md, "Workloads").
 
 Bad input exits with code 2 and one line naming the field and the value; nothing is
 written unless the whole run succeeded (files are written to temporary names and
@@ -85,6 +92,89 @@ class Outputs:
             print(dst)
 
 
+def _workload_args(p: argparse.ArgumentParser, format_flag: str = "--format") -> None:
+    """The options that name and shape a workload (docs/model.md, "Workloads")."""
+    g = p.add_argument_group("workload")
+    g.add_argument(
+        "--workload",
+        "--requests",
+        dest="workload",
+        default=None,
+        help="gsm8k (default), azure-code, azure-conv, mooncake-conv, or a file "
+        "(--requests is the older name)",
+    )
+    g.add_argument(
+        format_flag,
+        dest="format",
+        default=None,
+        help="file format: hybridsched, vidur, splitwise, azure, mooncake (default: detected)",
+    )
+    g.add_argument("--window", default=None, metavar="START:END", help="time window in seconds")
+    g.add_argument(
+        "--rate-scale", default="1", help="divide arrival times by X (X times the load), default 1"
+    )
+    g.add_argument(
+        "--max-requests", default=None, help="keep the first N requests in arrival order"
+    )
+    g.add_argument(
+        "--fit-context",
+        default="error",
+        help="requests longer than the context: error (default) or drop (and count them)",
+    )
+    g.add_argument(
+        "--max-context",
+        default=None,
+        help="context window in tokens (default: the model profile's, if it states one)",
+    )
+
+
+def _number(text, name: str, kind=float):
+    try:
+        v = kind(text)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{name}: expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+        ) from None
+    return v
+
+
+def _workload_options(args) -> dict:
+    """``load_workload`` keyword arguments from the workload options."""
+    from hybridsched.arrivals import parse_arrivals
+
+    max_context = args.max_context
+    if max_context is not None:
+        max_context = _number(max_context, "max-context", int)
+    elif getattr(args, "model", None):
+        from hybridsched.latency import load_model_profile
+
+        max_context = getattr(load_model_profile(args.model), "max_context", None)
+    rate_scale = _number(args.rate_scale, "rate-scale")
+    if rate_scale != 1 and parse_arrivals(getattr(args, "arrivals", "table")).kind != "table":
+        raise ValueError(
+            f"rate-scale compresses a trace's own arrival times; with --arrivals "
+            f"{args.arrivals} set the rate there instead"
+        )
+    return {
+        "format": args.format,
+        "window": args.window,
+        "rate_scale": rate_scale,
+        "max_requests": None
+        if args.max_requests is None
+        else _number(args.max_requests, "max-requests", int),
+        "max_context": max_context,
+        "fit_context": args.fit_context,
+    }
+
+
+def _report_dropped(info: dict) -> None:
+    if info.get("num_dropped"):
+        print(
+            f"dropped {info['num_dropped']} request(s) of {info['workload']} longer than the "
+            f"context of {info['max_context']} tokens (--fit-context drop)"
+        )
+
+
 def _cluster_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clients", type=int, default=2, help="number of clients (replicas), default 2")
     p.add_argument("--tp", type=int, default=4, help="tensor-parallel degree per client, default 4")
@@ -94,9 +184,7 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="llama-65b", help="model profile name or YAML path")
     p.add_argument("--hardware", default="a100-80gb-sxm", help="hardware profile name or YAML path")
     p.add_argument("--latency", default="roofline", choices=["roofline", "linear"])
-    p.add_argument(
-        "--requests", default=None, help="request CSV (default: shipped GSM8K test split)"
-    )
+    _workload_args(p)
     p.add_argument(
         "--num-requests", type=int, default=None, help="sample this many requests (seeded)"
     )
@@ -160,6 +248,7 @@ def _solve_args(p: argparse.ArgumentParser, mip_gap: float = 1e-4) -> None:
 def _instance(args):
     from hybridsched.experiments import requests_for
     from hybridsched.instance import Cluster, make_instance
+    from hybridsched.workloads import workload_info
 
     cluster = Cluster(
         model=args.model,
@@ -170,8 +259,15 @@ def _instance(args):
         latency=args.latency,
     )
     reqs = requests_for(
-        args.requests, args.num_requests, args.seed, args.prediction_sigma, args.prediction_seed
+        args.workload,
+        args.num_requests,
+        args.seed,
+        args.prediction_sigma,
+        args.prediction_seed,
+        _workload_options(args),
     )
+    args.workload_info = workload_info(reqs)
+    _report_dropped(args.workload_info)
     return make_instance(reqs, cluster), cluster
 
 
@@ -226,7 +322,8 @@ def cmd_simulate(args) -> None:
         model=cluster.model,
         hardware=cluster.hardware,
         latency=cluster.latency,
-        requests=args.requests or "gsm8k-test",
+        requests=args.workload or "gsm8k-test",
+        workload=args.workload_info,
         seed=args.seed,
         prediction_sigma=args.prediction_sigma,
         prediction_seed=args.prediction_seed,
@@ -295,7 +392,7 @@ def cmd_single_case(args) -> None:
         clients=args.clients,
         tp=args.tp,
         max_batch=args.max_batch,
-        requests=args.requests,
+        requests=args.workload,
         num_requests=args.num_requests,
         policies=args.policies or list(POLICIES),
         time_limit_s=args.time_limit,
@@ -306,8 +403,10 @@ def cmd_single_case(args) -> None:
         latency=args.latency,
         prediction_sigma=args.prediction_sigma,
         prediction_seed=args.prediction_seed,
+        workload_options=_workload_options(args),
         serving=_serving(args),
     )
+    _report_dropped(res.params["workload"] or {})
     out = Outputs(args.out)
     out.add("single_case.csv", res.table)
     out.add("single_case.json", res.to_json())
@@ -336,14 +435,16 @@ def cmd_study(args) -> None:
         max_batch=args.max_batch,
         policies=args.policies or ["baseline", "hybrid"],
         workers=args.workers,
-        requests=args.requests,
+        requests=args.workload,
         first_seed=args.first_seed,
         time_limit_s=args.time_limit,
         mip_gap=args.mip_gap,
+        workload_options=_workload_options(args),
         serving=_serving(args),
         model=args.model,
         hardware=args.hardware,
     )
+    _report_dropped(res.params["workload"] or {})
     out = Outputs(args.out)
     out.add("study_cases.csv", res.cases)
     out.add("study_summary.csv", res.summary)
@@ -355,6 +456,25 @@ def cmd_study(args) -> None:
         print(f"{len(res.failures)} case(s) failed:", file=sys.stderr)
         print(res.failures.to_string(index=False), file=sys.stderr)
         raise SystemExit(1)
+
+
+def cmd_export(args) -> None:
+    from hybridsched.workloads import export_workload, load_workload, workload_info
+
+    df = load_workload(
+        args.workload or "gsm8k",
+        arrivals=args.arrivals,
+        seed=args.arrival_seed,
+        **_workload_options(args),
+    )
+    info = workload_info(df)
+    _report_dropped(info)
+    path = export_workload(df, args.out, args.export_format)
+    print(path)
+    print(
+        f"{info['workload']}: {len(df)} requests over {df['arrival_s'].max():.1f} s "
+        f"as {args.export_format}"
+    )
 
 
 def cmd_render(args) -> None:
@@ -444,14 +564,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch", type=int, default=32)
     p.add_argument("--model", default="llama-65b", help="model profile name or YAML path")
     p.add_argument("--hardware", default="a100-80gb-sxm", help="hardware profile name or YAML path")
-    p.add_argument(
-        "--requests", default=None, help="request CSV to draw cases from (default: GSM8K test)"
-    )
+    _workload_args(p)
     p.add_argument("--policies", nargs="*", choices=list(POLICIES))
     _solve_args(p, mip_gap=1e-3)
     _serving_args(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("export", help="write a workload as a trace another simulator replays")
+    _workload_args(p, format_flag="--input-format")
+    p.add_argument(
+        "--format",
+        dest="export_format",
+        default="vidur",
+        help="vidur (default: arrived_at,num_prefill_tokens,num_decode_tokens), splitwise, "
+        "or hybridsched",
+    )
+    p.add_argument(
+        "--arrivals",
+        default="table",
+        help="zero | table (the trace's times; default) | poisson:RATE | gamma:RATE,CV",
+    )
+    p.add_argument("--arrival-seed", type=int, default=0, help="seed of the arrival process")
+    p.add_argument("--out", required=True, help="the file to write")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("render", help="execute the notebooks and render HTML reports")
     p.add_argument("--smoke", action="store_true", help="small runs (for CI)")

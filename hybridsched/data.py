@@ -12,6 +12,10 @@ A request table is a tidy DataFrame, one row per request, with the columns
 
 Every loader returns that schema through ``validate_requests``, so a bad row fails here,
 with the column, the value and the row named, and never deep inside the simulator.
+
+Row numbers in messages are **1-based data rows**, the header not counted: "data row 1"
+is the table's first row (``iloc[0]``), which a spreadsheet shows on line 2 of a CSV
+file. Values are shown plainly (``100.5``, not ``np.float64(100.5)``).
 """
 
 from __future__ import annotations
@@ -28,13 +32,25 @@ _INT_COLUMNS = ["request_id", "prompt_tokens", "output_tokens", "predicted_outpu
 
 GSM8K_CSV = "gsm8k_llama_tokens.csv"
 
+MAX_TOKENS = 10_000_000
+"""More tokens than any real request has (a prompt or output above this is rejected)."""
+
+FIT_CONTEXT = ("error", "drop")
+
+
+def plain(value) -> str:
+    """A value as a reader wants it in a message: ``100.5``, ``-3``, ``nan``, ``'abc'``."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value) if isinstance(value, str) else str(value)
+
 
 def _fail_row(df: pd.DataFrame, mask: np.ndarray, column: str, rule: str) -> None:
     if mask.any():
         pos = int(np.flatnonzero(mask)[0])
-        rid = df["request_id"].iloc[pos] if "request_id" in df.columns else pos
+        rid = plain(df["request_id"].iloc[pos]) if "request_id" in df.columns else pos + 1
         raise ValueError(
-            f"request {rid} (row {pos}): {column} {rule}, got {df[column].iloc[pos]!r}"
+            f"request {rid} (data row {pos + 1}): {column} {rule}, got {plain(df[column].iloc[pos])}"
             + (f" ({int(mask.sum())} bad rows)" if mask.sum() > 1 else "")
         )
 
@@ -66,60 +82,29 @@ def validate_requests(df: pd.DataFrame) -> pd.DataFrame:
         out["predicted_output_tokens"] = out["output_tokens"]
     out["arrival_s"] = df["arrival_s"].to_numpy() if "arrival_s" in df.columns else 0.0
 
+    too_large = f"is too large to be a real request (more than {MAX_TOKENS:,} tokens)"
     for col in _INT_COLUMNS:
         if pd.api.types.is_integer_dtype(out[col]) and not pd.api.types.is_bool_dtype(out[col]):
+            if col != "request_id" and pd.api.types.is_unsigned_integer_dtype(out[col]):
+                _fail_row(out, out[col].to_numpy() > MAX_TOKENS, col, too_large)
             out[col] = out[col].astype(np.int64)  # exact: no detour through float
             continue
         values = pd.to_numeric(out[col], errors="coerce").to_numpy(dtype=float)
         _fail_row(out, ~np.isfinite(values), col, "must be a number")
         _fail_row(out, values != np.round(values), col, "must be an integer")
+        if col != "request_id":
+            _fail_row(out, values > MAX_TOKENS, col, too_large)
         _fail_row(out, np.abs(values) >= 2.0**62, col, "is out of range")
         out[col] = values.astype(np.int64)
     for col in ("prompt_tokens", "output_tokens", "predicted_output_tokens"):
         _fail_row(out, out[col].to_numpy() < 1, col, "must be >= 1")
+        _fail_row(out, out[col].to_numpy() > MAX_TOKENS, col, too_large)
     _fail_row(out, out["request_id"].to_numpy() < 0, "request_id", "must be >= 0")
     _fail_row(out, out["request_id"].duplicated().to_numpy(), "request_id", "must be unique")
     arr = pd.to_numeric(out["arrival_s"], errors="coerce").to_numpy(dtype=float)
     out["arrival_s"] = arr
     _fail_row(out, ~np.isfinite(arr), "arrival_s", "must be a finite number")
     _fail_row(out, arr < 0, "arrival_s", "must be >= 0")
-    return out
-
-
-def check_context(
-    requests: pd.DataFrame, max_context: int | None, fit: str = "error"
-) -> pd.DataFrame:
-    """Requests whose prompt plus output fit the model's context length ``max_context``.
-
-    ``fit="error"`` raises naming the first request (and row) that does not fit;
-    ``fit="drop"`` drops those rows and records how many in ``attrs["dropped_over_context"]``.
-    The check uses ``max(output, predicted output)``. ``max_context=None`` checks nothing.
-    """
-    if fit not in ("error", "drop"):
-        raise ValueError(f"fit_context must be 'error' or 'drop', got {fit!r}")
-    if max_context is None:
-        return requests
-    need = requests["prompt_tokens"].to_numpy() + np.maximum(
-        requests["output_tokens"].to_numpy(),
-        requests.get("predicted_output_tokens", requests["output_tokens"]).to_numpy(),
-    )
-    bad = need > max_context
-    if fit == "error" or bad.all():
-        if bad.any():
-            pos = int(np.flatnonzero(bad)[0])
-            rid = requests["request_id"].iloc[pos] if "request_id" in requests.columns else pos
-            raise ValueError(
-                f"request {rid} (row {pos}): prompt_tokens + output_tokens = {need[pos]} exceeds the "
-                f"model's max_context {max_context}"
-                + (
-                    f" ({int(bad.sum())} such rows; fit_context='drop' drops them)"
-                    if bad.sum() > 1
-                    else ""
-                )
-            )
-        return requests
-    out = requests[~bad].reset_index(drop=True)
-    out.attrs["dropped_over_context"] = int(bad.sum())
     return out
 
 
@@ -139,7 +124,10 @@ def load_requests(
         df = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise ValueError(f"requests: {path} is not a readable CSV ({str(e).strip()})") from None
-    return check_context(validate_requests(df), max_context, fit_context)
+    out, dropped = check_context(validate_requests(df), max_context, fit_context)
+    if dropped:
+        out.attrs["dropped_over_context"] = dropped
+    return out
 
 
 def load_gsm8k(split: str = "test", output_column: str = "model_output_tokens") -> pd.DataFrame:
@@ -183,3 +171,38 @@ def with_predictions(requests: pd.DataFrame, sigma: float, seed: int) -> pd.Data
     rng = np.random.default_rng(seed)
     noisy = requests["output_tokens"].to_numpy() * rng.lognormal(0.0, sigma, len(requests))
     return requests.assign(predicted_output_tokens=np.maximum(1, np.round(noisy)).astype(np.int64))
+
+
+def check_context(
+    requests: pd.DataFrame, max_context: int | None, fit: str = "error"
+) -> tuple[pd.DataFrame, int]:
+    """Requests that fit a model's context window: ``prompt_tokens + output_tokens <= max_context``.
+
+    ``fit="error"`` raises naming the first request that does not fit (its id, its 1-based
+    data row in ``requests``, its lengths) and how many do not; ``fit="drop"`` removes them.
+    Returns the table (rows in order, index reset) and the number of requests dropped.
+    ``max_context=None`` checks nothing.
+    """
+    if fit not in FIT_CONTEXT:
+        raise ValueError(f"fit_context must be one of {', '.join(FIT_CONTEXT)}, got {fit!r}")
+    if max_context is None:
+        return requests, 0
+    if isinstance(max_context, bool) or not isinstance(max_context, (int, np.integer)):
+        raise ValueError(f"max_context must be an integer >= 1, got {plain(max_context)}")
+    if max_context < 1:
+        raise ValueError(f"max_context must be an integer >= 1, got {plain(max_context)}")
+    s = requests["prompt_tokens"].to_numpy(np.int64)
+    o = requests["output_tokens"].to_numpy(np.int64)
+    bad = s + o > int(max_context)
+    if not bad.any():
+        return requests, 0
+    if fit == "drop":
+        return requests.loc[~bad].reset_index(drop=True), int(bad.sum())
+    pos = int(np.flatnonzero(bad)[0])
+    rid = plain(requests["request_id"].iloc[pos]) if "request_id" in requests.columns else pos + 1
+    raise ValueError(
+        f"request {rid} (data row {pos + 1}): prompt_tokens + output_tokens = "
+        f"{plain(s[pos])} + {plain(o[pos])} = {plain(s[pos] + o[pos])} exceeds the model's "
+        f"context of {plain(max_context)} tokens ({int(bad.sum())} of {len(bad)} requests do; "
+        "fit_context='drop' drops them)"
+    )

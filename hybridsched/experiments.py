@@ -52,7 +52,6 @@ from hybridsched.arrivals import apply_arrivals
 from hybridsched.bounds import LowerBound, lower_bound, planning_sizes, work_floors
 from hybridsched.data import (
     load_gsm8k,
-    load_requests,
     sample_requests,
     validate_requests,
     with_predictions,
@@ -61,6 +60,7 @@ from hybridsched.instance import Cluster, Instance, make_instance
 from hybridsched.metrics import metrics, request_table
 from hybridsched.policies import ChunkedPrefill, Lagrangian, PrefillFirst, round_robin
 from hybridsched.simulator import OnlineRule, simulate
+from hybridsched.workloads import load_workload, workload_info
 
 PAPER = {
     "baseline_utilization": 0.802,
@@ -440,23 +440,29 @@ def requests_for(
     seed: int = 0,
     prediction_sigma: float = 0.0,
     prediction_seed: int = 0,
+    workload_options: dict | None = None,
 ) -> pd.DataFrame:
-    """The request table: a DataFrame, a CSV path, or the shipped GSM8K test split.
+    """The request table: a DataFrame, a workload name or file path, or GSM8K (``None``).
 
-    Optionally a seeded sample of ``num_requests``, and predicted lengths with
-    multiplicative lognormal error of ``prediction_sigma`` (0: the true lengths, the
-    paper's setting; an extension beyond it, docs/model.md section 8).
+    A name or path goes through ``workloads.load_workload`` with ``workload_options``
+    (window, rate scale, context check, ...; docs/model.md "Workloads"). Optionally a
+    seeded sample of ``num_requests``, and predicted lengths with multiplicative lognormal
+    error of ``prediction_sigma`` (0: the true lengths, the paper's setting; an extension
+    beyond it, docs/model.md section 8).
     """
-    if requests is None:
+    if requests is None and not workload_options:
         df = load_gsm8k()
     elif isinstance(requests, pd.DataFrame):
         df = validate_requests(requests)
     else:
-        df = load_requests(requests)
+        df = load_workload("gsm8k" if requests is None else requests, **(workload_options or {}))
+    info = workload_info(df)
     if num_requests is not None and num_requests < len(df):
         df = sample_requests(df, num_requests, seed)
     if prediction_sigma:
         df = with_predictions(df, prediction_sigma, prediction_seed)
+    if info:
+        df.attrs["workload"] = info
     return df
 
 
@@ -497,6 +503,7 @@ def run_single_case(
     latency: str = "roofline",
     prediction_sigma: float = 0.0,
     prediction_seed: int = 0,
+    workload_options: dict | None = None,
     serving: Serving = Serving(),
 ) -> SingleCaseResult:
     """The paper's single case: every policy on one workload, with ``T_LB`` and its parts.
@@ -514,7 +521,9 @@ def run_single_case(
         max_batch=max_batch,
         latency=latency,
     )
-    reqs = requests_for(requests, num_requests, seed, prediction_sigma, prediction_seed)
+    reqs = requests_for(
+        requests, num_requests, seed, prediction_sigma, prediction_seed, workload_options
+    )
     instance = make_instance(apply_arrivals(reqs, serving.arrivals, serving.arrival_seed), cluster)
     solve = SolveSettings(time_limit_s, mip_gap)
     for p in policies:
@@ -566,6 +575,7 @@ def run_single_case(
         "requests": "gsm8k-test"
         if requests is None
         else (requests if isinstance(requests, str) else "dataframe"),
+        "workload": workload_info(reqs) or None,
         "policies": list(policies),
         "knobs": asdict(knobs),
         "time_limit_s": time_limit_s,
@@ -793,6 +803,7 @@ def run_study(
     time_limit_s: float = 10.0,
     mip_gap: float = 1e-3,
     progress: bool = True,
+    workload_options: dict | None = None,
     serving: Serving = Serving(),
     model: str = "llama-65b",
     hardware: str = "a100-80gb-sxm",
@@ -813,7 +824,7 @@ def run_study(
         raise ValueError(f"workers must be >= 1, got {workers}")
     for p in policies:
         policy_spec(p)
-    base = requests_for(requests)
+    base = requests_for(requests, workload_options=workload_options)
     if not 1 <= requests_per_case <= len(base):
         raise ValueError(f"requests_per_case must be in 1..{len(base)}, got {requests_per_case}")
     cluster = Cluster(
@@ -856,6 +867,7 @@ def run_study(
         **cluster.to_dict(),
         "cases": cases,
         "requests_per_case": requests_per_case,
+        "workload": workload_info(base) or None,
         "seeds": [j.seed for j in jobs],
         "policies": list(policies),
         "knobs": asdict(knobs),

@@ -162,7 +162,7 @@ def make_instance(
     """An instance from a request table (default: GSM8K test) and a cluster (default: 2 x tp=4, B=32)."""
     cluster = cluster or Cluster()
     requests = load_gsm8k() if requests is None else requests
-    requests = check_context(
+    requests, _ = check_context(
         validate_requests(requests), load_model_profile(cluster.model).max_context
     )
     return Instance(

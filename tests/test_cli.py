@@ -94,7 +94,7 @@ def test_bad_cluster_exits_2_and_writes_nothing(tmp_path, capsys, small_csv, arg
         ("prompt_tokens,output_tokens\n10,2.5\n", "must be an integer"),
         ("prompt_tokens\n10\n", "missing column"),
         ('prompt_tokens,output_tokens\n"10,3\n', "CSV"),
-        ("prompt_tokens,output_tokens\n10,9000\n", "max_context 2048"),
+        ("prompt_tokens,output_tokens\n10,9000\n", "context of 2048 tokens"),
     ],
 )
 def test_bad_requests_exit_2_and_write_nothing(tmp_path, capsys, content, message):

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from hybridsched.data import (
     COLUMNS,
+    check_context,
     load_gsm8k,
     load_requests,
     sample_requests,
@@ -131,8 +132,8 @@ BAD_VALUES = [
 
 @pytest.mark.parametrize(("column", "value", "shown"), BAD_VALUES)
 def test_validate_bad_value_names_field_value_and_row(column, value, shown):
-    """Tests that a bad value in row 1 raises ValueError naming the column, the row and
-    the value."""
+    """Tests that a bad value in the second row raises ValueError naming the column, the
+    row as 1-based data row 2, and the value shown plainly (no numpy repr)."""
     base = three_requests(predicted_output_tokens=[3, 4, 5])
     col = base[column].astype(object).tolist()
     col[1] = value
@@ -141,20 +142,21 @@ def test_validate_bad_value_names_field_value_and_row(column, value, shown):
         validate_requests(df)
     msg = str(info.value)
     assert column in msg
-    assert "row 1" in msg
+    assert "(data row 2)" in msg
     assert shown in msg.split("got", 1)[1]
+    assert "np." not in msg
 
 
 def test_validate_duplicate_request_id():
     """Tests that a repeated request_id raises ValueError naming request_id, the repeated
     id and the row of the second occurrence."""
-    with pytest.raises(ValueError, match=r"request 10 \(row 2\): request_id must be unique"):
+    with pytest.raises(ValueError, match=r"request 10 \(data row 3\): request_id must be unique"):
         validate_requests(three_requests(request_id=[10, 11, 10]))
 
 
 def test_validate_reports_first_bad_row_and_count():
     """Tests that with several bad rows the message names the first one and the count."""
-    with pytest.raises(ValueError, match=r"row 0\).*prompt_tokens.*\(2 bad rows\)"):
+    with pytest.raises(ValueError, match=r"\(data row 1\).*prompt_tokens.*\(2 bad rows\)"):
         validate_requests(three_requests(prompt_tokens=[0, 6, -1]))
 
 
@@ -204,7 +206,7 @@ def test_load_requests_bad_row_in_file(tmp_path):
     """Tests that a CSV with a bad value fails in the loader, naming column, row and value."""
     path = tmp_path / "req.csv"
     path.write_text("prompt_tokens,output_tokens\n5,3\n7,-2\n")
-    with pytest.raises(ValueError, match=r"row 1\): output_tokens must be >= 1, got .*-2"):
+    with pytest.raises(ValueError, match=r"\(data row 2\): output_tokens must be >= 1, got -2$"):
         load_requests(path)
 
 
@@ -296,29 +298,66 @@ def test_sample_size_out_of_range(gsm8k, n):
         sample_requests(gsm8k, n, seed=0)
 
 
-def test_check_context_error_names_row_and_drop_counts():
-    """Tests that a request longer than max_context is an error naming its row, and that
-    fit='drop' drops it and reports the count."""
-    from hybridsched.data import check_context, validate_requests
-
-    req = validate_requests(
-        pd.DataFrame({"prompt_tokens": [100, 8000, 50], "output_tokens": [10, 100, 4000]})
-    )
-    with pytest.raises(
-        ValueError, match=r"request 1 \(row 1\).*8100.*max_context 2048.*2 such rows"
-    ):
-        check_context(req, 2048)
-    kept = check_context(req, 2048, fit="drop")
-    assert list(kept["request_id"]) == [0] and kept.attrs["dropped_over_context"] == 2
-    assert check_context(req, None) is req
-    with pytest.raises(ValueError, match="fit_context"):
-        check_context(req, 2048, fit="truncate")
-
-
 def test_make_instance_checks_the_models_context():
     """Tests that an 8,000-token prompt is refused on LLaMA-65B (2,048-token context)."""
     from hybridsched.instance import Cluster, make_instance
 
     req = pd.DataFrame({"prompt_tokens": [8000], "output_tokens": [10]})
-    with pytest.raises(ValueError, match="max_context 2048"):
+    with pytest.raises(ValueError, match="context of 2048 tokens"):
         make_instance(req, Cluster())
+
+
+# --------------------------------------------------------------------------------------
+# Token counts too large to be real; check_context
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("column", ["prompt_tokens", "output_tokens", "predicted_output_tokens"])
+@pytest.mark.parametrize("value", [9_200_000_000_000_000_000, 10_000_001, 1e30])
+def test_validate_rejects_token_counts_too_large_to_be_real(column, value):
+    """Tests that a token count above 10,000,000 (a 9.2e18 prompt used to overflow into a
+    negative KV reservation) is rejected naming the column, the data row and the value."""
+    df = three_requests(predicted_output_tokens=[3, 4, 5])
+    df[column] = df[column].astype(object)
+    df.loc[2, column] = value
+    with pytest.raises(ValueError, match=rf"\(data row 3\): {column} is too large to be a real"):
+        validate_requests(df)
+
+
+def test_validate_accepts_the_largest_real_count():
+    """Tests that exactly 10,000,000 tokens is still accepted (the limit is inclusive)."""
+    df = validate_requests(three_requests(prompt_tokens=[10_000_000, 6, 7]))
+    assert df["prompt_tokens"].iloc[0] == 10_000_000
+
+
+def test_messages_show_plain_numpy_values():
+    """Tests that numpy scalars appear as plain numbers in messages (100.5, not np.float64(100.5))."""
+    df = three_requests(prompt_tokens=np.array([5.0, 100.5, 7.0]))
+    with pytest.raises(ValueError, match=r"must be an integer, got 100\.5$"):
+        validate_requests(df)
+
+
+def test_check_context_error_and_drop():
+    """Tests that check_context passes fitting tables through, names the first request over
+    the context with its 1-based data row and lengths, and drops them with fit='drop'."""
+    df = validate_requests(three_requests(prompt_tokens=[5, 60, 70], output_tokens=[3, 4, 5]))
+    same, n = check_context(df, 75)
+    assert n == 0 and same is df
+    with pytest.raises(ValueError, match=r"request 12 \(data row 3\).*70 \+ 5 = 75.*of 74 tokens"):
+        check_context(df, 74)
+    kept, n = check_context(df, 63, fit="drop")
+    assert n == 2 and kept["request_id"].tolist() == [10]
+    kept, n = check_context(df, 64, fit="drop")  # 60 + 4 = 64 fits exactly
+    assert n == 1 and kept["request_id"].tolist() == [10, 11]
+    same, n = check_context(df, None, fit="error")
+    assert same is df and n == 0
+
+
+@pytest.mark.parametrize(
+    ("max_context", "fit", "field"),
+    [(0, "error", "max_context"), (2.5, "error", "max_context"), (100, "clip", "fit_context")],
+)
+def test_check_context_bad_arguments(max_context, fit, field):
+    """Tests that a non-positive or non-integer context, or an unknown fit, is an error naming it."""
+    with pytest.raises(ValueError, match=field):
+        check_context(validate_requests(three_requests()), max_context, fit)
