@@ -50,15 +50,22 @@ leaves ``lower_bound_s`` (the paper's reported figure) unchanged.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from hybridsched.instance import Client, Instance
+from hybridsched.floors import (  # noqa: F401  (re-exported: callers import them from here)
+    VARIANTS,
+    critical_paths,
+    planning_sizes,
+    sum_min_affine,
+    work_floors,
+)
+from hybridsched.instance import Instance
 
 ADMISSIONS = ("reservation", "on-demand")
-VARIANTS = ("memory", "compute", "kv", "reserved")
 
 ASSUMES = {
     "volume_memory": "batch <= B; unless mixed_iterations, no mixed (chunked-prefill) iterations",
@@ -75,6 +82,10 @@ ASSUMES = {
         "each as its part (reservation share only under reservation admission); "
         "reported as tight_lower_bound_s, not in lower_bound_s"
     ),
+    "small_packing": (
+        "as volume_tight, client by client (an iteration holds at most its client's requests), "
+        "exact over all assignments; only when |J|^n <= 64 (else 0); in tight_lower_bound_s"
+    ),
 }
 
 
@@ -82,8 +93,9 @@ ASSUMES = {
 class LowerBound:
     """``T_LB`` and its parts (seconds); ``binding`` names the largest part.
 
-    ``lower_bound_s`` is the largest of ``parts()``; ``tight_lower_bound_s`` also counts
-    ``volume_tight`` (the prefill fixed-cost share), ``max(lower_bound_s, volume_tight_s)``.
+    ``lower_bound_s`` is the largest of ``parts()``; ``tight_lower_bound_s`` the largest of
+    ``all_parts()``, which adds ``volume_tight`` (the prefill fixed-cost share) and
+    ``small_packing`` (tiny instances).
     """
 
     lower_bound_s: float
@@ -97,6 +109,7 @@ class LowerBound:
     mixed_iterations: bool = False
     volume_kv_s: float = 0.0
     volume_tight_s: float = 0.0
+    small_packing_s: float = 0.0
     tight_lower_bound_s: float = math.nan
     admission: str = "reservation"
 
@@ -113,7 +126,11 @@ class LowerBound:
 
     def all_parts(self) -> dict[str, float]:
         """``parts()`` and ``volume_tight`` (the parts of ``tight_lower_bound_s``)."""
-        return {**self.parts(), "volume_tight": self.volume_tight_s}
+        return {
+            **self.parts(),
+            "volume_tight": self.volume_tight_s,
+            "small_packing": self.small_packing_s,
+        }
 
     def to_dict(self) -> dict:
         """The figures, plus the admission rule each part assumes."""
@@ -133,150 +150,6 @@ def _check_admission(admission: str | None, reservation_admission: bool | None) 
     if admission not in ADMISSIONS:
         raise ValueError(f"admission must be one of {', '.join(ADMISSIONS)}, got {admission!r}")
     return admission
-
-
-def _decode_floor(instance: Instance, c: Client, variant: str, ctx) -> np.ndarray:
-    """Per-token decode floor of ``variant`` at context ``ctx`` on client ``c``."""
-    lat = c.latency
-    if variant in ("memory", "compute"):
-        return lat.decode_floors(ctx, c.max_batch)[variant]
-    if variant == "reserved":
-        return (
-            lat.decode_fixed_cost() * instance.reservation / c.kv_capacity_tokens
-            + lat.decode_variable_floor(ctx)
-        )
-    if variant == "kv":
-        return lat.decode_fixed_cost() * np.asarray(ctx, dtype=float) / c.kv_capacity_tokens + (
-            lat.decode_variable_floor(ctx)
-        )
-    raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
-
-
-def _prefill_coefficients(c: Client, variant: str, mixed: bool, share: bool):
-    """``(F, g, per_request_share)``: request ``i``'s prefill floor is ``F * share_i + g s_i``.
-
-    ``share`` False: ``F = 0`` and ``g`` the arrival-free floors' per-token prefill floor.
-    ``per_request_share`` names the share: ``slot`` (1/B), ``reservation`` or ``kv``.
-    """
-    lat = c.latency
-    side = "compute" if variant == "compute" else "memory"
-    if not share:
-        g = lat.prefill_floors()[side] if mixed else lat.prefill_floor_per_token()
-        return 0.0, g, "slot"
-    g = lat.prefill_floors()["memory"] if mixed and side == "memory" else lat.prefill_token_floor()
-    F = lat.prefill_fixed_cost()
-    if mixed:  # a chunk can share a mixed iteration's fixed cost with its decode tokens
-        F = min(F, lat.decode_fixed_cost())
-    kind = {"memory": "slot", "compute": "slot", "kv": "kv", "reserved": "reservation"}[variant]
-    return F, g, kind
-
-
-def sum_min_affine(s, m, a1, b1, a2, b2) -> np.ndarray:
-    """``sum_{t=1}^{m} min(a1 + b1 (s + t), a2 + b2 (s + t))`` per request, in closed form.
-
-    ``s``, ``m`` (number of terms, >= 0) and ``a1`` may be arrays; ``b1``, ``a2``, ``b2``
-    scalars. The second line's sum plus the negative part of the difference.
-    """
-    s = np.asarray(s, dtype=float)
-    m = np.asarray(m, dtype=float)
-    base = m * (a2 + b2 * s) + b2 * m * (m + 1) / 2
-    e = np.asarray(a1 - a2, dtype=float) + (b1 - b2) * s  # difference at t = 0
-    f = float(b1 - b2)  # its slope in t
-    if f == 0.0:
-        return base + m * np.minimum(e, 0.0)
-    root = -e / f  # the difference changes sign at t = root
-    if f > 0:  # negative for t < root: t = 1..k
-        k = np.clip(np.ceil(root) - 1, 0, m)
-        neg = k * e + f * k * (k + 1) / 2
-    else:  # negative for t > root: t = k0..m
-        k0 = np.clip(np.floor(root) + 1, 1, m + 1)
-        q = m - k0 + 1
-        neg = q * e + f * (m * (m + 1) - (k0 - 1) * k0) / 2
-    return base + np.minimum(neg, 0.0)
-
-
-def work_floors(
-    instance: Instance,
-    variant: str,
-    mixed: bool = False,
-    *,
-    prefill_share: bool = False,
-    on_demand: bool = False,
-) -> np.ndarray:
-    """``w_ij``: request ``i``'s irreducible work (seconds) on client ``j``; shape ``(n, |J|)``.
-
-    ``variant`` is ``memory``, ``compute``, ``kv`` or ``reserved`` (module docstring).
-    Sizes use the predicted lengths ``ô_i`` when the caller builds an instance with them;
-    the bound itself is computed on the true lengths by ``lower_bound``. ``mixed``: floors
-    valid for schedules with mixed iterations (prompt tokens at their memory-side floor).
-    ``prefill_share``: the prefill floor also carries a share of the prefill's fixed cost
-    (``volume_tight``). ``on_demand``: floors valid under on-demand admission with
-    preemption by recompute (``reserved`` is then refused).
-    """
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
-    if on_demand and variant == "reserved":
-        raise ValueError("variant 'reserved' assumes reservation admission, not on-demand")
-    s = instance.prompt.astype(float)
-    o = instance.output.astype(float)
-    mid = s + o / 2.0  # mean context of the decode steps
-    cols = []
-    for c in instance.clients:
-        F, g, kind = _prefill_coefficients(c, variant, mixed, prefill_share)
-        B, M = c.max_batch, c.kv_capacity_tokens
-        share = {"slot": 1.0 / B, "kv": s / M, "reservation": instance.reservation / M}[kind]
-        pre = s * g if F == 0.0 else F * share + g * s
-        if not on_demand:
-            cols.append(pre + (o - 1.0) * _decode_floor(instance, c, variant, mid))
-            continue
-        # A recompute prefill of x tokens may replace the decode step at context x.
-        ends = _decode_floor(instance, c, variant, np.array([0.0, 1.0]))
-        a1, b1 = float(ends[0]), float(ends[1] - ends[0])
-        a2, b2 = (F / B, g) if kind == "slot" else (0.0, g + F / M)
-        cols.append(pre + sum_min_affine(s, o - 1.0, a1, b1, a2, b2))
-    return np.column_stack(cols)
-
-
-def planning_sizes(instance: Instance) -> np.ndarray:
-    """Sizes for the offline assignment: the floors computed with the predicted lengths ``ô_i``.
-
-    Takes the floor variant that is largest in total, i.e. the resource that binds.
-    """
-    planned = instance.replace(
-        requests=instance.requests.assign(
-            output_tokens=instance.requests["predicted_output_tokens"]
-        )
-    )
-    best = None
-    for v in ("memory", "compute", "reserved"):
-        w = work_floors(planned, v)
-        if best is None or w.sum() > best.sum():
-            best = w
-    return best
-
-
-def critical_paths(instance: Instance, on_demand: bool = False) -> np.ndarray:
-    """Each request alone on each client: its prefill plus its ``o_i - 1`` decode steps.
-
-    ``on_demand``: a decode step at context ``x`` may be replaced by the recompute prefill
-    of ``x`` tokens after a preemption, so each step counts the smaller of the two.
-    """
-    s, o = instance.prompt, instance.output
-    steps = o - 1
-    owner = np.repeat(np.arange(len(s)), steps)
-    t = np.arange(steps.sum()) - np.repeat(np.cumsum(steps) - steps, steps) + 1  # 1..o_i-1
-    ctx = (s[owner] + t).astype(float)
-    cols = []
-    for c in instance.clients:
-        lat = c.latency
-        step = np.broadcast_to(lat.decode_time(1.0, ctx), ctx.shape)
-        if on_demand:
-            step = np.minimum(step, lat.prefill_time(ctx, ctx**2))
-        dec = np.bincount(owner, weights=step, minlength=len(s))
-        cols.append(
-            np.asarray(lat.prefill_time(s.astype(float), s.astype(float) ** 2), dtype=float) + dec
-        )
-    return np.column_stack(cols)
 
 
 def volume(w: np.ndarray) -> float:
@@ -318,6 +191,54 @@ def arrival_volume(w: np.ndarray, arrival: np.ndarray | None = None) -> float:
     return max(tau_sweep((w * v).min(axis=1), r, float(v.sum())) for v in candidates)
 
 
+PACKING_LIMIT = 64  # the most assignments (|J|^n) small_packing enumerates
+
+
+def small_packing(
+    instance: Instance,
+    mixed: bool = False,
+    on_demand: bool = False,
+    limit: int = PACKING_LIMIT,
+) -> float:
+    """``min over assignments of max_j L_j(S_j)``, exact; 0.0 when ``|J|^n > limit``.
+
+    ``L_j(S)``, client ``j``'s own bound for the requests ``S`` it serves: the largest of
+    ``max_{i in S} (r_i + cp_ij)`` and the tau sweep of each ``volume_tight`` floor with at
+    most ``|S|`` requests per prefill and ``|S ∩ {o_i >= 2}|`` per decode step.
+    """
+    n, J = instance.num_requests, instance.num_clients
+    if J**n > limit:
+        return 0.0
+    r, o = instance.arrival, instance.output
+    variants = ("memory", "compute", "kv") if on_demand else VARIANTS
+    cp = critical_paths(instance, on_demand=on_demand) + r[:, None]
+    floors: dict = {}
+    loads: dict = {}
+
+    def load(j: int, members: tuple) -> float:
+        key = (instance.clients[j], members)  # identical clients share their loads
+        if key not in loads:
+            S = np.array(members)
+            caps = (len(S), max(1, int((o[S] >= 2).sum())))
+            if caps not in floors:
+                floors[caps] = [
+                    work_floors(
+                        instance, v, mixed, prefill_share=True, on_demand=on_demand, caps=caps
+                    )
+                    for v in variants
+                ]
+            loads[key] = max(
+                float(cp[S, j].max()), *(tau_sweep(w[S, j], r[S]) for w in floors[caps])
+            )
+        return loads[key]
+
+    best = math.inf
+    for a in itertools.product(range(J), repeat=n):
+        sets = [tuple(i for i in range(n) if a[i] == j) for j in range(J)]
+        best = min(best, max(load(j, S) for j, S in enumerate(sets) if S))
+    return best
+
+
 def lower_bound(
     instance: Instance,
     mmbpp_bound_s: float = 0.0,
@@ -345,6 +266,7 @@ def lower_bound(
     variants = ("memory", "compute", "kv") if od else VARIANTS
     vol = {v: part(v) for v in variants}
     tight = max(part(v, share=True) for v in variants)
+    packing = small_packing(instance, mixed_iterations, od)
     cp = float((critical_paths(instance, on_demand=od).min(axis=1) + r).max())
     parts = {
         "volume_memory": vol["memory"],
@@ -370,6 +292,7 @@ def lower_bound(
         mixed_iterations=mixed_iterations,
         volume_kv_s=parts["volume_kv"],
         volume_tight_s=tight,
-        tight_lower_bound_s=max(best, tight),
+        small_packing_s=packing,
+        tight_lower_bound_s=max(best, tight, packing),
         admission=admission,
     )

@@ -47,7 +47,8 @@ def assert_bound_holds(lb, makespan: float, where: str = "") -> None:
     assert lb.lower_bound_s <= slack, (
         f"{where}: T={makespan!r} < T_LB={lb.lower_bound_s!r} ({lb.binding})"
     )
-    for name, value in lb.parts().items():
+    assert lb.tight_lower_bound_s <= slack, f"{where}: T={makespan!r} < tight T_LB"
+    for name, value in lb.all_parts().items():
         assert value <= slack, f"{where}: T={makespan!r} < {name}={value!r}"
 
 
