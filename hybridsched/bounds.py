@@ -157,17 +157,21 @@ def volume(w: np.ndarray) -> float:
     return float(w.min(axis=1).sum() / w.shape[1])
 
 
-def tau_sweep(u: np.ndarray, arrival: np.ndarray, scale: float = 1.0) -> float:
+def tau_sweep(
+    u: np.ndarray, arrival: np.ndarray, scale: float = 1.0, order: np.ndarray | None = None
+) -> float:
     """``max over tau in arrival of tau + sum_{i: r_i >= tau} u_i / scale``, in O(n log n).
 
-    Sorts by arrival (stable) and takes suffix sums at the first request of each distinct
-    arrival time; with all arrivals equal this is ``r + sum(u) / scale`` exactly.
+    Sorts by arrival (stable; ``order`` may pass that sort) and takes suffix sums at the
+    first request of each distinct arrival time; with all arrivals equal this is
+    ``r + sum(u) / scale`` exactly.
     """
     u = np.asarray(u, dtype=float)
     arrival = np.asarray(arrival, dtype=float)
     if len(u) == 0:
         return 0.0
-    order = np.argsort(arrival, kind="stable")
+    if order is None:
+        order = np.argsort(arrival, kind="stable")
     r, x = arrival[order], u[order]
     suffix = np.cumsum(x[::-1])[::-1]
     suffix[0] = x.sum()  # the same summation as the arrival-free volume
@@ -184,11 +188,23 @@ def arrival_volume(w: np.ndarray, arrival: np.ndarray | None = None) -> float:
     ``v_j = min_k S_k / S_j`` (``S_j = sum_i w_ij``), which coincide for identical clients.
     """
     r = np.zeros(w.shape[0]) if arrival is None else np.asarray(arrival, dtype=float)
-    candidates = [np.ones(w.shape[1])]
-    total = w.sum(axis=0)
+    order = np.argsort(r, kind="stable")
+    best = tau_sweep(_row_min(w), r, float(w.shape[1]), order)
+    total = np.array([w[:, j].sum() for j in range(w.shape[1])])
     if total.min() > 0 and not np.all(total == total[0]):
-        candidates.append(total.min() / total)
-    return max(tau_sweep((w * v).min(axis=1), r, float(v.sum())) for v in candidates)
+        v = total.min() / total
+        best = max(best, tau_sweep(_row_min(w, v), r, float(v.sum()), order))
+    return best
+
+
+def _row_min(w: np.ndarray, v: np.ndarray | None = None) -> np.ndarray:
+    """``min_j v_j w_ij`` per row, column by column (faster than a row-wise reduction)."""
+    cols = range(w.shape[1])
+    scaled = (w[:, j] if v is None else w[:, j] * v[j] for j in cols)
+    out = np.array(next(scaled), dtype=float)
+    for col in scaled:
+        np.minimum(out, col, out=out)
+    return out
 
 
 PACKING_LIMIT = 64  # the most assignments (|J|^n) small_packing enumerates
