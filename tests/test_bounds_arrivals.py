@@ -408,3 +408,16 @@ def test_small_packing_is_exact_when_one_request_runs_at_a_time(s, o, J, lat):
     assert small_packing(inst) == pytest.approx(loads[best], rel=1e-12)
     trace = simulate(inst, np.array(parts[best]), make_rule(POLICIES["baseline"]))
     assert float(trace["end_s"].max()) == pytest.approx(loads[best], rel=1e-12)
+
+
+def test_bound_table_shows_the_new_parts(gsm8k_small):
+    """Tests that report.bound_table lists the KV-share and tight parts with what they assume,
+    the paper's T_LB and the tight T_LB."""
+    from hybridsched.report import bound_table
+
+    lb = lower_bound(gsm8k_small)
+    t = bound_table({"small": lb})
+    for part in ("volume_kv", "volume_tight", "small_packing"):
+        assert t.loc[part, "small"] == lb.all_parts()[part] and t.loc[part, "assumes"]
+    assert t.loc["T_LB", "small"] == lb.lower_bound_s
+    assert t.loc["T_LB (tight)", "small"] == lb.tight_lower_bound_s >= lb.lower_bound_s
