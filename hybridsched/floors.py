@@ -115,7 +115,8 @@ def work_floors(
         B, M, dec_slots = c.max_batch, c.kv_capacity_tokens, None
         if prefill_share:  # an iteration holds at most the requests there are
             kp, kd = caps or (len(s), max(1, int((o >= 2).sum())))
-            B, dec_slots = min(B, kp), min(B, kd)
+            # A mixed iteration holds decode tokens and chunks: one cap for both.
+            B, dec_slots = min(B, kp), min(B, kp if mixed else kd)
         share = {"slot": 1.0 / B, "kv": s / M, "reservation": instance.reservation / M}[kind]
         pre = s * g if F == 0.0 else F * share + g * s
         if not on_demand:

@@ -421,3 +421,18 @@ def test_bound_table_shows_the_new_parts(gsm8k_small):
         assert t.loc[part, "small"] == lb.all_parts()[part] and t.loc[part, "assumes"]
     assert t.loc["T_LB", "small"] == lb.lower_bound_s
     assert t.loc["T_LB (tight)", "small"] == lb.tight_lower_bound_s >= lb.lower_bound_s
+
+
+@pytest.mark.parametrize("policy", [p for p, spec in POLICIES.items() if spec.mixed])
+def test_tight_mixed_bound_holds_when_a_chunk_shares_a_decode_step(policy):
+    """Tests the mixed-iteration tight bound where a mixed iteration carries both kinds: one
+    decoding request and a one-token request whose prompt arrives while it decodes (the
+    batch caps of the tight floors must cover decode tokens and chunks together)."""
+    lat = LinearLatency(0.05, 1e-5, 0.05, 1e-5, 0.0)
+    req = pd.DataFrame(
+        {"prompt_tokens": [10, 10], "output_tokens": [6, 1], "arrival_s": [0.0, 0.06]}
+    )
+    inst = Instance(req, (Client(2, 10**6, lat),))
+    trace = simulate(inst, np.array([0, 0]), make_rule(POLICIES[policy]))
+    assert (trace["kind"] == "mixed").any()
+    assert_holds(lower_bound(inst, mixed_iterations=True), float(trace["end_s"].max()), policy)
