@@ -17,6 +17,8 @@ Sections:
          time, median/p90 error per kind (targets: median <= 5%, p90 <= 10%), and the
          leave-one-tp-out errors (fit without one tp, predict it).
   workloads  loading each shipped workload (parse, validate, sort) and exporting it for Vidur.
+  bounds the arrival-aware volume (tau sweep) on 1,000,000 requests, and T_LB / T* (the
+         exact MIP's optimum) on seeded tiny instances: mean and min, default and tight.
 """
 
 from __future__ import annotations
@@ -317,11 +319,68 @@ def bench_workloads(repeat: int = 3) -> None:
             )
 
 
+def _tiny_instance(rng, fits):
+    """2-4 requests (s 10..300, o 1..4) on 1-2 identical linear clients, B 1..3, KV natural or
+    binding (up to 200 tokens above the largest request)."""
+    import pandas as pd
+
+    from hybridsched.instance import Client, Instance
+
+    n, J, B = int(rng.integers(2, 5)), int(rng.integers(1, 3)), int(rng.integers(1, 4))
+    s, o = rng.integers(10, 301, n), rng.integers(1, 5, n)
+    M = 10**6 if rng.random() < 0.7 else int((s + o).max() + rng.integers(0, 201))
+    req = pd.DataFrame({"prompt_tokens": s, "output_tokens": o})
+    return Instance(req, tuple(Client(B, M, fits[B]) for _ in range(J)))
+
+
+def bench_bounds(num_tiny: int = 200, budget_s: float = 120.0, seed: int = 0) -> None:
+    from hybridsched.bounds import arrival_volume, lower_bound, tau_sweep
+    from hybridsched.experiments import full_lower_bound, solve_exact
+    from hybridsched.instance import Cluster
+    from hybridsched.latency import fit_linear
+
+    n = 1_000_000
+    rng = np.random.default_rng(seed)
+    w = rng.uniform(0.01, 1.0, (n, 2))
+    r = np.sort(rng.uniform(0, 3600, n))
+    sweep, vol = [], []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        tau_sweep(w[:, 0], r, 2.0)
+        t1 = time.perf_counter()
+        arrival_volume(w, r)
+        sweep.append(t1 - t0)
+        vol.append(time.perf_counter() - t1)
+    print(
+        f"== bounds: on {n:,} requests, best of 3: tau sweep {min(sweep) * 1e3:.0f} ms, "
+        f"arrival_volume (2 heterogeneous clients) {min(vol) * 1e3:.0f} ms  "
+        "(target: well under 1 s) =="
+    )
+    roof = Cluster(tp=4).make_clients()[0].latency
+    fits = {B: fit_linear(roof, B).model for B in (1, 2, 3)}
+    rows, start = [], time.perf_counter()
+    while len(rows) < num_tiny and time.perf_counter() - start < budget_s:
+        inst = _tiny_instance(rng, fits)
+        opt = solve_exact(inst, time_limit_s=30).mip
+        if opt.status.name != "OPTIMAL":
+            continue
+        lb, full = lower_bound(inst), full_lower_bound(inst)
+        rows.append((lb.lower_bound_s, full.lower_bound_s, lb.tight_lower_bound_s, opt.makespan_s))
+    a = np.array(rows)
+    for k, name in enumerate(("T_LB", "T_LB with MMBPP", "tight T_LB")):
+        ratio = a[:, k] / a[:, 3]
+        print(
+            f"{name:16s} / T*: mean {ratio.mean():.4f}, min {ratio.min():.4f}, "
+            f"max {ratio.max():.6f} over {len(a)} tiny instances (seed {seed}; target: mean >= 0.95)"
+        )
+    print(f"({time.perf_counter() - start:.0f} s)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument(
         "--only",
-        default="sim,mmbpp,mmbpp-scale,bound,mip,study,fit,engine,scale,workloads",
+        default="sim,mmbpp,mmbpp-scale,bound,mip,study,fit,engine,scale,workloads,bounds",
         help="comma-separated sections",
     )
     p.add_argument("--scale-case", help=argparse.SUPPRESS)  # n,m,limit,unrelated: one case
@@ -348,6 +407,7 @@ def main() -> None:
         "engine": bench_engine,
         "scale": bench_scale,
         "workloads": bench_workloads,
+        "bounds": bench_bounds,
     }
     for name in args.only.split(","):
         sections[name.strip()]()

@@ -264,23 +264,27 @@ def full_lower_bound(
     """``T_LB`` with every part, the MMBPP part solved on the largest floors (true lengths).
 
     ``mixed_iterations``: the bound for schedules with chunked-prefill iterations.
+    ``admission``: ``reservation`` or ``on-demand`` (``bounds.lower_bound``); the MMBPP's
+    sizes are the floors valid for it. Requests with a zero floor on some client are left
+    out of the MMBPP (fewer items: its bound stays valid).
     """
     mmbpp = 0.0
     if solve_mmbpp:
         from hybridsched.mmbpp import assignment_bound
 
+        od = admission == "on-demand"
+        variants = ("memory", "compute") + (() if od else ("reserved",))
         sizes = max(
-            (work_floors(instance, v, mixed_iterations) for v in ("memory", "compute", "reserved")),
+            (work_floors(instance, v, mixed_iterations, on_demand=od) for v in variants),
             key=np.sum,
         )
-        mmbpp = assignment_bound(
-            sizes, time_limit_s=solve.time_limit_s, mip_gap=solve.mip_gap, threads=solve.threads
-        )
+        sizes = sizes[(sizes > 0).all(axis=1)]
+        if len(sizes):
+            mmbpp = assignment_bound(
+                sizes, time_limit_s=solve.time_limit_s, mip_gap=solve.mip_gap, threads=solve.threads
+            )
     return lower_bound(
-        instance,
-        mmbpp_bound_s=mmbpp,
-        reservation_admission=admission == "reservation",
-        mixed_iterations=mixed_iterations,
+        instance, mmbpp_bound_s=mmbpp, mixed_iterations=mixed_iterations, admission=admission
     )
 
 

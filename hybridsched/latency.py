@@ -50,6 +50,10 @@ class LatencyModel(Protocol):
 
     def decode_fixed_cost(self) -> float: ...
 
+    def prefill_fixed_cost(self) -> float: ...
+
+    def prefill_token_floor(self) -> float: ...
+
 
 @dataclass(frozen=True)
 class RooflineLatency:
@@ -240,6 +244,17 @@ class RooflineLatency:
             + self.hardware.decode_per_request_s
         )
 
+    def prefill_fixed_cost(self) -> float:
+        """``F_p``, the part of a prefill outside the roofline's max: overhead + ``comm(0)``.
+
+        With :meth:`prefill_token_floor` ``g``: ``t_prefill(P) >= F_p + g sum_{i in P} s_i``.
+        """
+        return self.hardware.iteration_overhead_s + float(self.comm_time(0.0))
+
+    def prefill_token_floor(self) -> float:
+        """``g = phi_p + comm slope``: a prompt token's compute at peak plus its all-reduce share."""
+        return self.prefill_floor_per_token() + float(self.comm_time(1.0) - self.comm_time(0.0))
+
     def describe(self) -> dict:
         return {
             "kind": "roofline",
@@ -306,6 +321,12 @@ class LinearLatency:
 
     def decode_variable_floor(self, context) -> np.ndarray:
         return self.b_d + self.c_d * np.asarray(context, dtype=float)
+
+    def prefill_fixed_cost(self) -> float:
+        return self.a_p
+
+    def prefill_token_floor(self) -> float:
+        return self.b_p
 
     def describe(self) -> dict:
         return {

@@ -185,13 +185,21 @@ def _prepare(cl: dict, requests, solve: SolveSettings) -> dict:
 
 
 def _bound(ctx: dict, policy: str, solve: SolveSettings):
+    spec = POLICIES[policy]
+    if spec.admission != "reservation":
+        return full_lower_bound(
+            ctx["instance"], solve=solve, mixed_iterations=spec.mixed, admission=spec.admission
+        )
     if POLICIES[policy].mixed and ctx["bound_mixed"] is None:
         ctx["bound_mixed"] = full_lower_bound(ctx["instance"], solve=solve, mixed_iterations=True)
     return bound_for(policy, ctx["bound"], ctx["bound_mixed"])
 
 
 def _run(ctx: dict, policy: str, knobs: RuleKnobs, solve: SolveSettings):
-    dispatch = POLICIES[policy].dispatch
+    spec = POLICIES[policy]
+    dispatch = spec.dispatch
+    if spec.router != "static" or dispatch not in ("round_robin", "mmbpp"):
+        return run_policy(ctx["instance"], policy, knobs, solve)  # plans on its own
     if dispatch not in ctx["assignments"]:
         ctx["assignments"][dispatch] = offline_assignment(ctx["instance"], dispatch, solve)[0]
     return run_policy(
