@@ -10,6 +10,10 @@ Commands and the files they write (columns and keys are a contract):
   ``fallback_reason``).
 - ``single-case --out DIR``: ``DIR/single_case.csv`` and ``DIR/single_case.json``.
 - ``study --out DIR``: ``DIR/study_cases.csv``, ``DIR/study_summary.csv``, ``DIR/study.json``.
+- ``sweep --grid GRID.yaml --out DIR [--scheduler ADDRESS] [--workers N]``: every cell of
+  the grid (``grid`` module) as one row of ``DIR/cells.parquet/part-*.parquet``
+  (``cells.run_cell``), and ``DIR/sweep.json`` (grid, counts, engine, versions); a rerun
+  skips the cells already done.
 - ``render [--smoke] [--out reports]``: the notebooks as HTML reports.
 
 Bad input exits with code 2 and one line naming the field and the value; nothing is
@@ -84,7 +88,11 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hardware", default="a100-80gb-sxm", help="hardware profile name or YAML path")
     p.add_argument("--latency", default="roofline", choices=["roofline", "linear"])
     p.add_argument(
-        "--requests", default=None, help="request CSV (default: shipped GSM8K test split)"
+        "--requests",
+        "--workload",
+        dest="requests",
+        default=None,
+        help="request CSV (default: shipped GSM8K test split, also named gsm8k)",
     )
     p.add_argument(
         "--num-requests", type=int, default=None, help="sample this many requests (seeded)"
@@ -124,27 +132,29 @@ def _instance(args):
     return make_instance(reqs, cluster), cluster
 
 
-def cmd_simulate(args) -> None:
-    from hybridsched.experiments import (
-        POLICIES,
-        RuleKnobs,
-        SolveSettings,
-        full_lower_bound,
-        run_policy,
-        versions,
-    )
+def cell_params(args) -> dict:
+    """The cell (``cells.DEFAULTS`` names) that a command's options describe."""
+    from hybridsched.cells import DEFAULTS
 
-    inst, cluster = _instance(args)
+    renamed = {"workload": "requests"}
+    params = {}
+    for k in DEFAULTS:
+        dest = renamed.get(k, k)
+        if hasattr(args, dest) and getattr(args, dest) is not None:
+            params[k] = getattr(args, dest)
+    return params
+
+
+def cmd_simulate(args) -> None:
+    from hybridsched.cells import simulate_cell
+    from hybridsched.experiments import POLICIES, SolveSettings, full_lower_bound, versions
+
+    cell = simulate_cell(cell_params(args))
+    inst, run, cluster = cell.instance, cell.run, cell.instance.meta["cluster"]
     solve = SolveSettings(args.time_limit, args.mip_gap)
-    knobs = RuleKnobs(
-        lambda_multiplier=args.lambda_multiplier,
-        horizon=args.horizon,
-        seed=args.seed,
-        token_budget=args.token_budget,
-    )
-    run = run_policy(inst, args.policy, knobs, solve, check=args.check)
     lb = full_lower_bound(inst, solve=solve, mixed_iterations=POLICIES[args.policy].mixed)
     m = dict(run.metrics)
+    m.update(cell.slo)
     m.update(
         policy=args.policy,
         lower_bound_s=lb.lower_bound_s,
@@ -152,14 +162,16 @@ def cmd_simulate(args) -> None:
         lower_bound_binding=lb.binding,
         lower_bound_assumes=lb.to_dict()["assumes"],
         gap_to_lb=(m["makespan_s"] - lb.lower_bound_s) / lb.lower_bound_s,
-        clients=cluster.num_clients,
-        tp=cluster.tp,
-        max_batch=cluster.max_batch,
-        model=cluster.model,
-        hardware=cluster.hardware,
-        latency=cluster.latency,
+        clients=cluster["num_clients"],
+        tp=cluster["tp"],
+        max_batch=cluster["max_batch"],
+        model=cluster["model"],
+        hardware=cluster["hardware"],
+        latency=cluster["latency"],
         requests=args.requests or "gsm8k-test",
         seed=args.seed,
+        arrivals=cell.params["arrivals"],
+        rate_scale=cell.params["rate_scale"],
         prediction_sigma=args.prediction_sigma,
         prediction_seed=args.prediction_seed,
         knobs={
@@ -274,6 +286,43 @@ def cmd_study(args) -> None:
         raise SystemExit(1)
 
 
+def cmd_sweep(args) -> None:
+    from hybridsched.grid import load_grid, run_sweep
+
+    res = run_sweep(
+        load_grid(args.grid),
+        args.out,
+        engine=args.engine,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        progress=not args.quiet,
+    )
+    c = res.counts
+    print(
+        f"{c['cells']} cells: {c['ran']} ran ({c['failed']} failed), {c['already_done']} already "
+        f"done, {c['invalid_skipped']} invalid skipped; {res.wall_s:.1f} s"
+    )
+    print(f"{args.out}/cells.parquet ({len(res.table)} rows), {args.out}/sweep.json")
+    if c["failed"]:
+        failed = res.table[res.table["status"] != "ok"]
+        print(f"{len(failed)} cell(s) failed, e.g.: {failed['error'].iloc[0]}", file=sys.stderr)
+        raise SystemExit(1)
+
+
+def _engine_args(p: argparse.ArgumentParser, default: str = "dask") -> None:
+    p.add_argument(
+        "--engine",
+        default=default,
+        choices=["dask", "processes", "serial"],
+        help=f"where cells run (default {default})",
+    )
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        help="address of a running Dask scheduler (tcp://HOST:8786); default: a local cluster",
+    )
+
+
 def cmd_render(args) -> None:
     from hybridsched.report import RenderError, render
 
@@ -309,6 +358,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="chunked prefill: tokens per iteration (default: the 2048-token prefill budget)",
     )
+    p.add_argument(
+        "--arrivals",
+        default="table",
+        help="arrival process: zero, table (the table's own times, default), poisson:RATE, gamma:RATE,CV",
+    )
+    p.add_argument(
+        "--rate-scale", type=float, default=1.0, help="divide arrival times by this (default 1)"
+    )
     p.add_argument("--check", action="store_true", help="assert the trace invariants")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_simulate)
@@ -342,6 +399,16 @@ def build_parser() -> argparse.ArgumentParser:
     _solve_args(p, mip_gap=1e-3)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("sweep", help="run every cell of a grid file on Dask, resumable")
+    p.add_argument("--grid", required=True, help="YAML: option name -> value or list of values")
+    p.add_argument("--out", required=True, help="results directory (rerun to resume)")
+    p.add_argument(
+        "--workers", type=int, default=None, help="local workers (default: the machine's cores)"
+    )
+    _engine_args(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("render", help="execute the notebooks and render HTML reports")
     p.add_argument("--smoke", action="store_true", help="small runs (for CI)")

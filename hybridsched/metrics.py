@@ -21,6 +21,10 @@ Symbols: ``J`` clients, ``T = max_j C_j`` the makespan, ``k`` an iteration of du
 ========================  ==================================================================
 
 Latency figures come as p50/p90/p99 (seconds).
+
+``slo_attainment(request_table, slo_ttft_s, slo_tpot_s)``: the share of requests whose TTFT
+and TPOT both meet the SLO (DistServe's definition; a one-token request has no TPOT and
+meets that part).
 """
 
 from __future__ import annotations
@@ -52,6 +56,18 @@ def request_table(trace: pd.DataFrame, instance: Instance) -> pd.DataFrame:
     o = req["output_tokens"]
     out["tpot_s"] = ((out["e2e_s"] - out["ttft_s"]) / (o - 1)).where(o > 1)
     return out.reset_index()
+
+
+def slo_attainment(req: pd.DataFrame, slo_ttft_s: float, slo_tpot_s: float) -> float:
+    """Share of requests (rows of ``request_table``) with ``ttft_s <= slo_ttft_s`` and
+    ``tpot_s <= slo_tpot_s`` (a missing TPOT, one output token, meets its part)."""
+    for name, v in (("slo_ttft_s", slo_ttft_s), ("slo_tpot_s", slo_tpot_s)):
+        if not (isinstance(v, (int, float, np.number)) and v > 0):
+            raise ValueError(f"{name} must be a positive number of seconds, got {v!r}")
+    if len(req) == 0:
+        return float("nan")
+    ok = (req["ttft_s"] <= slo_ttft_s) & (req["tpot_s"].isna() | (req["tpot_s"] <= slo_tpot_s))
+    return float(ok.mean())
 
 
 def metrics(trace: pd.DataFrame, instance: Instance) -> dict:
