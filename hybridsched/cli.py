@@ -272,6 +272,8 @@ def cmd_study(args) -> None:
         first_seed=args.first_seed,
         time_limit_s=args.time_limit,
         mip_gap=args.mip_gap,
+        engine=args.engine,
+        scheduler=args.scheduler,
     )
     out = Outputs(args.out)
     out.add("study_cases.csv", res.cases)
@@ -397,6 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--policies", nargs="*", choices=list(POLICIES))
     _solve_args(p, mip_gap=1e-3)
+    _engine_args(p, default="processes")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_study)
 

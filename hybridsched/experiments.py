@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import platform
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -474,7 +473,7 @@ def solve_exact(
 class _Case:
     case: int
     seed: int
-    requests: pd.DataFrame
+    requests: pd.DataFrame | None  # None: the engine's shared table
     per_case: int
     cluster: Cluster
     policies: tuple[str, ...]
@@ -482,10 +481,11 @@ class _Case:
     solve: SolveSettings
 
 
-def _run_case(c: _Case) -> list[dict] | str:
+def _run_case(c: _Case, requests: pd.DataFrame | None = None) -> list[dict] | str:
     """One case; an exception comes back as its message so the study can report it."""
     try:
-        inst = make_instance(sample_requests(c.requests, c.per_case, c.seed), c.cluster)
+        base = c.requests if c.requests is not None else requests
+        inst = make_instance(sample_requests(base, c.per_case, c.seed), c.cluster)
         bounds = {False: lower_bound(inst).lower_bound_s}
         if any(POLICIES[p].mixed for p in c.policies):
             bounds[True] = lower_bound(inst, mixed_iterations=True).lower_bound_s
@@ -593,15 +593,19 @@ def run_study(
     time_limit_s: float = 10.0,
     mip_gap: float = 1e-3,
     progress: bool = True,
+    engine: str = "processes",
+    scheduler: str | None = None,
 ) -> StudyResult:
     """Case ``k`` draws ``requests_per_case`` requests with seed ``first_seed + k - 1``.
 
-    Cases run in ``workers`` processes; each solve uses one HiGHS thread, so the results
-    do not depend on the number of workers. A failing case is listed in ``failures``.
+    Cases run on ``runner.Engine(engine, workers, scheduler)``: ``processes`` (a pool of
+    ``workers`` processes; one worker runs in this process), ``dask`` (a local cluster of
+    ``workers``, or the running cluster at ``scheduler``) or ``serial``; the request table
+    reaches each worker once. Each solve uses one HiGHS thread, so the results do not
+    depend on the engine or the number of workers. A failing case is listed in ``failures``.
     The default MMBPP gap is 0.1%: with 1,000 requests LPT is usually already there, and a
     tighter gap costs seconds per case for milliseconds of makespan.
     """
-    from tqdm import tqdm  # plain text bar: the widget bar needs ipywidgets in the kernel
 
     knobs = knobs if isinstance(knobs, RuleKnobs) else RuleKnobs.from_dict(knobs)
     if cases < 1:
@@ -616,20 +620,22 @@ def run_study(
     cluster = Cluster(num_clients=clients, tp=tp, max_batch=max_batch)
     cluster.make_clients()  # fail fast on a bad cluster, before any process starts
     solve = SolveSettings(time_limit_s, mip_gap, threads=1)
+    from hybridsched.runner import Engine, JobError
+
     jobs = [
         _Case(
-            k, first_seed + k - 1, base, requests_per_case, cluster, tuple(policies), knobs, solve
+            k, first_seed + k - 1, None, requests_per_case, cluster, tuple(policies), knobs, solve
         )
         for k in range(1, cases + 1)
     ]
+    if engine == "processes" and workers == 1:
+        engine = "serial"
     t0 = time.perf_counter()
-    if workers == 1:
-        results = [_run_case(j) for j in tqdm(jobs, desc="cases", disable=not progress)]
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as ex:
-            results = list(
-                tqdm(ex.map(_run_case, jobs), total=len(jobs), desc="cases", disable=not progress)
-            )
+    with Engine(engine, workers, scheduler, progress=progress) as eng:
+        results = eng.map(
+            _run_case, jobs, shared=base, desc="cases", failed=lambda r: isinstance(r, str)
+        )
+    results = [r.error if isinstance(r, JobError) else r for r in results]
     wall = time.perf_counter() - t0
     rows, failures = [], []
     for j, r in zip(jobs, results, strict=True):
@@ -647,6 +653,7 @@ def run_study(
         "policies": list(policies),
         "knobs": asdict(knobs),
         "workers": workers,
+        "engine": engine,
         "time_limit_s": time_limit_s,
         "mip_gap": mip_gap,
         "versions": versions(),

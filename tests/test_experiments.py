@@ -415,3 +415,14 @@ def test_prediction_error_reaches_planners_but_not_the_simulator():
     assert t["baseline"] == pytest.approx(t0["baseline"])  # the baseline ignores predictions
     assert t["hybrid"] != pytest.approx(t0["hybrid"])  # the hybrid plans with them
     assert noisy.params["prediction_sigma"] == 0.5 and noisy.params["prediction_seed"] == 3
+
+
+@pytest.mark.slow
+def test_study_on_dask_equals_processes(dask_scheduler):
+    """Tests that the study on a 2-worker Dask cluster gives the process pool's tables exactly."""
+    kw = dict(cases=3, requests_per_case=40, time_limit_s=5.0, progress=False, workers=2)
+    procs = run_study(engine="processes", **kw)
+    dask = run_study(engine="dask", scheduler=dask_scheduler, **kw)
+    pd.testing.assert_frame_equal(dask.cases, procs.cases)
+    pd.testing.assert_frame_equal(dask.summary, procs.summary)
+    assert dask.failures.empty and dask.params["engine"] == "dask"
