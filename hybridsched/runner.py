@@ -9,7 +9,8 @@ each job finishes (in completion order), so callers can save results while the r
 
 ========================  =================================================================
 ``serial``                one job after the other in this process
-``processes``             ``concurrent.futures.ProcessPoolExecutor`` with ``workers`` processes
+``processes``             ``concurrent.futures.ProcessPoolExecutor`` with ``workers`` processes,
+                          kept across ``map`` calls with the same ``shared`` input
 ``dask``                  ``dask.distributed``: with ``scheduler=None`` a ``LocalCluster`` of
                           ``workers`` single-threaded worker processes started and stopped by
                           the engine; with an address (``tcp://host:8786``), that running
@@ -77,6 +78,8 @@ class Engine:
         self.progress = progress
         self.client = None
         self._cluster = None
+        self._pool = None  # (pool, shared) kept across map calls with the same shared input
+        self._scattered = None  # (shared, its future) likewise
 
     def __enter__(self) -> Engine:
         if self.kind == "dask":
@@ -95,6 +98,10 @@ class Engine:
         return self
 
     def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            self._pool[0].shutdown(cancel_futures=True)
+            self._pool = None
+        self._scattered = None
         if self.client is not None:
             self.client.close()
             self.client = None
@@ -152,21 +159,33 @@ class Engine:
         return results
 
     def _map_pool(self, fn, jobs, shared, done) -> None:
-        with cf.ProcessPoolExecutor(
-            max_workers=min(self.workers, len(jobs)),
-            initializer=_init_shared,
-            initargs=(shared,),
-        ) as ex:
-            index = {ex.submit(_call_shared, fn, j): i for i, j in enumerate(jobs)}
+        if self._pool is None or self._pool[1] is not shared:
+            if self._pool is not None:
+                self._pool[0].shutdown()
+            pool = cf.ProcessPoolExecutor(
+                max_workers=self.workers, initializer=_init_shared, initargs=(shared,)
+            )
+            self._pool = (pool, shared)
+        index = {self._pool[0].submit(_call_shared, fn, j): i for i, j in enumerate(jobs)}
+        try:
             for f in cf.as_completed(index):
                 done(index[f], _outcome(f))
+        finally:
+            for f in index:
+                f.cancel()
 
     def _map_dask(self, fn, jobs, shared, done) -> None:
         from dask.distributed import as_completed
 
         if self.client is None:
             raise RuntimeError("the dask engine must be entered (with Engine(...) as e) first")
-        sh = self.client.scatter(shared, broadcast=True, hash=False) if shared is not None else None
+        if shared is None:
+            sh = None
+        elif self._scattered is not None and self._scattered[0] is shared:
+            sh = self._scattered[1]
+        else:
+            sh = self.client.scatter(shared, broadcast=True, hash=False)
+            self._scattered = (shared, sh)
         fs = self.client.map(fn, jobs, [sh] * len(jobs), pure=False)
         index = {f.key: i for i, f in enumerate(fs)}
         try:
@@ -175,8 +194,6 @@ class Engine:
                 f.release()
         finally:
             self.client.cancel(fs)
-            if sh is not None:
-                self.client.cancel([sh])
 
 
 def _guarded(fn, job, shared):
