@@ -7,6 +7,10 @@ Sections:
          time, solve time to 0.1% gap (or the gap at the time limit), LPT vs MIP vs bound.
   mip    the exact iteration MIP: the largest instance solved to optimality within 60 s.
   study  the 100-case study wall time on 2 workers, for both configurations.
+  sweep  a 1,000-cell grid (about 1 s cells: baseline on 400-request samples) on a 2-worker
+         local Dask cluster and on the process pool: wall time, cells per second, and the
+         scheduling overhead per cell, (wall x workers - sum of cell times) / cells.
+         `--sweep-cells` and `--sweep-requests` make it smaller.
 """
 
 from __future__ import annotations
@@ -171,11 +175,56 @@ def bench_study(workers: int = 2) -> None:
         )
 
 
+def bench_sweep(
+    cells: int = 1000, num_requests: int = 400, workers: int = 2, kinds=("dask", "processes")
+) -> None:
+    import tempfile
+
+    from hybridsched.grid import expand_grid, run_cells, workload_tables
+    from hybridsched.runner import Engine
+
+    grid = {"num_requests": num_requests, "policy": "baseline", "seed": list(range(cells))}
+    todo = expand_grid(grid).cells
+    tables = workload_tables(todo)
+    print(
+        f"== sweep runner: {cells:,} cells (baseline, {num_requests} requests each), {workers} workers =="
+    )
+    for kind in kinds:
+        with tempfile.TemporaryDirectory() as tmp:
+            from hybridsched.store import ResultStore
+
+            t0 = time.perf_counter()
+            with Engine(kind, workers) as eng:
+                started = time.perf_counter() - t0
+                t1 = time.perf_counter()
+                rows = run_cells(todo, eng, ResultStore(tmp), tables=tables)
+                wall = time.perf_counter() - t1
+            total = time.perf_counter() - t0
+        busy = sum(r["wall_s"] for r in rows)
+        failed = sum(r["status"] != "ok" for r in rows)
+        print(
+            f"{kind:9s}: start {started:5.1f} s, run {wall:7.1f} s ({len(rows) / wall:5.2f} cells/s), "
+            f"total {total:7.1f} s; mean cell {busy / len(rows):.3f} s; overhead per cell "
+            f"{(wall * workers - busy) / len(rows) * 1e3:6.1f} ms; {failed} failed"
+        )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--only", default="sim,mmbpp,mip,study", help="comma-separated sections")
+    p.add_argument("--only", default="sim,mmbpp,mip,study,sweep", help="comma-separated sections")
+    p.add_argument("--sweep-cells", type=int, default=1000)
+    p.add_argument("--sweep-requests", type=int, default=400)
+    p.add_argument("--sweep-engines", default="dask,processes")
     args = p.parse_args()
-    sections = {"sim": bench_sim, "mmbpp": bench_mmbpp, "mip": bench_mip, "study": bench_study}
+    sections = {
+        "sim": bench_sim,
+        "mmbpp": bench_mmbpp,
+        "mip": bench_mip,
+        "study": bench_study,
+        "sweep": lambda: bench_sweep(
+            args.sweep_cells, args.sweep_requests, kinds=args.sweep_engines.split(",")
+        ),
+    }
     for name in args.only.split(","):
         sections[name.strip()]()
         print()

@@ -150,6 +150,7 @@ def plan_capacity(
     num_requests: int | None = 200,
     seed: int = 0,
     rel_tol: float = 0.05,
+    max_doublings: int = 6,
     prices: dict[str, float] | None = None,
     extra: dict | None = None,
     engine: str = "dask",
@@ -159,6 +160,8 @@ def plan_capacity(
 ) -> CapacityResult:
     """Highest sustained rate per candidate and the cheapest one for ``rate`` (module docstring).
 
+    ``max_doublings``: the search covers ``rate / 2**k`` to ``rate * 2**k``; a candidate
+    sustaining the top is reported there with ``capped=True``.
     ``extra``: more fixed cell options (for example ``time_limit``). Candidates with more
     than ``max_gpus`` GPUs, or whose tp cannot hold the model, are skipped.
     """
@@ -193,7 +196,7 @@ def plan_capacity(
         {**{k: c[k] for k in CANDIDATE_KEYS}, "reason": f"more than max_gpus={max_gpus} GPUs"}
         for c in too_big
     ]
-    searches = [Bisection(_rate(rate), rel_tol) for _ in cands]
+    searches = [Bisection(_rate(rate), rel_tol, max_doublings) for _ in cands]
     errors: dict[int, str] = {}
     evals: list[dict] = []
     tables = workload_tables(cands) if cands else {}
@@ -225,6 +228,7 @@ def plan_capacity(
         "target": target,
         "max_gpus": max_gpus,
         "rel_tol": rel_tol,
+        "max_doublings": max_doublings,
         "search_space": space,
         "prices": prices or {},
         **eng.describe(),
