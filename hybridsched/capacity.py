@@ -197,29 +197,9 @@ def plan_capacity(
         for c in too_big
     ]
     searches = [Bisection(_rate(rate), rel_tol, max_doublings) for _ in cands]
-    errors: dict[int, str] = {}
-    evals: list[dict] = []
-    tables = workload_tables(cands) if cands else {}
     eng = Engine(engine, workers, scheduler, progress=False)
     with eng if cands else contextlib.nullcontext():  # no workers for an empty plan
-        for round_ in range(1, 100):
-            todo = [
-                (i, _rate(x))
-                for i, b in enumerate(searches)
-                if i not in errors and (x := b.next()) is not None
-            ]
-            if not todo:
-                break
-            batch = [{**cands[i], "arrivals": f"poisson:{x!r}"} for i, x in todo]
-            rows = run_cells(batch, eng, tables=tables, desc=f"round {round_}")
-            for (i, x), row in zip(todo, rows, strict=True):
-                evals.append({"candidate": i, "round": round_, "rate": x, **row})
-                if row.get("status") != "ok":
-                    errors[i] = str(row.get("error"))
-                    continue
-                searches[i].update(x, row["slo_attainment"] >= target)
-            if progress:
-                print(f"capacity: round {round_}, {len(todo)} simulations", flush=True)
+        errors, evals = _search(cands, searches, target, eng, progress)
     table = _candidate_table(cands, searches, errors, rate, prices)
     choice = cheapest(table, rate)
     params = {
@@ -234,6 +214,35 @@ def plan_capacity(
         **eng.describe(),
     }
     return CapacityResult(table, pd.DataFrame(evals), choice, skipped, params)
+
+
+def _search(cands: list[dict], searches: list[Bisection], target: float, eng, progress: bool):
+    """Advance every candidate's bisection, one batch of cells per round, until all stop.
+
+    Returns the candidates that failed (index -> error) and every simulated cell's row.
+    """
+    errors: dict[int, str] = {}
+    evals: list[dict] = []
+    tables = workload_tables(cands) if cands else {}
+    for round_ in range(1, 100):
+        todo = [
+            (i, _rate(x))
+            for i, b in enumerate(searches)
+            if i not in errors and (x := b.next()) is not None
+        ]
+        if not todo:
+            break
+        batch = [{**cands[i], "arrivals": f"poisson:{x!r}"} for i, x in todo]
+        rows = run_cells(batch, eng, tables=tables, desc=f"round {round_}")
+        for (i, x), row in zip(todo, rows, strict=True):
+            evals.append({"candidate": i, "round": round_, "rate": x, **row})
+            if row.get("status") != "ok":
+                errors[i] = str(row.get("error"))
+                continue
+            searches[i].update(x, row["slo_attainment"] >= target)
+        if progress:
+            print(f"capacity: round {round_}, {len(todo)} simulations", flush=True)
+    return errors, evals
 
 
 def default_policies() -> list[str]:
