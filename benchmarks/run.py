@@ -19,6 +19,10 @@ Sections:
   workloads  loading each shipped workload (parse, validate, sort) and exporting it for Vidur.
   bounds the arrival-aware volume (tau sweep) on 1,000,000 requests, and T_LB / T* (the
          exact MIP's optimum) on seeded tiny instances: mean and min, default and tight.
+  sweep  a 1,000-cell grid (about 1 s cells: baseline on 400-request samples) on a 2-worker
+         local Dask cluster and on the process pool: wall time, cells per second, and the
+         scheduling overhead per cell, (wall x workers - sum of cell times) / cells.
+         `--sweep-cells` and `--sweep-requests` make it smaller.
 """
 
 from __future__ import annotations
@@ -376,13 +380,50 @@ def bench_bounds(num_tiny: int = 200, budget_s: float = 120.0, seed: int = 0) ->
     print(f"({time.perf_counter() - start:.0f} s)")
 
 
+def bench_sweep(
+    cells: int = 1000, num_requests: int = 400, workers: int = 2, kinds=("dask", "processes")
+) -> None:
+    import tempfile
+
+    from hybridsched.grid import expand_grid, run_cells, workload_tables
+    from hybridsched.runner import Engine
+
+    grid = {"num_requests": num_requests, "policy": "baseline", "seed": list(range(cells))}
+    todo = expand_grid(grid).cells
+    tables = workload_tables(todo)
+    print(
+        f"== sweep runner: {cells:,} cells (baseline, {num_requests} requests each), {workers} workers =="
+    )
+    for kind in kinds:
+        with tempfile.TemporaryDirectory() as tmp:
+            from hybridsched.store import ResultStore
+
+            t0 = time.perf_counter()
+            with Engine(kind, workers) as eng:
+                started = time.perf_counter() - t0
+                t1 = time.perf_counter()
+                rows = run_cells(todo, eng, ResultStore(tmp), tables=tables)
+                wall = time.perf_counter() - t1
+            total = time.perf_counter() - t0
+        busy = sum(r["wall_s"] for r in rows)
+        failed = sum(r["status"] != "ok" for r in rows)
+        print(
+            f"{kind:9s}: start {started:5.1f} s, run {wall:7.1f} s ({len(rows) / wall:5.2f} cells/s), "
+            f"total {total:7.1f} s; mean cell {busy / len(rows):.3f} s; overhead per cell "
+            f"{(wall * workers - busy) / len(rows) * 1e3:6.1f} ms; {failed} failed"
+        )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument(
         "--only",
-        default="sim,mmbpp,mmbpp-scale,bound,mip,study,fit,engine,scale,workloads,bounds",
+        default="sim,mmbpp,mmbpp-scale,bound,mip,study,fit,engine,scale,workloads,bounds,sweep",
         help="comma-separated sections",
     )
+    p.add_argument("--sweep-cells", type=int, default=1000)
+    p.add_argument("--sweep-requests", type=int, default=400)
+    p.add_argument("--sweep-engines", default="dask,processes")
     p.add_argument("--scale-case", help=argparse.SUPPRESS)  # n,m,limit,unrelated: one case
     p.add_argument("--bound-case", help=argparse.SUPPRESS)  # n,m: one bound case
     args = p.parse_args()
@@ -408,6 +449,9 @@ def main() -> None:
         "scale": bench_scale,
         "workloads": bench_workloads,
         "bounds": bench_bounds,
+        "sweep": lambda: bench_sweep(
+            args.sweep_cells, args.sweep_requests, kinds=args.sweep_engines.split(",")
+        ),
     }
     for name in args.only.split(","):
         sections[name.strip()]()

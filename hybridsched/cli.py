@@ -21,6 +21,14 @@ Commands and the files they write (columns and keys are a contract):
 - ``study --out DIR``: ``DIR/study_cases.csv``, ``DIR/study_summary.csv``, ``DIR/study.json``.
 - ``export --workload W --format vidur --out FILE``: the workload as a trace another
   simulator replays (vidur, splitwise or hybridsched CSV).
+- ``sweep --grid GRID.yaml --out DIR [--scheduler ADDRESS] [--workers N]``: every cell of
+  the grid (``grid`` module) as one row of ``DIR/cells.parquet/part-*.parquet``
+  (``cells.run_cell``), and ``DIR/sweep.json`` (grid, counts, engine, versions); a rerun
+  skips the cells already done.
+- ``capacity --workload W --slo-ttft S --slo-tpot S --rate R --out DIR``: per candidate
+  cluster the highest sustained rate (``capacity`` module): ``DIR/candidates.csv``,
+  ``DIR/evaluations.csv`` (every simulated rate) and ``DIR/capacity.json`` (the cheapest
+  cluster, GPUs needed per policy, inputs, versions); exit 1 when none sustains ``R``.
 - ``render [--smoke] [--out reports]``: the notebooks as HTML reports.
 - ``calibrate --measurements CSV --model M --hardware H --out PROFILE.yaml``: a hardware
   profile fitted to measured iteration times, with its fit errors and outliers.
@@ -210,7 +218,12 @@ def _serving_args(p: argparse.ArgumentParser) -> None:
         default="table",
         help="zero | table (the request table's arrival_s; default) | poisson:RATE | gamma:RATE,CV",
     )
-    p.add_argument("--arrival-seed", type=int, default=0, help="seed of the arrival process")
+    p.add_argument(
+        "--arrival-seed",
+        type=int,
+        default=None,
+        help="seed of the arrival process (default --seed)",
+    )
     p.add_argument("--slo-ttft", type=float, default=None, help="SLO on TTFT, seconds")
     p.add_argument("--slo-tpot", type=float, default=None, help="SLO on TPOT, seconds")
     p.add_argument(
@@ -232,7 +245,9 @@ def _serving(args):
         router=args.router,
         admission=args.admission,
         arrivals=str(parse_arrivals(args.arrivals)),
-        arrival_seed=args.arrival_seed,
+        arrival_seed=args.arrival_seed
+        if args.arrival_seed is not None
+        else getattr(args, "seed", 0),
         slo_ttft_s=args.slo_ttft,
         slo_tpot_s=args.slo_tpot,
     )
@@ -271,40 +286,22 @@ def _instance(args):
     return make_instance(reqs, cluster), cluster
 
 
-def cmd_simulate(args) -> None:
-    from hybridsched.arrivals import apply_arrivals
-    from hybridsched.experiments import (
-        POLICIES,
-        RuleKnobs,
-        SolveSettings,
-        full_lower_bound,
-        run_policy,
-        versions,
-    )
+def cell_params(args) -> dict:
+    """The cell (``cells.DEFAULTS`` names) that a command's options describe."""
+    from hybridsched.cells import DEFAULTS
 
-    serving = _serving(args)
-    inst, cluster = _instance(args)
-    inst = inst.replace(
-        requests=apply_arrivals(inst.requests, serving.arrivals, serving.arrival_seed)
-    )
-    solve = SolveSettings(args.time_limit, args.mip_gap, replan_s=args.replan_s)
-    knobs = RuleKnobs(
-        lambda_multiplier=args.lambda_multiplier,
-        horizon=args.horizon,
-        seed=args.seed,
-        token_budget=args.token_budget,
-    )
-    run = run_policy(
-        inst,
-        args.policy,
-        knobs,
-        solve,
-        check=args.check,
-        router=serving.router,
-        admission=serving.admission,
-        slo_ttft_s=serving.slo_ttft_s,
-        slo_tpot_s=serving.slo_tpot_s,
-    )
+    return {k: getattr(args, k) for k in DEFAULTS if getattr(args, k, None) is not None}
+
+
+def cmd_simulate(args) -> None:
+    from hybridsched.cells import simulate_cell
+    from hybridsched.experiments import POLICIES, SolveSettings, full_lower_bound, versions
+
+    _serving(args)  # refuse bad serving options before any work
+    cell = simulate_cell(cell_params(args))
+    inst, run, cluster = cell.instance, cell.run, cell.instance.meta["cluster"]
+    _report_dropped(cell.workload or {})
+    solve = SolveSettings(args.time_limit, args.mip_gap)
     lb = full_lower_bound(
         inst, solve=solve, mixed_iterations=POLICIES[args.policy].mixed, admission=run.admission
     )
@@ -317,15 +314,17 @@ def cmd_simulate(args) -> None:
         lower_bound_binding=lb.binding,
         lower_bound_assumes=lb.to_dict()["assumes"],
         gap_to_lb=(m["makespan_s"] - lb.lower_bound_s) / lb.lower_bound_s,
-        clients=cluster.num_clients,
-        tp=cluster.tp,
-        max_batch=cluster.max_batch,
-        model=cluster.model,
-        hardware=cluster.hardware,
-        latency=cluster.latency,
-        requests=args.workload or "gsm8k-test",
-        workload=args.workload_info,
+        clients=cluster["num_clients"],
+        tp=cluster["tp"],
+        max_batch=cluster["max_batch"],
+        model=cluster["model"],
+        hardware=cluster["hardware"],
+        latency=cluster["latency"],
+        requests=args.workload or "gsm8k",
+        workload=cell.workload,
         seed=args.seed,
+        arrivals=cell.params["arrivals"],
+        rate_scale=cell.params["rate_scale"],
         prediction_sigma=args.prediction_sigma,
         prediction_seed=args.prediction_seed,
         knobs={
@@ -336,9 +335,8 @@ def cmd_simulate(args) -> None:
         offline=run.solve,
         router=run.router,
         admission=run.admission,
-        arrivals=serving.arrivals,
-        arrival_seed=serving.arrival_seed,
-        replan_s=args.replan_s,
+        arrival_seed=cell.params["arrival_seed"],
+        replan_s=cell.params["replan_s"],
         router_log=run.router_log,
         simulate_s=run.simulate_s,
         versions=versions(),
@@ -447,6 +445,8 @@ def cmd_study(args) -> None:
         serving=_serving(args),
         model=args.model,
         hardware=args.hardware,
+        engine=args.engine,
+        scheduler=args.scheduler,
     )
     _report_dropped(res.params["workload"] or {})
     out = Outputs(args.out)
@@ -478,6 +478,96 @@ def cmd_export(args) -> None:
     print(
         f"{info['workload']}: {len(df)} requests over {df['arrival_s'].max():.1f} s "
         f"as {args.export_format}"
+    )
+
+
+def cmd_sweep(args) -> None:
+    from hybridsched.grid import load_grid, run_sweep
+
+    res = run_sweep(
+        load_grid(args.grid),
+        args.out,
+        engine=args.engine,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        progress=not args.quiet,
+    )
+    c = res.counts
+    print(
+        f"{c['cells']} cells: {c['ran']} ran ({c['failed']} failed), {c['already_done']} already "
+        f"done, {c['invalid_skipped']} invalid skipped; {res.wall_s:.1f} s"
+    )
+    print(f"{args.out}/cells.parquet ({len(res.table)} rows), {args.out}/sweep.json")
+    if c["failed"]:
+        failed = res.table[res.table["status"] != "ok"]
+        print(f"{len(failed)} cell(s) failed, e.g.: {failed['error'].iloc[0]}", file=sys.stderr)
+        raise SystemExit(1)
+
+
+def cmd_capacity(args) -> None:
+    from hybridsched.capacity import gpus_needed, plan_capacity, read_prices
+    from hybridsched.experiments import versions
+
+    res = plan_capacity(
+        workload=args.workload,
+        slo_ttft=args.slo_ttft,
+        slo_tpot=args.slo_tpot,
+        rate=args.rate,
+        models=args.models,
+        hardware=args.hardware,
+        tp=args.tp,
+        clients=args.clients,
+        max_batch=args.max_batch,
+        policies=args.policies,
+        max_gpus=args.max_gpus,
+        target=args.target,
+        num_requests=args.num_requests,
+        seed=args.seed,
+        rel_tol=args.rel_tol,
+        prices=read_prices(args.prices) if args.prices else None,
+        extra={"time_limit": args.time_limit},
+        engine=args.engine,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        progress=not args.quiet,
+    )
+    out = Outputs(args.out)
+    out.add("candidates.csv", res.candidates)
+    out.add("evaluations.csv", res.evaluations)
+    out.add(
+        "capacity.json",
+        {
+            "params": res.params,
+            "choice": res.choice,
+            "gpus_needed": gpus_needed(res.candidates, args.rate).to_dict(orient="records"),
+            "skipped": res.skipped,
+            "versions": versions(),
+        },
+    )
+    out.commit()
+    cols = ["hardware", "tp", "clients", "max_batch", "policy", "gpus", "max_rate", "sustains"]
+    print(res.candidates[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    if res.choice is None:
+        print(f"no candidate sustains {args.rate:g} req/s within {args.max_gpus} GPUs")
+        raise SystemExit(1)
+    c = res.choice
+    print(
+        f"cheapest for {args.rate:g} req/s: {c['clients']} x tp={c['tp']} {c['hardware']} "
+        f"({c['gpus']} GPUs), B={c['max_batch']}, policy {c['policy']}: sustains {c['max_rate']:.3g} req/s"
+    )
+
+
+def _engine_args(p: argparse.ArgumentParser, default: str = "dask") -> None:
+    p.add_argument(
+        "--engine",
+        default=default,
+        choices=["dask", "processes", "serial"],
+        help=f"where cells run (default {default})",
+    )
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        help="address of a running Dask scheduler (tcp://HOST:8786); default: a local cluster",
     )
 
 
@@ -572,6 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policies", nargs="*", choices=list(POLICIES))
     _solve_args(p, mip_gap=1e-3)
     _serving_args(p)
+    _engine_args(p, default="processes")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_study)
 
@@ -592,6 +683,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arrival-seed", type=int, default=0, help="seed of the arrival process")
     p.add_argument("--out", required=True, help="the file to write")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("sweep", help="run every cell of a grid file on Dask, resumable")
+    p.add_argument("--grid", required=True, help="YAML: option name -> value or list of values")
+    p.add_argument("--out", required=True, help="results directory (rerun to resume)")
+    p.add_argument(
+        "--workers", type=int, default=None, help="local workers (default: the machine's cores)"
+    )
+    _engine_args(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser(
+        "capacity", help="the cheapest cluster that sustains a request rate under an SLO"
+    )
+    p.add_argument("--workload", default="gsm8k", help="gsm8k (default) or a request CSV")
+    p.add_argument("--slo-ttft", type=float, required=True, help="TTFT SLO in seconds")
+    p.add_argument("--slo-tpot", type=float, required=True, help="TPOT SLO in seconds")
+    p.add_argument("--rate", type=float, required=True, help="target rate, requests per second")
+    p.add_argument(
+        "--target", type=float, default=0.9, help="share of requests meeting the SLO (0.9)"
+    )
+    p.add_argument("--models", nargs="+", default=["llama-65b"])
+    p.add_argument("--hardware", nargs="+", default=["a100-80gb-sxm"])
+    p.add_argument("--tp", nargs="+", type=int, default=[1, 2, 4, 8])
+    p.add_argument("--clients", nargs="+", type=int, default=[1, 2, 4, 8])
+    p.add_argument("--max-batch", nargs="+", type=int, default=[32])
+    p.add_argument(
+        "--policies",
+        nargs="+",
+        choices=list(POLICIES),
+        help="default: vllm (if built), baseline, hybrid, chunked",
+    )
+    p.add_argument("--max-gpus", type=int, default=16, help="largest cluster considered (16)")
+    p.add_argument("--num-requests", type=int, default=200, help="requests per simulation (200)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sample and the arrivals")
+    p.add_argument(
+        "--rel-tol", type=float, default=0.05, help="bisection stops within this share (0.05)"
+    )
+    p.add_argument("--prices", default=None, help="CSV: hardware, usd_per_gpu_hour")
+    p.add_argument("--time-limit", type=float, default=10.0, help="MMBPP time limit in seconds")
+    p.add_argument("--workers", type=int, default=None, help="local workers (default: cores)")
+    _engine_args(p)
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_capacity)
 
     p = sub.add_parser("render", help="execute the notebooks and render HTML reports")
     p.add_argument("--smoke", action="store_true", help="small runs (for CI)")

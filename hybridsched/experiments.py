@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import platform
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -669,7 +668,7 @@ def solve_exact(
 class _Case:
     case: int
     seed: int
-    requests: pd.DataFrame
+    requests: pd.DataFrame | None  # None: the engine's shared table
     per_case: int
     cluster: Cluster
     policies: tuple[str, ...]
@@ -678,11 +677,12 @@ class _Case:
     serving: Serving = Serving()
 
 
-def _run_case(c: _Case) -> list[dict] | str:
+def _run_case(c: _Case, requests: pd.DataFrame | None = None) -> list[dict] | str:
     """One case; an exception comes back as its message so the study can report it."""
     try:
         sv = c.serving
-        reqs = apply_arrivals(sample_requests(c.requests, c.per_case, c.seed), sv.arrivals, c.seed)
+        base = c.requests if c.requests is not None else requests
+        reqs = apply_arrivals(sample_requests(base, c.per_case, c.seed), sv.arrivals, c.seed)
         inst = make_instance(reqs, c.cluster)
         rows = []
         for p in c.policies:
@@ -811,15 +811,19 @@ def run_study(
     serving: Serving = Serving(),
     model: str = "llama-65b",
     hardware: str = "a100-80gb-sxm",
+    engine: str = "processes",
+    scheduler: str | None = None,
 ) -> StudyResult:
     """Case ``k`` draws ``requests_per_case`` requests with seed ``first_seed + k - 1``.
 
-    Cases run in ``workers`` processes; each solve uses one HiGHS thread, so the results
-    do not depend on the number of workers. A failing case is listed in ``failures``.
+    Cases run on ``runner.Engine(engine, workers, scheduler)``: ``processes`` (a pool of
+    ``workers`` processes; one worker runs in this process), ``dask`` (a local cluster of
+    ``workers``, or the running cluster at ``scheduler``) or ``serial``; the request table
+    reaches each worker once. Each solve uses one HiGHS thread, so the results do not
+    depend on the engine or the number of workers. A failing case is listed in ``failures``.
     The default MMBPP gap is 0.1%: with 1,000 requests LPT is usually already there, and a
     tighter gap costs seconds per case for milliseconds of makespan.
     """
-    from tqdm import tqdm  # plain text bar: the widget bar needs ipywidgets in the kernel
 
     knobs = knobs if isinstance(knobs, RuleKnobs) else RuleKnobs.from_dict(knobs)
     if cases < 1:
@@ -836,11 +840,13 @@ def run_study(
     )
     cluster.make_clients()  # fail fast on a bad cluster, before any process starts
     solve = SolveSettings(time_limit_s, mip_gap, threads=1)
+    from hybridsched.runner import Engine, JobError
+
     jobs = [
         _Case(
             k,
             first_seed + k - 1,
-            base,
+            None,
             requests_per_case,
             cluster,
             tuple(policies),
@@ -850,14 +856,14 @@ def run_study(
         )
         for k in range(1, cases + 1)
     ]
+    if engine == "processes" and workers == 1:
+        engine = "serial"
     t0 = time.perf_counter()
-    if workers == 1:
-        results = [_run_case(j) for j in tqdm(jobs, desc="cases", disable=not progress)]
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as ex:
-            results = list(
-                tqdm(ex.map(_run_case, jobs), total=len(jobs), desc="cases", disable=not progress)
-            )
+    with Engine(engine, workers, scheduler, progress=progress) as eng:
+        results = eng.map(
+            _run_case, jobs, shared=base, desc="cases", failed=lambda r: isinstance(r, str)
+        )
+    results = [r.error if isinstance(r, JobError) else r for r in results]
     wall = time.perf_counter() - t0
     rows, failures = [], []
     for j, r in zip(jobs, results, strict=True):
@@ -876,6 +882,7 @@ def run_study(
         "policies": list(policies),
         "knobs": asdict(knobs),
         "workers": workers,
+        "engine": engine,
         "time_limit_s": time_limit_s,
         "mip_gap": mip_gap,
         "serving": serving.to_dict(),

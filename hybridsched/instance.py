@@ -158,13 +158,17 @@ def make_instance(
     requests: pd.DataFrame | None = None,
     cluster: Cluster | None = None,
     prefill_budget_tokens: int = DEFAULT_PREFILL_BUDGET_TOKENS,
+    max_context: int | None = None,
 ) -> Instance:
-    """An instance from a request table (default: GSM8K test) and a cluster (default: 2 x tp=4, B=32)."""
+    """An instance from a request table (default: GSM8K test) and a cluster (default: 2 x tp=4, B=32).
+
+    Requests must fit the context length: ``max_context``, default the model profile's.
+    """
     cluster = cluster or Cluster()
     requests = load_gsm8k() if requests is None else requests
-    requests, _ = check_context(
-        validate_requests(requests), load_model_profile(cluster.model).max_context
-    )
+    if max_context is None:
+        max_context = load_model_profile(cluster.model).max_context
+    requests, _ = check_context(validate_requests(requests), max_context)
     return Instance(
         requests,
         cluster.make_clients(),

@@ -25,20 +25,7 @@ Latency figures come as p50/p90/p99 (seconds), plus the mean.
 Online serving (docs/model.md section 11), from the trace, the eviction table and the
 engine's dispatch records (``request_table``):
 
-========================  ==================================================================
-``queue_*``               queueing delay: start of the request's first prefill (or chunk)
-                          minus its arrival
-``throughput_rps``        requests / ``T``; ``token_throughput``: output tokens / ``T``
-``slo_attainment``        share of requests with TTFT <= ``slo_ttft_s`` and TPOT <=
-                          ``slo_tpot_s`` (a request with ``o_i = 1`` has no TPOT: it meets
-                          the TPOT target); NaN when no SLO is given
-``goodput_rps``           requests meeting both targets per second of makespan
-``num_preemptions``       evictions (on-demand admission); ``recomputed_tokens``: prompt plus
-                          generated tokens prefilled again after evictions
-========================  ==================================================================
-
-TTFT is the request's first first-token, not a recomputed one (MODEL.md 11).
-"""
+========================  ==========================================================="""
 
 from __future__ import annotations
 
@@ -108,6 +95,11 @@ def request_table(
 def slo_attainment(req: pd.DataFrame, slo_ttft_s: float | None, slo_tpot_s: float | None) -> float:
     """Share of requests with TTFT <= ``slo_ttft_s`` and TPOT <= ``slo_tpot_s`` (NaN: no SLO)."""
     if slo_ttft_s is None and slo_tpot_s is None:
+        return float("nan")
+    for name, v in (("slo_ttft_s", slo_ttft_s), ("slo_tpot_s", slo_tpot_s)):
+        if v is not None and not (isinstance(v, (int, float, np.number)) and v > 0):
+            raise ValueError(f"{name} must be a positive number of seconds, got {v!r}")
+    if len(req) == 0:
         return float("nan")
     ok = np.ones(len(req), dtype=bool)
     if slo_ttft_s is not None:

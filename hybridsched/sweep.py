@@ -46,6 +46,7 @@ from hybridsched.experiments import (
     run_policy,
 )
 from hybridsched.instance import Cluster, make_instance
+from hybridsched.runner import Engine, JobError
 
 CLUSTER_KEYS = (
     "clients",
@@ -106,6 +107,9 @@ def sweep(
     time_limit_s: float = 10.0,
     mip_gap: float = 1e-4,
     progress: bool = False,
+    engine: str = "serial",
+    workers: int | None = None,
+    scheduler: str | None = None,
 ) -> pd.DataFrame:
     """Run ``policies`` at every point of ``param_grid`` (over ``base``); the sweep table.
 
@@ -120,6 +124,9 @@ def sweep(
     requests : a request table or CSV path instead of the GSM8K test split.
     time_limit_s, mip_gap : the MMBPP solve (assignment and the bound's MMBPP part).
     progress : print one line per grid point.
+    engine, workers, scheduler : where the workload/cluster points run
+        (``runner.Engine``: ``serial``, the default, ``processes`` or ``dask``); the
+        table is the same for every engine.
 
     Returns
     -------
@@ -138,23 +145,42 @@ def sweep(
     _split({**base, **{k: None for k in param_grid}})  # fail fast on unknown names
     solve = SolveSettings(time_limit_s, mip_gap)
     keys = list(param_grid)
-    cache: dict[tuple, dict] = {}
-    rows = []
+    groups: dict[tuple, list] = {}  # one job per workload/cluster point, in first-seen order
+    n = 0
     for values in itertools.product(*(list(param_grid[k]) for k in keys)):
         point = dict(zip(keys, values, strict=True))
         cl, kn = _split({**base, **point})
         ckey = tuple(sorted((k, str(v)) for k, v in cl.items()))
-        if ckey not in cache:
-            cache[ckey] = _prepare(cl, requests, solve)
-        ctx = cache[ckey]
+        groups.setdefault(ckey, []).append((n, point, cl, kn))
+        n += 1
+    jobs = [(g, tuple(policies), solve, progress) for g in groups.values()]
+    with Engine(engine, workers, scheduler) as eng:
+        results = eng.map(_run_group, jobs, shared=requests, desc="sweep")
+    rows: list = [None] * n
+    for job, res in zip(jobs, results, strict=True):
+        if isinstance(res, JobError):
+            raise RuntimeError(f"sweep: point {job[0][0][1]} failed: {res.error}")
+        for i, r in res:
+            rows[i] = r
+    return pd.DataFrame([r for point_rows in rows for r in point_rows])
+
+
+def _run_group(job, requests) -> list[tuple[int, list[dict]]]:
+    """All grid points of one workload/cluster point: instance, bound and baseline once."""
+    group, policies, solve, progress = job
+    ctx = _prepare(group[0][2], requests, solve)
+    out = []
+    for i, point, _, kn in group:
         knobs = RuleKnobs.from_dict(kn)
         base_m = ctx["baseline"].metrics
+        rows = []
         for p in policies:
             r = ctx["baseline"] if p == "baseline" else _run(ctx, p, knobs, solve)
             rows.append({**point, "policy": p, **_row(r.metrics, base_m, _bound(ctx, p, solve))})
+        out.append((i, rows))
         if progress:
             print(f"sweep {point}: done", flush=True)
-    return pd.DataFrame(rows)
+    return out
 
 
 def _prepare(cl: dict, requests, solve: SolveSettings) -> dict:

@@ -47,3 +47,14 @@ def two_requests(linear_client) -> Instance:
     """Two requests (s=10, o=3) and (s=20, o=2) on one linear client with B=2."""
     req = pd.DataFrame({"prompt_tokens": [10, 20], "output_tokens": [3, 2]})
     return Instance(req, (linear_client,))
+
+
+@pytest.fixture(scope="session")
+def dask_scheduler():
+    """The address of a 2-worker, single-threaded-worker LocalCluster (processes), shared by tests."""
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        yield cluster.scheduler_address

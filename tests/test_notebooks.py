@@ -1,6 +1,6 @@
 """The repository's notebooks: committed clean, and each renders with smoke parameters.
 
-The four smoke renders run once per session (about 20-40 s on 2 cores, kernel starts
+The smoke renders run once per session (about 20-40 s on 2 cores, kernel starts
 included) through ``report.render``, i.e. papermill then nbconvert, into a temporary
 folder; the per-notebook tests then read what it wrote.
 """
@@ -19,6 +19,7 @@ NOTEBOOKS = [
     "03_exact_mip",
     "04_sensitivity",
     "05_latency_model",
+    "08_capacity_planning",
 ]
 
 # A column header or row label of each notebook's main results table.
@@ -28,6 +29,7 @@ TABLE_MARKERS = {
     "03_exact_mip": "gap_to_optimum",
     "04_sensitivity": "gap_closed",
     "05_latency_model": "overhead_per_extra_gpu_s",
+    "08_capacity_planning": "max_rate",
 }
 
 
@@ -36,7 +38,7 @@ def _read(name: str) -> nbformat.NotebookNode:
 
 
 def test_all_notebooks_present():
-    """Tests that notebooks/ holds exactly the four workbook notebooks render() picks up."""
+    """Tests that notebooks/ holds exactly the workbook notebooks render() picks up."""
     assert [p.stem for p in report.find_notebooks()] == NOTEBOOKS
 
 
@@ -70,7 +72,7 @@ def test_notebook_has_one_parameters_cell_of_literals(name):
 
 @pytest.fixture(scope="session")
 def smoke_reports(tmp_path_factory):
-    """All four notebooks rendered with smoke=True into a temporary folder (executed notebooks kept)."""
+    """All the notebooks rendered with smoke=True into a temporary folder (executed notebooks kept)."""
     out = tmp_path_factory.mktemp("reports")
     report.render(out, smoke=True, keep_ipynb=True, progress=False)
     return out

@@ -67,3 +67,14 @@ def test_ablation_deltas_hand_arithmetic():
     assert g1.loc["total", "makespan_change_pct"] == pytest.approx(-10.0)
     assert d[d["g"] == 2]["stage"].tolist() == ["total"]
     assert len(STAGES) == 9  # 7 ablation steps of the paper, 2 for chunked prefill
+
+
+def test_sweep_on_a_process_pool_equals_serial():
+    """Tests that the sensitivity sweep run on 2 pool processes (one job per cluster point)
+    gives the serial table exactly, rows in grid order."""
+    grid = {"clients": [1, 2], "lambda_multiplier": [0.5, 2.0]}
+    kw = dict(base={"num_requests": 30}, policies=("baseline", "a"))
+    serial = sweep(grid, **kw)
+    pool = sweep(grid, engine="processes", workers=2, **kw)
+    pd.testing.assert_frame_equal(pool, serial)
+    assert list(serial["clients"]) == [1, 1, 1, 1, 2, 2, 2, 2]
