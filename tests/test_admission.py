@@ -214,3 +214,24 @@ def test_chunked_prefill_recompute_covers_prompt_and_generated():
             if got >= inst.prompt[e.request_id] + e.generated_tokens:
                 break
         assert got == inst.prompt[e.request_id] + e.generated_tokens
+
+
+def test_ttft_is_the_first_first_token_under_chunked_prefill():
+    """Tests that an evicted request's TTFT is the end of the chunk that first completed
+    its prompt, not of its recompute (here request 1, s=7: chunks 2 + 5 by iteration 1;
+    it is evicted later and re-chunked)."""
+    inst = one_client([6, 7, 8], [30, 25, 20], M=40, B=3, budget=8)
+    res = run_one(inst, ChunkedPrefill(token_budget=8))
+    assert 1 in res.evictions["request_id"].tolist()
+    tr = res.trace
+    for r in range(3):
+        got, want = 0, None
+        for end, cids, ctok in zip(tr["end_s"], tr["chunk_ids"], tr["chunk_tokens"], strict=True):
+            got += sum(x for c, x in zip(cids, ctok, strict=True) if c == r)
+            if got >= inst.prompt[r]:
+                want = end
+                break
+        req = request_table(tr, inst, res.evictions).set_index("request_id")
+        assert req.loc[r, "first_token_s"] == want
+        assert req.loc[r, "ttft_s"] == want - inst.arrival[r]
+    assert req.loc[1, "first_token_s"] == tr["end_s"].iloc[1]
