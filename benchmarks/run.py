@@ -7,6 +7,8 @@ Sections:
          time, solve time to 0.1% gap (or the gap at the time limit), LPT vs MIP vs bound.
   mip    the exact iteration MIP: the largest instance solved to optimality within 60 s.
   study  the 100-case study wall time on 2 workers, for both configurations.
+  engine the serving engine against the pre-engine simulator, side by side (benchmarks/engine.py).
+  scale  the whole CLI run at 100,000 requests on 64 clients and 1,000,000 on 256 (engine.py).
 """
 
 from __future__ import annotations
@@ -173,9 +175,14 @@ def bench_study(workers: int = 2) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--only", default="sim,mmbpp,mip,study", help="comma-separated sections")
+    p.add_argument(
+        "--only", default="sim,mmbpp,mip,study,engine,scale", help="comma-separated sections"
+    )
     args = p.parse_args()
+    from engine import bench_engine, bench_scale  # benchmarks/engine.py
+
     sections = {"sim": bench_sim, "mmbpp": bench_mmbpp, "mip": bench_mip, "study": bench_study}
+    sections |= {"engine": bench_engine, "scale": bench_scale}
     for name in args.only.split(","):
         sections[name.strip()]()
         print()

@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from hybridsched import __version__
+from hybridsched.arrivals import apply_arrivals
 from hybridsched.bounds import LowerBound, lower_bound, planning_sizes, work_floors
 from hybridsched.data import (
     load_gsm8k,
@@ -185,6 +186,27 @@ class SolveSettings:
     replan_s: float = 1.0  # rolling-mmbpp: seconds between replans
 
 
+@dataclass(frozen=True)
+class Serving:
+    """The online-serving setting of a run (docs/model.md section 11).
+
+    ``router``/``admission`` override each policy's defaults (None: keep them);
+    ``arrivals`` is an arrival spec (``arrivals.py``; ``table`` keeps the table's own
+    ``arrival_s``, which is 0 for GSM8K, the paper's setting), seeded by ``arrival_seed``;
+    ``slo_ttft_s``/``slo_tpot_s`` are the SLO targets of ``slo_attainment``.
+    """
+
+    router: str | None = None
+    admission: str | None = None
+    arrivals: str = "table"
+    arrival_seed: int = 0
+    slo_ttft_s: float | None = None
+    slo_tpot_s: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 def policy_spec(name: str) -> PolicySpec:
     if name not in POLICIES:
         raise ValueError(f"unknown policy {name!r}; known: {', '.join(POLICIES)}")
@@ -229,6 +251,7 @@ def full_lower_bound(
     solve_mmbpp: bool = True,
     solve: SolveSettings = SolveSettings(),
     mixed_iterations: bool = False,
+    admission: str = "reservation",
 ) -> LowerBound:
     """``T_LB`` with every part, the MMBPP part solved on the largest floors (true lengths).
 
@@ -245,7 +268,12 @@ def full_lower_bound(
         mmbpp = solve_assignment(
             sizes, time_limit_s=solve.time_limit_s, mip_gap=solve.mip_gap, threads=solve.threads
         ).bound_s
-    return lower_bound(instance, mmbpp_bound_s=mmbpp, mixed_iterations=mixed_iterations)
+    return lower_bound(
+        instance,
+        mmbpp_bound_s=mmbpp,
+        reservation_admission=admission == "reservation",
+        mixed_iterations=mixed_iterations,
+    )
 
 
 def bound_for(policy: str, bound: LowerBound, bound_mixed: LowerBound | None) -> LowerBound:
@@ -434,6 +462,7 @@ def run_single_case(
     latency: str = "roofline",
     prediction_sigma: float = 0.0,
     prediction_seed: int = 0,
+    serving: Serving = Serving(),
 ) -> SingleCaseResult:
     """The paper's single case: every policy on one workload, with ``T_LB`` and its parts.
 
@@ -450,26 +479,51 @@ def run_single_case(
         max_batch=max_batch,
         latency=latency,
     )
-    instance = make_instance(
-        requests_for(requests, num_requests, seed, prediction_sigma, prediction_seed), cluster
-    )
+    reqs = requests_for(requests, num_requests, seed, prediction_sigma, prediction_seed)
+    instance = make_instance(apply_arrivals(reqs, serving.arrivals, serving.arrival_seed), cluster)
     solve = SolveSettings(time_limit_s, mip_gap)
     for p in policies:
         policy_spec(p)
-    bound = full_lower_bound(instance, solve=solve)
+    # One bound per admission mode the runs use (on-demand drops the reservation part).
+    adm = {p: serving.admission or POLICIES[p].admission for p in policies}
+    paper_adm = "reservation" if "reservation" in adm.values() else "on-demand"
+    bound = full_lower_bound(instance, solve=solve, admission=paper_adm)
     bound_mixed = (
-        full_lower_bound(instance, solve=solve, mixed_iterations=True)
+        full_lower_bound(instance, solve=solve, mixed_iterations=True, admission=paper_adm)
         if any(POLICIES[p].mixed for p in policies)
         else None
     )
-    runs = {p: run_policy(instance, p, knobs, solve, check=check) for p in policies}
+    runs = {
+        p: run_policy(
+            instance,
+            p,
+            knobs,
+            solve,
+            check=check,
+            router=serving.router,
+            admission=serving.admission,
+            slo_ttft_s=serving.slo_ttft_s,
+            slo_tpot_s=serving.slo_tpot_s,
+        )
+        for p in policies
+    }
     rows = []
     for p, r in runs.items():
         spec = POLICIES[p]
         rows.append(
-            {"policy": p, "description": spec.description, **r.metrics, "simulate_s": r.simulate_s}
+            {
+                "policy": p,
+                "description": spec.description,
+                "router": r.router,
+                "admission": r.admission,
+                **r.metrics,
+                "simulate_s": r.simulate_s,
+            }
         )
-    lbs = [bound_for(p, bound, bound_mixed).lower_bound_s for p in runs]
+    lbs = [
+        _bound_of(instance, p, adm[p], paper_adm, bound, bound_mixed, solve).lower_bound_s
+        for p in runs
+    ]
     table = _gap_columns(pd.DataFrame(rows), lbs)
     params = {
         **cluster.to_dict(),
@@ -484,9 +538,18 @@ def run_single_case(
         "seed": seed,
         "prediction_sigma": prediction_sigma,
         "prediction_seed": prediction_seed,
+        "serving": serving.to_dict(),
         "versions": versions(),
     }
     return SingleCaseResult(table, bound, runs, instance, params, bound_mixed)
+
+
+def _bound_of(instance, policy, admission, paper_adm, bound, bound_mixed, solve) -> LowerBound:
+    """The bound of ``policy``'s own model: its iteration kinds and its admission mode."""
+    if admission == paper_adm:
+        return bound_for(policy, bound, bound_mixed)
+    mixed = policy_spec(policy).mixed
+    return full_lower_bound(instance, solve=solve, mixed_iterations=mixed, admission=admission)
 
 
 # --- the exact MIP on a tiny instance --------------------------------------------------
@@ -563,20 +626,33 @@ class _Case:
     policies: tuple[str, ...]
     knobs: RuleKnobs
     solve: SolveSettings
+    serving: Serving = Serving()
 
 
 def _run_case(c: _Case) -> list[dict] | str:
     """One case; an exception comes back as its message so the study can report it."""
     try:
-        inst = make_instance(sample_requests(c.requests, c.per_case, c.seed), c.cluster)
-        bounds = {False: lower_bound(inst).lower_bound_s}
-        if any(POLICIES[p].mixed for p in c.policies):
-            bounds[True] = lower_bound(inst, mixed_iterations=True).lower_bound_s
+        sv = c.serving
+        reqs = apply_arrivals(sample_requests(c.requests, c.per_case, c.seed), sv.arrivals, c.seed)
+        inst = make_instance(reqs, c.cluster)
         rows = []
         for p in c.policies:
-            r = run_policy(inst, p, c.knobs, c.solve)
+            r = run_policy(
+                inst,
+                p,
+                c.knobs,
+                c.solve,
+                router=sv.router,
+                admission=sv.admission,
+                slo_ttft_s=sv.slo_ttft_s,
+                slo_tpot_s=sv.slo_tpot_s,
+            )
             m = r.metrics
-            lb = bounds[POLICIES[p].mixed]
+            lb = lower_bound(
+                inst,
+                reservation_admission=r.admission == "reservation",
+                mixed_iterations=POLICIES[p].mixed,
+            ).lower_bound_s
             rows.append(
                 {
                     "case": c.case,
@@ -589,6 +665,12 @@ def _run_case(c: _Case) -> list[dict] | str:
                     "lower_bound_s": lb,
                     "gap_to_lb": (m["makespan_s"] - lb) / lb,
                     "offline_status": r.solve.get("status", "n/a"),
+                    "router": r.router,
+                    "admission": r.admission,
+                    "ttft_p99_s": m["ttft_p99_s"],
+                    "tpot_p99_s": m["tpot_p99_s"],
+                    "slo_attainment": m["slo_attainment"],
+                    "num_preemptions": m["num_preemptions"],
                 }
             )
         return rows
@@ -676,6 +758,7 @@ def run_study(
     time_limit_s: float = 10.0,
     mip_gap: float = 1e-3,
     progress: bool = True,
+    serving: Serving = Serving(),
 ) -> StudyResult:
     """Case ``k`` draws ``requests_per_case`` requests with seed ``first_seed + k - 1``.
 
@@ -701,7 +784,15 @@ def run_study(
     solve = SolveSettings(time_limit_s, mip_gap, threads=1)
     jobs = [
         _Case(
-            k, first_seed + k - 1, base, requests_per_case, cluster, tuple(policies), knobs, solve
+            k,
+            first_seed + k - 1,
+            base,
+            requests_per_case,
+            cluster,
+            tuple(policies),
+            knobs,
+            solve,
+            serving,
         )
         for k in range(1, cases + 1)
     ]
@@ -732,6 +823,7 @@ def run_study(
         "workers": workers,
         "time_limit_s": time_limit_s,
         "mip_gap": mip_gap,
+        "serving": serving.to_dict(),
         "versions": versions(),
     }
     return StudyResult(
