@@ -318,3 +318,51 @@ def test_lpt_with_loads_hand_case():
 def test_replan_interval_must_be_positive():
     with pytest.raises(ValueError, match="replan_s must be a positive number, got 0"):
         RollingMMBPP(replan_s=0)
+
+
+class SpyRouter(RollingMMBPP):
+    """The rolling MMBPP, recording what it is shown and what it dispatches, and when."""
+
+    def start(self, requests, view):
+        super().start(requests, view)
+        self.shown: dict[int, float] = {}
+        self.sent: list[tuple[int, float]] = []
+
+    def on_arrival(self, t, rows):
+        for i in rows:
+            self.shown[int(i)] = t
+        out = list(super().on_arrival(t, rows))
+        self.sent += [(i, t) for i, _ in out]
+        return out
+
+    def on_boundary(self, t, client):
+        out = list(super().on_boundary(t, client))
+        self.sent += [(i, t) for i, _ in out]
+        return out
+
+
+def test_a_router_never_sees_a_request_before_it_arrives():
+    """Tests that requests reach the router at their arrival time exactly (never before),
+    that it dispatches only requests it was shown, each once, at or after being shown, and
+    that its view of a request has no true output length."""
+    inst = arrivals_instance(n=50, rate=30.0)
+    router = SpyRouter(replan_s=0.3)
+    res = run(inst, router, PrefillFirst(), "on-demand")
+    check_run(res, inst)
+    assert router.shown == {i: float(a) for i, a in enumerate(inst.arrival)}
+    sent = dict(router.sent)
+    assert len(sent) == len(router.sent) == inst.num_requests
+    assert all(sent[i] >= router.shown[i] for i in sent)
+    assert not any("output" in name and "predicted" not in name for name in vars(router.req))
+
+
+def test_round_robin_plan_ignores_true_lengths():
+    """Tests that an immediate router's dispatch does not change when only the true output
+    lengths change (it sees predictions only)."""
+    inst = arrivals_instance(n=30)
+    req = inst.requests.assign(predicted_output_tokens=inst.requests["output_tokens"])
+    longer = req.assign(output_tokens=np.minimum(req["output_tokens"] * 3, 200))
+    a = run(inst.replace(requests=req), RoundRobin(), PrefillFirst(), "on-demand")
+    b = run(inst.replace(requests=longer), RoundRobin(), PrefillFirst(), "on-demand")
+    np.testing.assert_array_equal(a.dispatch_client, b.dispatch_client)
+    assert not a.trace.equals(b.trace)
