@@ -202,3 +202,59 @@ def test_a_schedule_far_from_zero_passes(rule, lat, at):
     shifted[["start_s", "end_s"]] += at
     moved = inst.replace(requests=inst.requests.assign(arrival_s=inst.arrival + at))
     check(shifted, moved, res.evictions.assign(time_s=res.evictions["time_s"] + at))
+
+
+def random_evicting_run(seed: int, rule):
+    """A seeded one-client run under on-demand admission with predictions far too short."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(4, 12))
+    o = rng.integers(5, 40, n)
+    req = pd.DataFrame(
+        {
+            "prompt_tokens": rng.integers(2, 20, n),
+            "output_tokens": o,
+            "predicted_output_tokens": np.maximum(1, o // 4),
+            "arrival_s": np.round(rng.uniform(0, 3, n), 2),
+        }
+    )
+    inst = Instance(req, (Client(int(rng.integers(2, 6)), 70, LAT),), prefill_budget_tokens=12)
+    return inst, on_demand_run(inst, rule)
+
+
+MUTATIONS = ["generated+1", "generated-1", "drop-eviction", "eviction-later", "prefill-kv"]
+
+
+@pytest.mark.parametrize("rule", [PrefillFirst(), ChunkedPrefill(token_budget=12)])
+@pytest.mark.parametrize("mutation", MUTATIONS)
+def test_random_runs_fail_every_mutation(rule, mutation):
+    """Tests, on seeded random runs with evictions, that each mutation of an eviction record
+    or of a prefill row's KV fails check_trace (and the unmutated run passes)."""
+    tried = 0
+    for seed in range(8):
+        inst, res = random_evicting_run(seed, rule)
+        tr, ev = res.trace.copy(), res.evictions.copy()
+        if ev.empty:
+            continue
+        k = int(np.random.default_rng(seed).integers(len(ev)))
+        if mutation == "generated+1":
+            ev.loc[k, "generated_tokens"] += 1
+        elif mutation == "generated-1":
+            if ev.loc[k, "generated_tokens"] <= 1:
+                continue
+            ev.loc[k, "generated_tokens"] -= 1
+        elif mutation == "drop-eviction":
+            ev = ev.drop(index=k)
+        elif mutation == "eviction-later":
+            it = ev.loc[k, "iteration"] + 1
+            if it not in set(tr["iteration"]):
+                continue
+            ev.loc[k, "iteration"] = it
+            ev.loc[k, "time_s"] = tr.loc[tr["iteration"] == it, "start_s"].iloc[0]
+        else:
+            rows = np.flatnonzero(tr["prefill_tokens"].to_numpy() > 0)
+            r = rows[seed % len(rows)]
+            tr.loc[r, "kv_used_tokens"] = 71
+        tried += 1
+        with pytest.raises(TraceError):
+            check(tr, inst, ev)
+    assert tried >= 3
