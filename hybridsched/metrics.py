@@ -53,7 +53,7 @@ def request_table(
     """Per request, from the trace: arrival, client, dispatch, first scheduled, first token,
     finish, TTFT, TPOT, end-to-end latency, queueing delay, preemptions, recomputed tokens."""
     ex = per_request(trace)
-    first = first_tokens(trace).reset_index()
+    first = first_tokens(trace, evictions).reset_index()
     first = first.sort_values("end_s", kind="stable").groupby("request_id").head(1)
     first = first.set_index("request_id")
     ch = per_chunk(trace)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from hybridsched.engine.schema import TRACE_COLUMNS
 from hybridsched.instance import Instance
+from hybridsched.trace_preemption import check_evictions_against_rows, emitting_rows, kv_held
 
 
 class TraceError(AssertionError):
@@ -63,12 +64,16 @@ def per_chunk(trace: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=trace.index[pos])
 
 
-def first_tokens(trace: pd.DataFrame) -> pd.DataFrame:
-    """Per request: the row that emits its first token (its prefill, or its last chunk)."""
+def first_tokens(trace: pd.DataFrame, evictions: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per request: the rows that emit a first token (its prefill, or the last chunk of its
+    prompt), one more per eviction (the recompute's). Chunks are split at the request's
+    ``evictions``: an evicted request's earlier chunks completed an earlier prompt."""
     ex = per_request(trace)
     pre = ex[ex["kind"] == "prefill"].drop(columns="kind")
     ch = per_chunk(trace).sort_values(["client", "iteration"], kind="stable")
-    last = ch.groupby("request_id").tail(1).drop(columns="tokens")
+    ev = evictions if evictions is not None else pd.DataFrame(columns=["request_id", "iteration"])
+    ch = ch.assign(seg=_segments(ch, ev))
+    last = ch.groupby(["request_id", "seg"]).tail(1).drop(columns=["tokens", "seg"])
     return pd.concat([pre, last], ignore_index=True).set_index("request_id")
 
 
@@ -143,9 +148,8 @@ def check_trace(
     moved = clients_per[clients_per > 1]
     if len(moved):
         _fail("one client per request", f"request {moved.index[0]} runs on {moved.iloc[0]} clients")
-    first_tok = first_tokens(tr)  # the rows that complete each prompt (one more per eviction)
+    first_tok = first_tokens(tr, ev)  # the rows that complete each prompt (one more per eviction)
     first_tok = first_tok.sort_values(["client", "iteration"], kind="stable")
-    first_tok = first_tok[~first_tok.index.duplicated(keep="first")]
     first_in = pd.concat([pre.drop(columns="kind"), ch.drop(columns="tokens")])
     first_in = first_in.sort_values(["client", "iteration"]).groupby("request_id").head(1)
     first_in = first_in.set_index("request_id")  # the row where each request starts
@@ -179,15 +183,20 @@ def check_trace(
     pos_of = pd.Series(cum - 1, index=key)  # 0-based index of a decoding row
     after_of = pd.Series(cum, index=key)  # decoding rows up to and including a row
     dec_pos = pos_of.reindex(pd.MultiIndex.from_frame(dec[["client", "iteration"]])).to_numpy()
+    # Per segment (an evicted request starts a new one at its recompute).
+    ft = first_tok.reset_index()
+    ft_seg = _segments(ft, ev)
     first = pd.Series(
-        after_of.reindex(pd.MultiIndex.from_frame(first_tok[["client", "iteration"]])).to_numpy(),
-        index=first_tok.index,
+        after_of.reindex(pd.MultiIndex.from_frame(ft[["client", "iteration"]])).to_numpy(),
+        index=pd.MultiIndex.from_arrays([ft["request_id"].to_numpy(), ft_seg]),
     )
-    expected = first[dec["request_id"].to_numpy()].to_numpy()
-    dd = dec.assign(pos=dec_pos, first=expected)
-    dd = dd.assign(step=dd.groupby("request_id").cumcount())
+    first = first[~first.index.duplicated(keep="first")]
+    dec_seg = ex_seg[(ex["kind"] == "decode").to_numpy()]
+    dkey = pd.MultiIndex.from_arrays([dec["request_id"].to_numpy(), dec_seg])
+    expected = first.reindex(dkey).to_numpy()
+    dd = dec.assign(pos=dec_pos, first=expected, seg=dec_seg)
+    dd = dd.assign(step=dd.groupby(["request_id", "seg"]).cumcount())
     gap = dd["pos"].to_numpy() != dd["first"].to_numpy() + dd["step"].to_numpy()
-    gap &= n_ev[dd["request_id"].to_numpy()].to_numpy() == 0  # evicted: checked by segments
     if gap.any():
         r = dd[gap].iloc[0]
         _fail(
@@ -333,7 +342,12 @@ def check_trace(
             "KV reserved never exceeds M",
             f"client {cl[k]} iteration {tr['iteration'].iloc[k]} reserves {held_kv[k]} > M={M[k]}",
         )
-    used = np.maximum(agg["c"].to_numpy(), tr["kv_used_tokens"].to_numpy())
+    # KV in use, recounted from who holds a slot (prefill rows count the running batch).
+    emit = emitting_rows(ex, first_tok)
+    dec_count = dd.groupby(["request_id", "seg"]).size()
+    check_evictions_against_rows(tr, ev, emit, first, after_of, dec_count, _fail)
+    held_used = kv_held(tr, emit, ch.assign(seg=ch_seg), seg, prompt, set(ev["request_id"]))
+    used = np.maximum(held_used, tr["kv_used_tokens"].to_numpy())
     if (used > M).any():
         k = int(np.flatnonzero(used > M)[0])
         _fail(
@@ -343,6 +357,7 @@ def check_trace(
 
     # The bookkeeping columns must agree with what was recomputed.
     checks = [
+        ("kv_used_tokens", held_used),
         ("num_requests", nrow),
         ("num_running", held_n),
         ("prefill_tokens", agg["s"].to_numpy() + agg["ct"].to_numpy()),
@@ -358,7 +373,7 @@ def check_trace(
                 f"trace column {col} is consistent",
                 f"client {cl[k]} iteration {tr['iteration'].iloc[k]}: {tr[col].iloc[k]} != {val[k]}",
             )
-    if not np.allclose(tr["duration_s"].to_numpy(), dur, rtol=1e-9, atol=1e-12):
+    if (np.abs(tr["duration_s"].to_numpy() - dur) > 1e-9 * np.abs(dur) + clock_tol).any():
         _fail("trace column duration_s is consistent", "duration_s != end_s - start_s")
 
 

@@ -276,6 +276,9 @@ class ClientEngine:
             sh.charge[i] = sh.prompt[i] + 1
             if sh.predicted_finish[i] > dc:
                 self.decoding_predicted -= 1
+                # Drop its pending predicted-finish mark too: a stale one would count it
+                # again if its recompute lands it on the same decode count.
+                self.pfin_at[sh.predicted_finish[i]].remove(i)
             sh.predicted_finish[i] = -1
             st.outstanding_tokens += sh.prompt[i]
             sh.where[i] = QUEUED
