@@ -90,13 +90,38 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
         "--num-requests", type=int, default=None, help="sample this many requests (seeded)"
     )
     p.add_argument("--seed", type=int, default=0, help="seed for sampling and random sort keys")
+    _predictor_args(p)
+
+
+def _predictor_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--predictor",
+        default=None,
+        help="output-length predictor planners see: oracle (default), noisy:SIGMA, bucket, "
+        "bucket:E1,E2,..., trained",
+    )
     p.add_argument(
         "--prediction-sigma",
         type=float,
-        default=0.0,
-        help="lognormal error of the predicted output lengths planners see (default 0: exact)",
+        default=None,
+        help="lognormal error of the predicted output lengths (= --predictor noisy:SIGMA)",
     )
     p.add_argument("--prediction-seed", type=int, default=0, help="seed of the prediction error")
+
+
+def _prediction(args) -> dict:
+    """The prediction keywords of ``requests_for`` and friends; both ways at once is an error."""
+    from hybridsched.predictors import predictor_spec
+
+    if args.predictor is not None and args.prediction_sigma is not None:
+        raise ValueError("give --predictor or --prediction-sigma, not both")
+    sigma = args.prediction_sigma or 0.0
+    predictor_spec(args.predictor, sigma)  # a bad spec fails here, before any work
+    return {
+        "prediction_sigma": sigma,
+        "prediction_seed": args.prediction_seed,
+        "predictor": args.predictor,
+    }
 
 
 def _solve_args(p: argparse.ArgumentParser, mip_gap: float = 1e-4) -> None:
@@ -118,10 +143,16 @@ def _instance(args):
         max_batch=args.max_batch,
         latency=args.latency,
     )
-    reqs = requests_for(
-        args.requests, args.num_requests, args.seed, args.prediction_sigma, args.prediction_seed
-    )
+    reqs = requests_for(args.requests, args.num_requests, args.seed, **_prediction(args))
     return make_instance(reqs, cluster), cluster
+
+
+def _recorded_prediction(args) -> dict:
+    """What an output file records of the predictions: sigma, seed and the predictor's spec."""
+    from hybridsched.predictors import predictor_spec
+
+    kw = _prediction(args)
+    return {**kw, "predictor": predictor_spec(kw["predictor"], kw["prediction_sigma"]) or "oracle"}
 
 
 def cmd_simulate(args) -> None:
@@ -160,8 +191,7 @@ def cmd_simulate(args) -> None:
         latency=cluster.latency,
         requests=args.requests or "gsm8k-test",
         seed=args.seed,
-        prediction_sigma=args.prediction_sigma,
-        prediction_seed=args.prediction_seed,
+        **_recorded_prediction(args),
         knobs={
             "lambda_multiplier": args.lambda_multiplier,
             "horizon": args.horizon,
@@ -225,8 +255,7 @@ def cmd_single_case(args) -> None:
         model=args.model,
         hardware=args.hardware,
         latency=args.latency,
-        prediction_sigma=args.prediction_sigma,
-        prediction_seed=args.prediction_seed,
+        **_prediction(args),
     )
     out = Outputs(args.out)
     out.add("single_case.csv", res.table)
@@ -260,6 +289,7 @@ def cmd_study(args) -> None:
         first_seed=args.first_seed,
         time_limit_s=args.time_limit,
         mip_gap=args.mip_gap,
+        **_prediction(args),
     )
     out = Outputs(args.out)
     out.add("study_cases.csv", res.cases)
@@ -339,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--requests", default=None, help="request CSV to draw cases from (default: GSM8K test)"
     )
     p.add_argument("--policies", nargs="*", choices=list(POLICIES))
+    _predictor_args(p)
     _solve_args(p, mip_gap=1e-3)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_study)

@@ -44,13 +44,14 @@ from hybridsched.bounds import LowerBound, lower_bound, planning_sizes, work_flo
 from hybridsched.data import (
     load_gsm8k,
     load_requests,
+    prompt_texts,
     sample_requests,
     validate_requests,
-    with_predictions,
 )
 from hybridsched.instance import Cluster, Instance, make_instance
 from hybridsched.metrics import metrics
 from hybridsched.policies import ChunkedPrefill, Lagrangian, PrefillFirst, round_robin
+from hybridsched.predictors import apply_predictor, parse_predictor, predictor_spec
 from hybridsched.simulator import OnlineRule, simulate
 
 PAPER = {
@@ -294,23 +295,29 @@ def requests_for(
     seed: int = 0,
     prediction_sigma: float = 0.0,
     prediction_seed: int = 0,
+    predictor: str | None = None,
 ) -> pd.DataFrame:
     """The request table: a DataFrame, a CSV path, or the shipped GSM8K test split.
 
-    Optionally a seeded sample of ``num_requests``, and predicted lengths with
-    multiplicative lognormal error of ``prediction_sigma`` (0: the true lengths, the
-    paper's setting; an extension beyond it, docs/model.md section 8).
+    Optionally a seeded sample of ``num_requests``, and the predicted lengths planners
+    see: ``predictor`` (a ``predictors.parse_predictor`` spec, seeded by
+    ``prediction_seed``) or, the older way, multiplicative lognormal error of
+    ``prediction_sigma`` (= ``predictor="noisy:SIGMA"``; not both). Neither: the true
+    lengths, the paper's setting (docs/model.md section 8, "Length predictors").
     """
+    spec = predictor_spec(predictor, prediction_sigma)
     if requests is None:
         df = load_gsm8k()
     elif isinstance(requests, pd.DataFrame):
         df = validate_requests(requests)
     else:
         df = load_requests(requests)
+    chosen = parse_predictor(predictor) if predictor is not None else spec
+    texts = prompt_texts(requests, df) if getattr(chosen, "reads_texts", False) else None
     if num_requests is not None and num_requests < len(df):
         df = sample_requests(df, num_requests, seed)
-    if prediction_sigma:
-        df = with_predictions(df, prediction_sigma, prediction_seed)
+    if chosen is not None:
+        df = apply_predictor(df, chosen, prediction_seed, texts)
     return df
 
 
@@ -351,12 +358,14 @@ def run_single_case(
     latency: str = "roofline",
     prediction_sigma: float = 0.0,
     prediction_seed: int = 0,
+    predictor: str | None = None,
 ) -> SingleCaseResult:
     """The paper's single case: every policy on one workload, with ``T_LB`` and its parts.
 
     ``seed`` only matters when ``num_requests`` samples the workload or a policy sorts
     randomly; ``prediction_sigma > 0`` gives planners noisy output lengths (seeded by
-    ``prediction_seed``) while the simulator runs the true ones.
+    ``prediction_seed``) while the simulator runs the true ones; ``predictor`` names any
+    other predictor (``predictors.parse_predictor``; not together with a sigma).
     """
     knobs = knobs if isinstance(knobs, RuleKnobs) else RuleKnobs.from_dict(knobs)
     cluster = Cluster(
@@ -368,7 +377,8 @@ def run_single_case(
         latency=latency,
     )
     instance = make_instance(
-        requests_for(requests, num_requests, seed, prediction_sigma, prediction_seed), cluster
+        requests_for(requests, num_requests, seed, prediction_sigma, prediction_seed, predictor),
+        cluster,
     )
     solve = SolveSettings(time_limit_s, mip_gap)
     for p in policies:
@@ -401,6 +411,7 @@ def run_single_case(
         "seed": seed,
         "prediction_sigma": prediction_sigma,
         "prediction_seed": prediction_seed,
+        "predictor": predictor_spec(predictor, prediction_sigma) or "oracle",
         "versions": versions(),
     }
     return SingleCaseResult(table, bound, runs, instance, params, bound_mixed)
@@ -593,6 +604,9 @@ def run_study(
     time_limit_s: float = 10.0,
     mip_gap: float = 1e-3,
     progress: bool = True,
+    prediction_sigma: float = 0.0,
+    prediction_seed: int = 0,
+    predictor: str | None = None,
 ) -> StudyResult:
     """Case ``k`` draws ``requests_per_case`` requests with seed ``first_seed + k - 1``.
 
@@ -600,6 +614,9 @@ def run_study(
     do not depend on the number of workers. A failing case is listed in ``failures``.
     The default MMBPP gap is 0.1%: with 1,000 requests LPT is usually already there, and a
     tighter gap costs seconds per case for milliseconds of makespan.
+    Predictions (``predictor`` or ``prediction_sigma``, as in ``requests_for``) are made
+    once on the whole table, seeded by ``prediction_seed``, so a request keeps its
+    prediction in every case that draws it.
     """
     from tqdm import tqdm  # plain text bar: the widget bar needs ipywidgets in the kernel
 
@@ -610,7 +627,12 @@ def run_study(
         raise ValueError(f"workers must be >= 1, got {workers}")
     for p in policies:
         policy_spec(p)
-    base = requests_for(requests)
+    base = requests_for(
+        requests,
+        prediction_sigma=prediction_sigma,
+        prediction_seed=prediction_seed,
+        predictor=predictor,
+    )
     if not 1 <= requests_per_case <= len(base):
         raise ValueError(f"requests_per_case must be in 1..{len(base)}, got {requests_per_case}")
     cluster = Cluster(num_clients=clients, tp=tp, max_batch=max_batch)
@@ -649,6 +671,9 @@ def run_study(
         "workers": workers,
         "time_limit_s": time_limit_s,
         "mip_gap": mip_gap,
+        "prediction_sigma": prediction_sigma,
+        "prediction_seed": prediction_seed,
+        "predictor": predictor_spec(predictor, prediction_sigma) or "oracle",
         "versions": versions(),
     }
     return StudyResult(
