@@ -7,6 +7,8 @@ Sections:
          time, solve time to 0.1% gap (or the gap at the time limit), LPT vs MIP vs bound.
   mip    the exact iteration MIP: the largest instance solved to optimality within 60 s.
   study  the 100-case study wall time on 2 workers, for both configurations.
+  pred   the length predictors' errors on the GSM8K test split (MAE, MAPE, Spearman, interval
+         coverage), against the best constant and a prompt-length-only regression.
 """
 
 from __future__ import annotations
@@ -171,11 +173,47 @@ def bench_study(workers: int = 2) -> None:
         )
 
 
+def bench_pred() -> None:
+    from hybridsched.data import load_gsm8k
+    from hybridsched.length_model import training_table
+    from hybridsched.predictors import evaluate_predictor
+
+    print("== length predictors on the GSM8K test split (1,319 requests, truth: 175B outputs) ==")
+    print(
+        f"{'predictor':>22} {'MAE tok':>8} {'MAPE':>7} {'Spearman':>8} {'bias tok':>8} "
+        f"{'coverage':>8} {'width tok':>9} {'time s':>7}"
+    )
+    for spec in ("oracle", "trained", "bucket", "bucket:32,64,128,256", "noisy:0.5", "noisy:0.25"):
+        t0 = time.perf_counter()
+        e = evaluate_predictor(spec, seed=0)
+        print(
+            f"{e['predictor']:>22} {e['mae_tokens']:>8.1f} {e['mape']:>7.1%} {e['spearman']:>8.3f} "
+            f"{e['bias_tokens']:>+8.1f} {e['coverage']:>8.1%} {e['mean_width_tokens']:>9.1f} "
+            f"{time.perf_counter() - t0:>7.2f}"
+        )
+    o = load_gsm8k()["output_tokens"].to_numpy(float)
+    x, y = training_table()
+    a = np.c_[np.ones(len(x)), x["prompt_tokens"]]
+    coef = np.linalg.lstsq(a, y, rcond=None)[0]
+    only = coef[0] + coef[1] * load_gsm8k()["prompt_tokens"].to_numpy(float)
+    print(
+        f"best constant (median) MAE {np.mean(np.abs(o - np.median(o))):.1f} tokens; prompt tokens "
+        f"only (least squares on train) MAE {np.mean(np.abs(only - o)):.1f} tokens  "
+        "(target: trained beats both)"
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--only", default="sim,mmbpp,mip,study", help="comma-separated sections")
+    p.add_argument("--only", default="sim,mmbpp,mip,study,pred", help="comma-separated sections")
     args = p.parse_args()
-    sections = {"sim": bench_sim, "mmbpp": bench_mmbpp, "mip": bench_mip, "study": bench_study}
+    sections = {
+        "sim": bench_sim,
+        "mmbpp": bench_mmbpp,
+        "mip": bench_mip,
+        "study": bench_study,
+        "pred": bench_pred,
+    }
     for name in args.only.split(","):
         sections[name.strip()]()
         print()

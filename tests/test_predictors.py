@@ -211,3 +211,26 @@ def test_cli_records_the_predictor_and_refuses_both(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1
         assert not bad.exists()
+
+
+def test_single_case_and_study_plan_with_the_predictor_and_record_it():
+    """Tests that run_single_case and run_study pass the predictor to planners only (the
+    baseline, which ignores predictions, keeps its makespan; the true lengths are kept)
+    and record its spec."""
+    from hybridsched.experiments import run_single_case, run_study
+
+    exact = run_single_case(num_requests=60, policies=["baseline", "hybrid"])
+    res = run_single_case(num_requests=60, policies=["baseline", "hybrid"], predictor="trained")
+    req = res.instance.requests
+    assert (req["output_tokens"] == exact.instance.requests["output_tokens"]).all()
+    assert (req["predicted_output_tokens"] != req["output_tokens"]).any()
+    assert (req["predicted_lo_tokens"] <= req["predicted_hi_tokens"]).all()
+    t, t0 = (r.table.set_index("policy")["makespan_s"] for r in (res, exact))
+    assert t["baseline"] == pytest.approx(t0["baseline"])
+    assert res.params["predictor"] == "trained" and exact.params["predictor"] == "oracle"
+    study = run_study(
+        cases=2, requests_per_case=40, policies=["hybrid"], workers=1, progress=False,
+        prediction_sigma=0.5, prediction_seed=2,
+    )  # fmt: skip
+    assert study.params["predictor"] == "noisy:0.5" and study.params["prediction_seed"] == 2
+    assert len(study.cases) == 2 and not len(study.failures)
