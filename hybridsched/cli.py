@@ -229,7 +229,13 @@ def cmd_assign(args) -> None:
     )
     out.add(
         "solve.json",
-        {**res.to_dict(), **cluster.to_dict(), "seed": args.seed, "versions": versions()},
+        {
+            **res.to_dict(),
+            **cluster.to_dict(),
+            "seed": args.seed,
+            **_recorded_prediction(args),
+            "versions": versions(),
+        },
     )
     out.commit()
     print(
