@@ -2,13 +2,21 @@
 
 Commands and the files they write (columns and keys are a contract):
 
-- ``simulate --policy P --out DIR``: ``DIR/trace.csv`` (simulator.TRACE_COLUMNS) and
-  ``DIR/metrics.json`` (metrics, ``lower_bound_s`` with its parts, ``gap_to_lb``,
-  cluster, seed, versions).
+- ``simulate --policy P [--router R] [--admission reservation|on-demand] [--arrivals SPEC]
+  [--prediction-sigma S] [--slo-ttft S] [--slo-tpot S] --out DIR``: ``DIR/trace.csv``
+  (engine/schema.py ``TRACE_COLUMNS``), ``DIR/requests.csv`` (one row per request:
+  arrival, client, dispatch, first scheduled, first token, finish, TTFT, TPOT, e2e,
+  queueing delay, preemptions, recomputed tokens), ``DIR/evictions.csv``
+  (``EVICTION_COLUMNS``) and ``DIR/metrics.json`` (metrics with ``ttft_p50_s``,
+  ``ttft_p99_s``, ``tpot_p50_s``, ``tpot_p99_s``, ``e2e_p99_s``, ``queue_p99_s``,
+  ``throughput_rps``, ``slo_attainment``, ``goodput_rps``, ``num_preemptions``,
+  ``recomputed_tokens``, ``router``, ``admission``, ``arrivals``; ``lower_bound_s``
+  with its parts, ``gap_to_lb``, cluster, seed, versions).
 - ``assign --out DIR``: ``DIR/assignment.csv`` (``request_id``, ``client``) and
   ``DIR/solve.json`` (``status``, ``objective_s``, ``bound_s``, ``gap``, ``runtime_s``,
   ``fallback_reason``).
 - ``single-case --out DIR``: ``DIR/single_case.csv`` and ``DIR/single_case.json``.
+  ``single-case`` and ``study`` take the serving options of ``simulate``.
 - ``study --out DIR``: ``DIR/study_cases.csv``, ``DIR/study_summary.csv``, ``DIR/study.json``.
 - ``render [--smoke] [--out reports]``: the notebooks as HTML reports.
 
@@ -124,6 +132,46 @@ def _prediction(args) -> dict:
     }
 
 
+def _serving_args(p: argparse.ArgumentParser) -> None:
+    from hybridsched.engine import ADMISSIONS, ROUTERS
+
+    p.add_argument("--router", default=None, choices=ROUTERS, help="override the policy's router")
+    p.add_argument(
+        "--admission", default=None, choices=ADMISSIONS, help="override the policy's admission"
+    )
+    p.add_argument(
+        "--arrivals",
+        default="table",
+        help="zero | table (the request table's arrival_s; default) | poisson:RATE | gamma:RATE,CV",
+    )
+    p.add_argument("--arrival-seed", type=int, default=0, help="seed of the arrival process")
+    p.add_argument("--slo-ttft", type=float, default=None, help="SLO on TTFT, seconds")
+    p.add_argument("--slo-tpot", type=float, default=None, help="SLO on TPOT, seconds")
+    p.add_argument(
+        "--replan-s", type=float, default=1.0, help="rolling-mmbpp: seconds between replans"
+    )
+
+
+def _serving(args):
+    import math
+
+    from hybridsched.arrivals import parse_arrivals
+    from hybridsched.experiments import Serving
+
+    for flag in ("slo_ttft", "slo_tpot", "replan_s"):
+        v = getattr(args, flag, None)
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise ValueError(f"--{flag.replace('_', '-')} must be a positive number, got {v}")
+    return Serving(
+        router=args.router,
+        admission=args.admission,
+        arrivals=str(parse_arrivals(args.arrivals)),
+        arrival_seed=args.arrival_seed,
+        slo_ttft_s=args.slo_ttft,
+        slo_tpot_s=args.slo_tpot,
+    )
+
+
 def _solve_args(p: argparse.ArgumentParser, mip_gap: float = 1e-4) -> None:
     p.add_argument("--time-limit", type=float, default=10.0, help="MMBPP time limit in seconds")
     p.add_argument(
@@ -156,6 +204,7 @@ def _recorded_prediction(args) -> dict:
 
 
 def cmd_simulate(args) -> None:
+    from hybridsched.arrivals import apply_arrivals
     from hybridsched.experiments import (
         POLICIES,
         RuleKnobs,
@@ -165,16 +214,32 @@ def cmd_simulate(args) -> None:
         versions,
     )
 
+    serving = _serving(args)
     inst, cluster = _instance(args)
-    solve = SolveSettings(args.time_limit, args.mip_gap)
+    inst = inst.replace(
+        requests=apply_arrivals(inst.requests, serving.arrivals, serving.arrival_seed)
+    )
+    solve = SolveSettings(args.time_limit, args.mip_gap, replan_s=args.replan_s)
     knobs = RuleKnobs(
         lambda_multiplier=args.lambda_multiplier,
         horizon=args.horizon,
         seed=args.seed,
         token_budget=args.token_budget,
     )
-    run = run_policy(inst, args.policy, knobs, solve, check=args.check)
-    lb = full_lower_bound(inst, solve=solve, mixed_iterations=POLICIES[args.policy].mixed)
+    run = run_policy(
+        inst,
+        args.policy,
+        knobs,
+        solve,
+        check=args.check,
+        router=serving.router,
+        admission=serving.admission,
+        slo_ttft_s=serving.slo_ttft_s,
+        slo_tpot_s=serving.slo_tpot_s,
+    )
+    lb = full_lower_bound(
+        inst, solve=solve, mixed_iterations=POLICIES[args.policy].mixed, admission=run.admission
+    )
     m = dict(run.metrics)
     m.update(
         policy=args.policy,
@@ -198,15 +263,26 @@ def cmd_simulate(args) -> None:
             "token_budget": args.token_budget,
         },
         offline=run.solve,
+        router=run.router,
+        admission=run.admission,
+        arrivals=serving.arrivals,
+        arrival_seed=serving.arrival_seed,
+        replan_s=args.replan_s,
+        router_log=run.router_log,
         simulate_s=run.simulate_s,
         versions=versions(),
     )
     out = Outputs(args.out)
     out.add("trace.csv", run.trace)
+    out.add("requests.csv", run.requests)
+    out.add("evictions.csv", run.evictions)
     out.add("metrics.json", m)
     out.commit()
     print(
-        f"{args.policy}: makespan {m['makespan_s']:.2f} s, U {m['utilization']:.1%}, T_LB {lb.lower_bound_s:.2f} s"
+        f"{args.policy} ({run.router}, {run.admission}): makespan {m['makespan_s']:.2f} s, "
+        f"U {m['utilization']:.1%}, T_LB {lb.lower_bound_s:.2f} s, TTFT p99 "
+        f"{m['ttft_p99_s']:.3f} s, TPOT p99 {m['tpot_p99_s']:.4f} s, "
+        f"{m['num_preemptions']} preemptions"
     )
 
 
@@ -262,6 +338,7 @@ def cmd_single_case(args) -> None:
         hardware=args.hardware,
         latency=args.latency,
         **_prediction(args),
+        serving=_serving(args),
     )
     out = Outputs(args.out)
     out.add("single_case.csv", res.table)
@@ -296,6 +373,7 @@ def cmd_study(args) -> None:
         time_limit_s=args.time_limit,
         mip_gap=args.mip_gap,
         **_prediction(args),
+        serving=_serving(args),
     )
     out = Outputs(args.out)
     out.add("study_cases.csv", res.cases)
@@ -346,6 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="chunked prefill: tokens per iteration (default: the 2048-token prefill budget)",
     )
     p.add_argument("--check", action="store_true", help="assert the trace invariants")
+    _serving_args(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_simulate)
 
@@ -360,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     _cluster_args(p)
     _solve_args(p)
     p.add_argument("--policies", nargs="*", choices=list(POLICIES))
+    _serving_args(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_single_case)
 
@@ -377,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policies", nargs="*", choices=list(POLICIES))
     _predictor_args(p)
     _solve_args(p, mip_gap=1e-3)
+    _serving_args(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_study)
 

@@ -5,16 +5,24 @@ simulator together; notebooks and the CLI call these functions.
 
 Named policies (docs/model.md section 7, ablations):
 
-============  ===========  ===========  ==================
-policy        offline      queue        online rule
-============  ===========  ===========  ==================
-``baseline``  round-robin  FCFS         prefill-first
-``a``         round-robin  FCFS         Lagrangian
-``a-sorted``  round-robin  longest      Lagrangian
-``b``         MMBPP        FCFS         prefill-first
-``c``         MMBPP        longest      prefill-first
-``hybrid``    MMBPP        longest      Lagrangian
-============  ===========  ===========  ==================
+==================  ===============  ===========  ===============  ============
+policy              router           queue        online rule      admission
+==================  ===============  ===========  ===============  ============
+``baseline``        round-robin      FCFS         prefill-first    reservation
+``a``               round-robin      FCFS         Lagrangian       reservation
+``a-sorted``        round-robin      longest      Lagrangian       reservation
+``b``               MMBPP            FCFS         prefill-first    reservation
+``c``               MMBPP            longest      prefill-first    reservation
+``hybrid``          MMBPP            longest      Lagrangian       reservation
+``chunked``         round-robin      FCFS         chunked prefill  reservation
+``hybrid-chunked``  MMBPP            longest      chunked prefill  reservation
+``vllm``            round-robin      FCFS         chunked prefill  on-demand
+``online-hybrid``   rolling-mmbpp    longest      Lagrangian       on-demand
+==================  ===============  ===========  ===============  ============
+
+The paper's policies plan up front (a ``static`` router with the offline stage's
+assignment: round-robin or the MMBPP); ``--router`` and ``--admission`` override a
+policy's defaults (``routing.py``, ``engine/admission.py``).
 
 Result tables (tidy DataFrames):
 
@@ -40,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from hybridsched import __version__
+from hybridsched.arrivals import apply_arrivals
 from hybridsched.bounds import LowerBound, lower_bound, planning_sizes, work_floors
 from hybridsched.data import (
     load_gsm8k,
@@ -49,7 +58,7 @@ from hybridsched.data import (
     validate_requests,
 )
 from hybridsched.instance import Cluster, Instance, make_instance
-from hybridsched.metrics import metrics
+from hybridsched.metrics import metrics, request_table
 from hybridsched.policies import ChunkedPrefill, Lagrangian, PrefillFirst, round_robin
 from hybridsched.predictors import apply_predictor, parse_predictor, predictor_spec
 from hybridsched.simulator import OnlineRule, simulate
@@ -73,6 +82,8 @@ class PolicySpec:
     sort: str  # see policies.SORT_KEYS
     rule: str  # "prefill_first" | "lagrangian" | "chunked"
     description: str = ""
+    router: str = "static"  # engine.ROUTERS; "static" plans with ``dispatch`` up front
+    admission: str = "reservation"  # engine.ADMISSIONS
 
     @property
     def mixed(self) -> bool:
@@ -123,6 +134,24 @@ POLICIES: dict[str, PolicySpec] = {
             "chunked",
             "beyond the paper: MMBPP + sorted + chunked prefill",
         ),
+        PolicySpec(
+            "vllm",
+            "round_robin",
+            "fcfs",
+            "chunked",
+            "vLLM today: round-robin, FCFS, chunked prefill, on-demand KV with recompute",
+            router="round-robin",
+            admission="on-demand",
+        ),
+        PolicySpec(
+            "online-hybrid",
+            "mmbpp",
+            "longest",
+            "lagrangian",
+            "the paper's method online: rolling MMBPP, sorted, Lagrangian rule, on-demand KV",
+            router="rolling-mmbpp",
+            admission="on-demand",
+        ),
     )
 }
 
@@ -155,6 +184,28 @@ class SolveSettings:
     time_limit_s: float = 10.0
     mip_gap: float = 1e-4
     threads: int | None = 1
+    replan_s: float = 1.0  # rolling-mmbpp: seconds between replans
+
+
+@dataclass(frozen=True)
+class Serving:
+    """The online-serving setting of a run (docs/model.md section 11).
+
+    ``router``/``admission`` override each policy's defaults (None: keep them);
+    ``arrivals`` is an arrival spec (``arrivals.py``; ``table`` keeps the table's own
+    ``arrival_s``, which is 0 for GSM8K, the paper's setting), seeded by ``arrival_seed``;
+    ``slo_ttft_s``/``slo_tpot_s`` are the SLO targets of ``slo_attainment``.
+    """
+
+    router: str | None = None
+    admission: str | None = None
+    arrivals: str = "table"
+    arrival_seed: int = 0
+    slo_ttft_s: float | None = None
+    slo_tpot_s: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def policy_spec(name: str) -> PolicySpec:
@@ -201,6 +252,7 @@ def full_lower_bound(
     solve_mmbpp: bool = True,
     solve: SolveSettings = SolveSettings(),
     mixed_iterations: bool = False,
+    admission: str = "reservation",
 ) -> LowerBound:
     """``T_LB`` with every part, the MMBPP part solved on the largest floors (true lengths).
 
@@ -217,7 +269,12 @@ def full_lower_bound(
         mmbpp = solve_assignment(
             sizes, time_limit_s=solve.time_limit_s, mip_gap=solve.mip_gap, threads=solve.threads
         ).bound_s
-    return lower_bound(instance, mmbpp_bound_s=mmbpp, mixed_iterations=mixed_iterations)
+    return lower_bound(
+        instance,
+        mmbpp_bound_s=mmbpp,
+        reservation_admission=admission == "reservation",
+        mixed_iterations=mixed_iterations,
+    )
 
 
 def bound_for(policy: str, bound: LowerBound, bound_mixed: LowerBound | None) -> LowerBound:
@@ -237,6 +294,11 @@ class RunResult:
     assignment: np.ndarray
     solve: dict
     simulate_s: float
+    requests: pd.DataFrame | None = None  # the per-request table (metrics.request_table)
+    evictions: pd.DataFrame | None = None
+    router: str = "static"
+    admission: str = "reservation"
+    router_log: list = field(default_factory=list)
 
 
 def run_policy(
@@ -246,17 +308,66 @@ def run_policy(
     solve: SolveSettings = SolveSettings(),
     check: bool = False,
     assignment=None,
+    router: str | None = None,
+    admission: str | None = None,
+    slo_ttft_s: float | None = None,
+    slo_tpot_s: float | None = None,
 ) -> RunResult:
-    """One named policy on one instance, through the simulator."""
+    """One named policy on one instance, through the serving engine.
+
+    ``router`` and ``admission`` override the policy's defaults; ``assignment`` fixes a
+    static plan. The metrics come from the trace and the request table only.
+    """
+    from hybridsched.routing import make_router, mmbpp_solver
+    from hybridsched.simulator import simulate_run
+
     spec = policy_spec(policy)
-    if assignment is None:
-        assignment, info = offline_assignment(instance, spec.dispatch, solve)
+    info: dict = {"dispatch": "given"}
+    router = router or ("static" if assignment is not None else spec.router)
+    admission = admission or spec.admission
+    plan = {}
+
+    def static_plan():
+        from hybridsched.simulator import _check_assignment
+
+        if assignment is not None:
+            return _check_assignment(instance, assignment)
+        a, plan["info"] = offline_assignment(instance, spec.dispatch, solve)
+        return _check_assignment(instance, a)
+
+    r = make_router(
+        router,
+        static_plan,
+        seed=knobs.seed,
+        replan_s=solve.replan_s,
+        solver=mmbpp_solver(solve.time_limit_s, solve.mip_gap, solve.threads),
+    )
+    if router == "static":
+        info = plan.get("info", info)
+    elif router == "rolling-mmbpp":
+        info = {"dispatch": "rolling-mmbpp"}
     else:
-        info = {"dispatch": "given"}
+        info = {"dispatch": router}
     t0 = time.perf_counter()
-    trace = simulate(instance, assignment, make_rule(spec, knobs), check=check)
+    res = simulate_run(instance, r, make_rule(spec, knobs), admission, check=check)
     elapsed = time.perf_counter() - t0
-    return RunResult(policy, trace, metrics(trace, instance), np.asarray(assignment), info, elapsed)
+    if router == "rolling-mmbpp":
+        info["replans"] = len(res.router_log)
+    req = request_table(res.trace, instance, res.evictions, res.dispatch_s)
+    m = metrics(res.trace, instance, res.evictions, slo_ttft_s, slo_tpot_s, req=req)
+    return RunResult(
+        policy,
+        res.trace,
+        m,
+        res.dispatch_client,
+        info,
+        elapsed,
+        req,
+        res.evictions,
+        router,
+        res.admission,
+        res.router_log,
+    )
 
 
 def versions() -> dict:
@@ -359,6 +470,7 @@ def run_single_case(
     prediction_sigma: float = 0.0,
     prediction_seed: int = 0,
     predictor: str | None = None,
+    serving: Serving = Serving(),
 ) -> SingleCaseResult:
     """The paper's single case: every policy on one workload, with ``T_LB`` and its parts.
 
@@ -376,27 +488,51 @@ def run_single_case(
         max_batch=max_batch,
         latency=latency,
     )
-    instance = make_instance(
-        requests_for(requests, num_requests, seed, prediction_sigma, prediction_seed, predictor),
-        cluster,
-    )
+    reqs = requests_for(requests, num_requests, seed, prediction_sigma, prediction_seed, predictor)
+    instance = make_instance(apply_arrivals(reqs, serving.arrivals, serving.arrival_seed), cluster)
     solve = SolveSettings(time_limit_s, mip_gap)
     for p in policies:
         policy_spec(p)
-    bound = full_lower_bound(instance, solve=solve)
+    # One bound per admission mode the runs use (on-demand drops the reservation part).
+    adm = {p: serving.admission or POLICIES[p].admission for p in policies}
+    paper_adm = "reservation" if "reservation" in adm.values() else "on-demand"
+    bound = full_lower_bound(instance, solve=solve, admission=paper_adm)
     bound_mixed = (
-        full_lower_bound(instance, solve=solve, mixed_iterations=True)
+        full_lower_bound(instance, solve=solve, mixed_iterations=True, admission=paper_adm)
         if any(POLICIES[p].mixed for p in policies)
         else None
     )
-    runs = {p: run_policy(instance, p, knobs, solve, check=check) for p in policies}
+    runs = {
+        p: run_policy(
+            instance,
+            p,
+            knobs,
+            solve,
+            check=check,
+            router=serving.router,
+            admission=serving.admission,
+            slo_ttft_s=serving.slo_ttft_s,
+            slo_tpot_s=serving.slo_tpot_s,
+        )
+        for p in policies
+    }
     rows = []
     for p, r in runs.items():
         spec = POLICIES[p]
         rows.append(
-            {"policy": p, "description": spec.description, **r.metrics, "simulate_s": r.simulate_s}
+            {
+                "policy": p,
+                "description": spec.description,
+                "router": r.router,
+                "admission": r.admission,
+                **r.metrics,
+                "simulate_s": r.simulate_s,
+            }
         )
-    lbs = [bound_for(p, bound, bound_mixed).lower_bound_s for p in runs]
+    lbs = [
+        _bound_of(instance, p, adm[p], paper_adm, bound, bound_mixed, solve).lower_bound_s
+        for p in runs
+    ]
     table = _gap_columns(pd.DataFrame(rows), lbs)
     params = {
         **cluster.to_dict(),
@@ -412,9 +548,18 @@ def run_single_case(
         "prediction_sigma": prediction_sigma,
         "prediction_seed": prediction_seed,
         "predictor": predictor_spec(predictor, prediction_sigma) or "oracle",
+        "serving": serving.to_dict(),
         "versions": versions(),
     }
     return SingleCaseResult(table, bound, runs, instance, params, bound_mixed)
+
+
+def _bound_of(instance, policy, admission, paper_adm, bound, bound_mixed, solve) -> LowerBound:
+    """The bound of ``policy``'s own model: its iteration kinds and its admission mode."""
+    if admission == paper_adm:
+        return bound_for(policy, bound, bound_mixed)
+    mixed = policy_spec(policy).mixed
+    return full_lower_bound(instance, solve=solve, mixed_iterations=mixed, admission=admission)
 
 
 # --- the exact MIP on a tiny instance --------------------------------------------------
@@ -491,20 +636,33 @@ class _Case:
     policies: tuple[str, ...]
     knobs: RuleKnobs
     solve: SolveSettings
+    serving: Serving = Serving()
 
 
 def _run_case(c: _Case) -> list[dict] | str:
     """One case; an exception comes back as its message so the study can report it."""
     try:
-        inst = make_instance(sample_requests(c.requests, c.per_case, c.seed), c.cluster)
-        bounds = {False: lower_bound(inst).lower_bound_s}
-        if any(POLICIES[p].mixed for p in c.policies):
-            bounds[True] = lower_bound(inst, mixed_iterations=True).lower_bound_s
+        sv = c.serving
+        reqs = apply_arrivals(sample_requests(c.requests, c.per_case, c.seed), sv.arrivals, c.seed)
+        inst = make_instance(reqs, c.cluster)
         rows = []
         for p in c.policies:
-            r = run_policy(inst, p, c.knobs, c.solve)
+            r = run_policy(
+                inst,
+                p,
+                c.knobs,
+                c.solve,
+                router=sv.router,
+                admission=sv.admission,
+                slo_ttft_s=sv.slo_ttft_s,
+                slo_tpot_s=sv.slo_tpot_s,
+            )
             m = r.metrics
-            lb = bounds[POLICIES[p].mixed]
+            lb = lower_bound(
+                inst,
+                reservation_admission=r.admission == "reservation",
+                mixed_iterations=POLICIES[p].mixed,
+            ).lower_bound_s
             rows.append(
                 {
                     "case": c.case,
@@ -517,6 +675,12 @@ def _run_case(c: _Case) -> list[dict] | str:
                     "lower_bound_s": lb,
                     "gap_to_lb": (m["makespan_s"] - lb) / lb,
                     "offline_status": r.solve.get("status", "n/a"),
+                    "router": r.router,
+                    "admission": r.admission,
+                    "ttft_p99_s": m["ttft_p99_s"],
+                    "tpot_p99_s": m["tpot_p99_s"],
+                    "slo_attainment": m["slo_attainment"],
+                    "num_preemptions": m["num_preemptions"],
                 }
             )
         return rows
@@ -607,6 +771,7 @@ def run_study(
     prediction_sigma: float = 0.0,
     prediction_seed: int = 0,
     predictor: str | None = None,
+    serving: Serving = Serving(),
 ) -> StudyResult:
     """Case ``k`` draws ``requests_per_case`` requests with seed ``first_seed + k - 1``.
 
@@ -640,7 +805,15 @@ def run_study(
     solve = SolveSettings(time_limit_s, mip_gap, threads=1)
     jobs = [
         _Case(
-            k, first_seed + k - 1, base, requests_per_case, cluster, tuple(policies), knobs, solve
+            k,
+            first_seed + k - 1,
+            base,
+            requests_per_case,
+            cluster,
+            tuple(policies),
+            knobs,
+            solve,
+            serving,
         )
         for k in range(1, cases + 1)
     ]
@@ -674,6 +847,7 @@ def run_study(
         "prediction_sigma": prediction_sigma,
         "prediction_seed": prediction_seed,
         "predictor": predictor_spec(predictor, prediction_sigma) or "oracle",
+        "serving": serving.to_dict(),
         "versions": versions(),
     }
     return StudyResult(

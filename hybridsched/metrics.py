@@ -20,7 +20,24 @@ Symbols: ``J`` clients, ``T = max_j C_j`` the makespan, ``k`` an iteration of du
 ``client_makespan_*``     min and max of ``C_j``; ``imbalance = 1 - min C_j / max C_j``
 ========================  ==================================================================
 
-Latency figures come as p50/p90/p99 (seconds).
+Latency figures come as p50/p90/p99 (seconds), plus the mean.
+
+Online serving (docs/model.md section 11), from the trace, the eviction table and the
+engine's dispatch records (``request_table``):
+
+========================  ==================================================================
+``queue_*``               queueing delay: start of the request's first prefill (or chunk)
+                          minus its arrival
+``throughput_rps``        requests / ``T``; ``token_throughput``: output tokens / ``T``
+``slo_attainment``        share of requests with TTFT <= ``slo_ttft_s`` and TPOT <=
+                          ``slo_tpot_s`` (a request with ``o_i = 1`` has no TPOT: it meets
+                          the TPOT target); NaN when no SLO is given
+``goodput_rps``           requests meeting both targets per second of makespan
+``num_preemptions``       evictions (on-demand admission); ``recomputed_tokens``: prompt plus
+                          generated tokens prefilled again after evictions
+========================  ==================================================================
+
+TTFT is the request's first first-token, not a recomputed one (MODEL.md 11).
 """
 
 from __future__ import annotations
@@ -29,33 +46,108 @@ import numpy as np
 import pandas as pd
 
 from hybridsched.instance import Instance
-from hybridsched.trace import first_tokens, per_request
+from hybridsched.trace import first_tokens, per_chunk, per_request
 
 
 def _pct(prefix: str, x: np.ndarray) -> dict:
     if len(x) == 0:
-        return {f"{prefix}_p{q}_s": float("nan") for q in (50, 90, 99)}
-    return {f"{prefix}_p{q}_s": float(np.percentile(x, q)) for q in (50, 90, 99)}
+        out = {f"{prefix}_p{q}_s": float("nan") for q in (50, 90, 99)}
+        return out | {f"{prefix}_mean_s": float("nan")}
+    out = {f"{prefix}_p{q}_s": float(np.percentile(x, q)) for q in (50, 90, 99)}
+    return out | {f"{prefix}_mean_s": float(np.mean(x))}
 
 
-def request_table(trace: pd.DataFrame, instance: Instance) -> pd.DataFrame:
-    """Per request: client, TTFT, end-to-end latency, TPOT, from the trace."""
+def request_table(
+    trace: pd.DataFrame,
+    instance: Instance,
+    evictions: pd.DataFrame | None = None,
+    dispatch_s=None,
+) -> pd.DataFrame:
+    """Per request, from the trace: arrival, client, dispatch, first scheduled, first token,
+    finish, TTFT, TPOT, end-to-end latency, queueing delay, preemptions, recomputed tokens."""
     ex = per_request(trace)
-    first = first_tokens(trace)
+    first = first_tokens(trace).reset_index()
+    first = first.sort_values("end_s", kind="stable").groupby("request_id").head(1)
+    first = first.set_index("request_id")
+    ch = per_chunk(trace)
+    starts = pd.concat(
+        [ex[ex["kind"] == "prefill"][["request_id", "start_s"]], ch[["request_id", "start_s"]]]
+    )
+    first_start = starts.groupby("request_id")["start_s"].min()
     last = pd.concat([ex.set_index("request_id")["end_s"], first["end_s"]]).groupby(level=0).max()
     req = instance.requests.set_index("request_id")
     out = pd.DataFrame(
-        {"client": first["client"], "first_token_s": first["end_s"], "last_token_s": last}
-    ).reindex(req.index)
-    out["ttft_s"] = out["first_token_s"] - req["arrival_s"]
-    out["e2e_s"] = out["last_token_s"] - req["arrival_s"]
+        {
+            "arrival_s": req["arrival_s"],
+            "client": first["client"].reindex(req.index),
+            "first_scheduled_s": first_start.reindex(req.index),
+            "first_token_s": first["end_s"].reindex(req.index),
+            "finish_s": last.reindex(req.index),
+        }
+    )
+    if dispatch_s is not None:
+        out.insert(2, "dispatch_s", np.asarray(dispatch_s, dtype=float))
+    out["ttft_s"] = out["first_token_s"] - out["arrival_s"]
+    out["e2e_s"] = out["finish_s"] - out["arrival_s"]
+    out["queue_s"] = out["first_scheduled_s"] - out["arrival_s"]
     o = req["output_tokens"]
-    out["tpot_s"] = ((out["e2e_s"] - out["ttft_s"]) / (o - 1)).where(o > 1)
+    out["tpot_s"] = ((out["finish_s"] - out["first_token_s"]) / (o - 1)).where(o > 1)
+    out["last_token_s"] = out["finish_s"]
+    ev = evictions if evictions is not None else pd.DataFrame(columns=["request_id"])
+    n_ev = ev.groupby("request_id").size() if len(ev) else pd.Series(dtype=np.int64)
+    out["preemptions"] = n_ev.reindex(req.index, fill_value=0).astype(np.int64)
+    if len(ev):
+        rec = ev["generated_tokens"] + req["prompt_tokens"].reindex(ev["request_id"]).to_numpy()
+        rec = rec.groupby(ev["request_id"].to_numpy()).sum()
+    else:
+        rec = pd.Series(dtype=np.int64)
+    out["recomputed_tokens"] = rec.reindex(req.index, fill_value=0).astype(np.int64)
     return out.reset_index()
 
 
-def metrics(trace: pd.DataFrame, instance: Instance) -> dict:
-    """All section-4 metrics of one schedule (see the module docstring for definitions)."""
+def slo_attainment(req: pd.DataFrame, slo_ttft_s: float | None, slo_tpot_s: float | None) -> float:
+    """Share of requests with TTFT <= ``slo_ttft_s`` and TPOT <= ``slo_tpot_s`` (NaN: no SLO)."""
+    if slo_ttft_s is None and slo_tpot_s is None:
+        return float("nan")
+    ok = np.ones(len(req), dtype=bool)
+    if slo_ttft_s is not None:
+        ok &= req["ttft_s"].to_numpy() <= slo_ttft_s
+    if slo_tpot_s is not None:
+        tpot = req["tpot_s"].to_numpy()
+        ok &= np.isnan(tpot) | (tpot <= slo_tpot_s)
+    return float(ok.mean()) if len(ok) else float("nan")
+
+
+def serving_metrics(
+    req: pd.DataFrame,
+    makespan_s: float,
+    slo_ttft_s: float | None = None,
+    slo_tpot_s: float | None = None,
+) -> dict:
+    """The online-serving figures of one run (module docstring), from its request table."""
+    att = slo_attainment(req, slo_ttft_s, slo_tpot_s)
+    n = len(req)
+    return {
+        **_pct("queue", req["queue_s"].to_numpy()),
+        "throughput_rps": n / makespan_s if makespan_s > 0 else 0.0,
+        "slo_ttft_s": slo_ttft_s,
+        "slo_tpot_s": slo_tpot_s,
+        "slo_attainment": att,
+        "goodput_rps": att * n / makespan_s if makespan_s > 0 and att == att else float("nan"),
+        "num_preemptions": int(req["preemptions"].sum()),
+        "recomputed_tokens": int(req["recomputed_tokens"].sum()),
+    }
+
+
+def metrics(
+    trace: pd.DataFrame,
+    instance: Instance,
+    evictions: pd.DataFrame | None = None,
+    slo_ttft_s: float | None = None,
+    slo_tpot_s: float | None = None,
+    req: pd.DataFrame | None = None,
+) -> dict:
+    """All metrics of one schedule (see the module docstring for definitions)."""
     J = instance.num_clients
     B = np.array([c.max_batch for c in instance.clients], dtype=float)
     M = np.array([c.kv_capacity_tokens for c in instance.clients], dtype=float)
@@ -73,7 +165,8 @@ def metrics(trace: pd.DataFrame, instance: Instance) -> dict:
     per_client_end = (
         trace.groupby("client")["end_s"].max().reindex(range(J), fill_value=0.0).to_numpy()
     )
-    req = request_table(trace, instance)
+    if req is None:
+        req = request_table(trace, instance, evictions)
     out_tokens = int(instance.output.sum())
     m = {
         "makespan_s": T,
@@ -100,4 +193,5 @@ def metrics(trace: pd.DataFrame, instance: Instance) -> dict:
     m.update(_pct("ttft", req["ttft_s"].to_numpy()))
     m.update(_pct("tpot", req["tpot_s"].dropna().to_numpy()))
     m.update(_pct("e2e", req["e2e_s"].to_numpy()))
+    m.update(serving_metrics(req, T, slo_ttft_s, slo_tpot_s))
     return m

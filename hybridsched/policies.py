@@ -25,7 +25,7 @@ from itertools import accumulate
 import numpy as np
 
 from hybridsched.instance import Instance
-from hybridsched.simulator import DECODE, Action, ClientState, Decider
+from hybridsched.engine import DECODE, Action, ClientState, Decider
 
 SORT_KEYS = ("fcfs", "longest", "shortest", "prompt", "random")
 
@@ -64,7 +64,7 @@ class _Head:
 
     def __init__(self, st: ClientState, limit: int):
         rows = st.queue[:limit]
-        p, r = st.prompt, st.reservation
+        p, r = st.prompt, st.charge
         self.rows = rows
         self.cum_s = list(accumulate(p[i] for i in rows))
         self.cum_s2 = list(accumulate(p[i] * p[i] for i in rows))
@@ -73,7 +73,7 @@ class _Head:
         self.k_budget = max(1, bisect.bisect_right(self.cum_s, st.prefill_budget_tokens))
 
     def size(self, slots: int, kv_free: int) -> int:
-        """The largest head (no skipping) that fits ``slots`` and ``kv_free`` reserved tokens."""
+        """The largest head (no skipping) that fits ``slots`` and ``kv_free`` admission tokens."""
         return min(slots, self.k_budget, bisect.bisect_right(self.cum_res, kv_free))
 
 
@@ -92,7 +92,7 @@ class PrefillFirst:
         def decide(st: ClientState) -> Action:
             e = st.max_batch - len(st.running)
             if st.queue and e > 0:
-                k = _Head(st, e).size(e, st.kv_capacity_tokens - st.kv_reserved_tokens)
+                k = _Head(st, e).size(e, st.kv_limit - st.kv_charged)
                 if k > 0:
                     return Action("prefill", tuple(st.queue[:k]))
             return DECODE
@@ -163,7 +163,7 @@ class Lagrangian:
                 return DECODE
             B = st.max_batch
             e0 = B - len(running)
-            kv_free = st.kv_capacity_tokens - st.kv_reserved_tokens
+            kv_free = st.kv_limit - st.kv_charged
             nq = len(queue)
             if not running:
                 k = _Head(st, B).size(B, kv_free)
@@ -255,16 +255,17 @@ class ChunkedPrefill:
                 toks.append(x)
                 left -= x
             slots = st.max_batch - len(st.running) - len(st.prefilling)
-            kv_free = st.kv_capacity_tokens - st.kv_reserved_tokens
+            kv_free = st.kv_limit - st.kv_charged
+            charge = st.charge
             for i in st.queue:
-                if left <= 0 or slots <= 0 or st.reservation[i] > kv_free:
+                if left <= 0 or slots <= 0 or charge[i] > kv_free:
                     break
                 x = min(prompt[i], left)
                 rows.append(i)
                 toks.append(x)
                 left -= x
                 slots -= 1
-                kv_free -= st.reservation[i]
+                kv_free -= charge[i]
             if not rows:
                 return DECODE
             return Action("mixed", tuple(rows), tuple(toks))

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from hybridsched.instance import Instance
-from hybridsched.simulator import TRACE_COLUMNS
+from hybridsched.engine.schema import TRACE_COLUMNS
 
 
 class TraceError(AssertionError):
@@ -65,7 +65,12 @@ def first_tokens(trace: pd.DataFrame) -> pd.DataFrame:
 
 
 def check_trace(
-    trace: pd.DataFrame, instance: Instance, assignment=None, rtol: float = 1e-9
+    trace: pd.DataFrame,
+    instance: Instance,
+    assignment=None,
+    rtol: float = 1e-9,
+    evictions: pd.DataFrame | None = None,
+    admission: str = "reservation",
 ) -> None:
     """Assert every invariant of docs/model.md section 9; raise ``TraceError`` naming the first broken one.
 
@@ -95,24 +100,32 @@ def check_trace(
                 f"request {part['request_id'][unknown].iloc[0]} is not in the instance",
             )
     prompt = pd.Series(instance.prompt, index=ids)
+    ev = _check_evictions(evictions, admission, ids)
+    n_ev = ev.groupby("request_id").size().reindex(ids, fill_value=0)
+    g_sum = ev.groupby("request_id")["generated_tokens"].sum().reindex(ids, fill_value=0)
+    ex_seg = _segments(ex, ev)
+    ch_seg = _segments(ch, ev)
 
     # The prompt is processed exactly once: one prefill, or chunks that add up to s_i.
     pre = ex[ex["kind"] == "prefill"]
     counts = pre["request_id"].value_counts()
-    twice = counts[counts > 1]
+    twice = counts[counts.to_numpy() != 1 + n_ev[counts.index].to_numpy()]
     if len(twice):
         _fail(
-            "prefilled exactly once", f"request {twice.index[0]} is prefilled {twice.iloc[0]} times"
+            "prefilled exactly once (and once more per eviction)",
+            f"request {twice.index[0]} is prefilled {twice.iloc[0]} times, evicted "
+            f"{n_ev[twice.index[0]]} times",
         )
     chunk_sum = ch.groupby("request_id")["tokens"].sum()
     both = chunk_sum.index.intersection(counts.index)
     if len(both):
         _fail("prefilled exactly once", f"request {both[0]} is both prefilled and chunked")
-    short = chunk_sum[chunk_sum.to_numpy() != prompt[chunk_sum.index].to_numpy()]
+    cover = (1 + n_ev[chunk_sum.index]) * prompt[chunk_sum.index] + g_sum[chunk_sum.index]
+    short = chunk_sum[chunk_sum.to_numpy() != cover.to_numpy()]
     if len(short):
         _fail(
             "prefilled exactly once",
-            f"request {short.index[0]}'s chunks cover {short.iloc[0]} of {prompt[short.index[0]]} prompt tokens",
+            f"request {short.index[0]}'s chunks cover {short.iloc[0]} of {cover[short.index[0]]} prompt tokens",
         )
     never = np.setdiff1d(ids, np.union1d(counts.index.to_numpy(), chunk_sum.index.to_numpy()))
     if len(never):
@@ -122,7 +135,9 @@ def check_trace(
     moved = clients_per[clients_per > 1]
     if len(moved):
         _fail("one client per request", f"request {moved.index[0]} runs on {moved.iloc[0]} clients")
-    first_tok = first_tokens(tr)  # the row that completes each prompt
+    first_tok = first_tokens(tr)  # the rows that complete each prompt (one more per eviction)
+    first_tok = first_tok.sort_values(["client", "iteration"], kind="stable")
+    first_tok = first_tok[~first_tok.index.duplicated(keep="first")]
     first_in = pd.concat([pre.drop(columns="kind"), ch.drop(columns="tokens")])
     first_in = first_in.sort_values(["client", "iteration"]).groupby("request_id").head(1)
     first_in = first_in.set_index("request_id")  # the row where each request starts
@@ -139,7 +154,7 @@ def check_trace(
     dec = ex[ex["kind"] == "decode"]
     ndec = dec.groupby("request_id").size().reindex(ids, fill_value=0).to_numpy()
     out = req["output_tokens"].to_numpy()
-    bad = ndec != out - 1
+    bad = ndec != out - 1 - n_ev.to_numpy()
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         _fail(
@@ -164,6 +179,7 @@ def check_trace(
     dd = dec.assign(pos=dec_pos, first=expected)
     dd = dd.assign(step=dd.groupby("request_id").cumcount())
     gap = dd["pos"].to_numpy() != dd["first"].to_numpy() + dd["step"].to_numpy()
+    gap &= n_ev[dd["request_id"].to_numpy()].to_numpy() == 0  # evicted: checked by segments
     if gap.any():
         r = dd[gap].iloc[0]
         _fail(
@@ -175,7 +191,8 @@ def check_trace(
     start, end = tr["start_s"].to_numpy(), tr["end_s"].to_numpy()
     cl = tr["client"].to_numpy()
     same = cl[1:] == cl[:-1]
-    overlap = same & (start[1:] < end[:-1] - 1e-12)
+    clock_tol = 1e-12 + 8 * np.finfo(float).eps * np.abs(end)  # relative to the clock
+    overlap = same & (start[1:] < end[:-1] - clock_tol[:-1])
     if overlap.any():
         k = int(np.flatnonzero(overlap)[0]) + 1
         _fail(
@@ -193,9 +210,10 @@ def check_trace(
     # Per row: prompt sums of prefills, decode contexts (the t-th decode step of i reads
     # s_i + t), chunk sizes, their causal-attention sums and prefixes.
     is_d = (ex["kind"] == "decode").to_numpy()
-    s_ex = prompt[ex["request_id"].to_numpy()].to_numpy()
+    s_ex = prompt[ex["request_id"].to_numpy()].to_numpy() + _recomputed(ex, ex_seg, ev)
     step = np.zeros(len(ex), dtype=np.int64)
-    step[is_d] = ex[is_d].groupby("request_id").cumcount().to_numpy() + 1
+    step[is_d] = ex[is_d].groupby("request_id").cumcount().to_numpy() + 1 + ex_seg[is_d]
+    s_ex = np.where(is_d, prompt[ex["request_id"].to_numpy()].to_numpy(), s_ex)
     agg = (
         pd.DataFrame(
             {
@@ -211,8 +229,10 @@ def check_trace(
         .groupby(["client", "iteration"])
         .sum()
     )
-    chs = ch.sort_values(["client", "iteration"], kind="stable")
-    before = chs.groupby("request_id")["tokens"].cumsum().to_numpy() - chs["tokens"].to_numpy()
+    chs = ch.assign(seg=ch_seg).sort_values(["client", "iteration"], kind="stable")
+    before = (
+        chs.groupby(["request_id", "seg"])["tokens"].cumsum().to_numpy() - chs["tokens"].to_numpy()
+    )
     after = before + chs["tokens"].to_numpy()
     cagg = (
         pd.DataFrame(
@@ -251,7 +271,7 @@ def check_trace(
             expect[mx] = c.latency.mixed_time(
                 f["nd"][mx], f["c"][mx], f["ct"][mx], f["csq"][mx], f["cpre"][mx]
             )
-    off = ~np.isclose(dur, expect, rtol=rtol, atol=1e-12)
+    off = np.abs(dur - expect) > rtol * np.abs(expect) + clock_tol
     if off.any():
         k = int(np.flatnonzero(off)[0])
         _fail(
@@ -261,15 +281,16 @@ def check_trace(
 
     # Capacity: slots and reserved KV memory, recomputed from who holds a slot.
     # A request holds its slot from its first prefill or chunk to its last token (inclusive).
-    last = pd.concat([ex[["request_id", "iteration"]], ch[["request_id", "iteration"]]])
-    last = last.groupby("request_id")["iteration"].max()
-    spans = pd.DataFrame(
-        {
-            "client": first_in["client"],
-            "first": first_in["iteration"],
-            "last": last.reindex(first_in.index),
-        }
+    rows_all = pd.concat(
+        [
+            ex[["request_id", "client", "iteration"]].assign(seg=ex_seg),
+            ch[["request_id", "client", "iteration"]].assign(seg=ch_seg),
+        ]
     )
+    seg = rows_all.groupby(["request_id", "seg"]).agg(
+        client=("client", "first"), first=("iteration", "min"), last=("iteration", "max")
+    )
+    spans = seg.reset_index(level="seg", drop=True)
     res = pd.Series(instance.reservation, index=ids)
     held_n = np.zeros(len(tr), dtype=np.int64)
     held_kv = np.zeros(len(tr), dtype=np.int64)
@@ -297,14 +318,14 @@ def check_trace(
             "batch never exceeds B",
             f"client {cl[k]} iteration {tr['iteration'].iloc[k]} holds {held_n[k]} > B={B[k]}",
         )
-    over = held_kv > M
+    over = (held_kv > M) & (admission == "reservation")
     if over.any():
         k = int(np.flatnonzero(over)[0])
         _fail(
             "KV reserved never exceeds M",
             f"client {cl[k]} iteration {tr['iteration'].iloc[k]} reserves {held_kv[k]} > M={M[k]}",
         )
-    used = agg["c"].to_numpy()
+    used = np.maximum(agg["c"].to_numpy(), tr["kv_used_tokens"].to_numpy())
     if (used > M).any():
         k = int(np.flatnonzero(used > M)[0])
         _fail(
@@ -313,13 +334,15 @@ def check_trace(
         )
 
     # The bookkeeping columns must agree with what was recomputed.
-    for col, val in (
+    checks = [
         ("num_requests", nrow),
         ("num_running", held_n),
         ("prefill_tokens", agg["s"].to_numpy() + agg["ct"].to_numpy()),
         ("context_tokens", agg["c"].to_numpy()),
-        ("kv_reserved_tokens", held_kv),
-    ):
+    ]
+    if admission == "reservation":
+        checks.append(("kv_reserved_tokens", held_kv))
+    for col, val in checks:
         bad = tr[col].to_numpy() != val
         if bad.any():
             k = int(np.flatnonzero(bad)[0])
@@ -329,6 +352,65 @@ def check_trace(
             )
     if not np.allclose(tr["duration_s"].to_numpy(), dur, rtol=1e-9, atol=1e-12):
         _fail("trace column duration_s is consistent", "duration_s != end_s - start_s")
+
+
+def _check_evictions(evictions: pd.DataFrame | None, admission: str, ids) -> pd.DataFrame:
+    """The eviction table, checked: known requests, none under reservation admission."""
+    if evictions is None or len(evictions) == 0:
+        return pd.DataFrame(
+            {c: pd.Series(dtype=np.int64) for c in ("client", "iteration", "request_id")}
+            | {"generated_tokens": pd.Series(dtype=np.int64), "time_s": pd.Series(dtype=float)}
+        )
+    ev = evictions.sort_values(["request_id", "iteration"], kind="stable")
+    if admission == "reservation":
+        _fail(
+            "no preemption under reservation admission",
+            f"request {ev['request_id'].iloc[0]} is evicted",
+        )
+    unknown = ~ev["request_id"].isin(ids)
+    if unknown.any():
+        _fail("no request invented", f"evicted request {ev['request_id'][unknown].iloc[0]}")
+    # Generated tokens grow from eviction to eviction: each is re-prefilled, then decodes.
+    g = ev["generated_tokens"].to_numpy()
+    same = ev["request_id"].to_numpy()[1:] == ev["request_id"].to_numpy()[:-1]
+    if (g < 1).any() or (same & (g[1:] <= g[:-1])).any():
+        _fail("evicted requests keep their tokens", "generated tokens do not grow per eviction")
+    return ev
+
+
+def _segments(part: pd.DataFrame, ev: pd.DataFrame) -> np.ndarray:
+    """Per row of ``part``: how many evictions of its request came before the row's iteration."""
+    seg = np.zeros(len(part), dtype=np.int64)
+    if len(ev) == 0 or len(part) == 0:
+        return seg
+    evicted = part["request_id"].isin(ev["request_id"]).to_numpy()
+    if not evicted.any():
+        return seg
+    sub = part[evicted]
+    by_req = ev.groupby("request_id")["iteration"].apply(np.sort)
+    out = np.empty(len(sub), dtype=np.int64)
+    for k, (r, it) in enumerate(
+        zip(sub["request_id"].to_numpy(), sub["iteration"].to_numpy(), strict=True)
+    ):
+        out[k] = np.searchsorted(by_req[r], it, side="right")
+    seg[evicted] = out
+    return seg
+
+
+def _recomputed(ex: pd.DataFrame, seg: np.ndarray, ev: pd.DataFrame) -> np.ndarray:
+    """Per row: the generated tokens a (re)prefill recomputes (``g`` of the eviction before it)."""
+    out = np.zeros(len(ex), dtype=np.int64)
+    if len(ev) == 0:
+        return out
+    g = {
+        (r, k + 1): x
+        for r, grp in ev.groupby("request_id")
+        for k, x in enumerate(grp.sort_values("iteration")["generated_tokens"].to_numpy())
+    }
+    has = seg > 0
+    ids = ex["request_id"].to_numpy()
+    out[has] = [g.get((r, k), 0) for r, k in zip(ids[has], seg[has], strict=True)]
+    return out
 
 
 _TUPLE_COLUMNS = ("request_ids", "chunk_ids", "chunk_tokens")
@@ -349,3 +431,15 @@ def read_trace(path: str | Path) -> pd.DataFrame:
         if c in tr.columns:
             tr[c] = [tuple(int(x) for x in str(r).split()) for r in tr[c]]
     return tr
+
+
+def check_run(result, instance: Instance, assignment=None, rtol: float = 1e-9) -> None:
+    """``check_trace`` on an ``EngineResult``: the trace with its evictions and admission mode."""
+    check_trace(
+        result.trace,
+        instance,
+        assignment=assignment,
+        rtol=rtol,
+        evictions=result.evictions,
+        admission=result.admission,
+    )

@@ -61,6 +61,8 @@ def make_state(
     st_.latency = c.latency
     st_.prompt, st_.predicted = inst.prompt.tolist(), inst.predicted.tolist()
     st_.reservation = inst.reservation.tolist()
+    st_.charge, st_.admission = st_.reservation, "reservation"  # reservation admission
+    st_.kv_limit, st_.kv_charged = c.kv_capacity_tokens, st_.kv_reserved_tokens
     return st_
 
 

@@ -1,0 +1,434 @@
+"""One client's iteration machinery: execute an action, account KV memory, write trace rows.
+
+``ClientEngine.step(t)`` runs one iteration at an iteration boundary (docs/model.md
+sections 2 and 11): it takes in the requests the router dispatched since the last
+boundary (in the rule's queue order), asks the online rule what to run, checks the
+decision against the slots, the admission rule and the token budget, preempts under
+on-demand admission when the decode step would not fit, advances the client's clock by
+the latency model and appends one trace row. The global clock (``loop.py``) calls it in
+time order across clients.
+
+Per-request lists are shared by all clients (a request lives on one client), indexed by
+row: ``gen[i]`` tokens emitted so far, ``where[i]`` the request's state.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+from hybridsched.engine.admission import Admission
+from hybridsched.engine.schema import TRACE_COLUMNS, KVOverflowError, PolicyError
+from hybridsched.engine.state import ClientState, Decider
+
+# Request states (``where``).
+NEW, QUEUED, PREFILLING, RUNNING, DONE = 0, 1, 2, 3, 4
+
+
+class Shared:
+    """Per-request lists every client reads and updates (a request lives on one client)."""
+
+    def __init__(self, instance, rank: list[int], admission: Admission):
+        self.prompt0 = instance.prompt.tolist()
+        self.prompt = list(self.prompt0)  # tokens the next prefill processes
+        self.output = instance.output.tolist()
+        self.predicted = instance.predicted.tolist()
+        self.reservation = instance.reservation.tolist()
+        self.charge = (
+            [p + 1 for p in self.prompt0] if admission.on_demand else list(self.reservation)
+        )
+        self.ids = instance.requests["request_id"].tolist()
+        self.rank = rank
+        n = len(self.prompt0)
+        self.gen = [0] * n
+        self.where = [NEW] * n
+        self.fin_step = [0] * n
+        self.predicted_finish = [0] * n
+        self.prefilled = [0] * n
+
+
+class ClientEngine:
+    """Client ``j``: its queue, running batch, KV accounting and trace columns."""
+
+    def __init__(self, j: int, client, instance, sh: Shared, decide: Decider, admission, rule):
+        self.j, self.sh, self.decide, self.rule_name = j, sh, decide, rule
+        self.lat, self.M = client.latency, client.kv_capacity_tokens
+        self.on_demand = admission.on_demand
+        self.kv_limit = admission.kv_limit(self.M)
+        st = self.st = ClientState()
+        st.client, st.time_s, st.running, st.queue, st.prefilling = j, 0.0, {}, [], {}
+        st.prefilled, st.predicted_finish = sh.prefilled, sh.predicted_finish
+        st.decode_count, st.kv_reserved_tokens, st.kv_used_tokens, st.kv_charged = 0, 0, 0, 0
+        st.kv_limit, st.charge, st.admission = admission.kv_limit(self.M), sh.charge, admission.name
+        st.max_batch, st.kv_capacity_tokens = client.max_batch, client.kv_capacity_tokens
+        st.prefill_budget_tokens, st.latency = instance.prefill_budget_tokens, client.latency
+        st.prompt, st.predicted, st.reservation = sh.prompt, sh.predicted, sh.reservation
+        st.outstanding_tokens, st.idle = 0, True
+        self.queue_rank: list[int] = []
+        self.inbox: list[int] = []
+        self.finish_at: dict[int, list[int]] = {}
+        self.pfin_at: dict[int, list[int]] = {}
+        self.context_sum = 0  # sum over D of s_i + g_i: the context of D's next decode step
+        self.prefilled_sum = 0  # KV tokens held by partly prefilled requests
+        self.pending_prompt = 0  # on-demand: tokens partly prefilled requests still need
+        self.decoding_predicted = 0  # running rows not yet past their predicted length
+        self.t, self.k = 0.0, 0
+        self.cols: dict[str, list] = {c: [] for c in TRACE_COLUMNS}
+        self.evictions: list[tuple] = []
+
+    # --- the router's side ----------------------------------------------------------------
+
+    def receive(self, i: int) -> None:
+        """Row ``i`` is dispatched here; it joins the queue at the next boundary."""
+        sh = self.sh
+        self.inbox.append(i)
+        self.st.outstanding_tokens += sh.prompt[i] + max(0, sh.predicted[i] - sh.gen[i])
+
+    def _take_inbox(self) -> None:
+        queue, qr, rank, where = self.st.queue, self.queue_rank, self.sh.rank, self.sh.where
+        for i in self.inbox:
+            pos = bisect.bisect(qr, rank[i])
+            qr.insert(pos, rank[i])
+            queue.insert(pos, i)
+            where[i] = QUEUED
+        self.inbox.clear()
+
+    # --- one iteration --------------------------------------------------------------------
+
+    def step(self, now: float) -> float | None:
+        """Run one iteration at ``max(own clock, now)``; its end time, or ``None`` when idle."""
+        st = self.st
+        if st.idle:
+            self.t = max(self.t, now)
+        if self.inbox:
+            self._take_inbox()
+        while True:
+            if not st.running and not st.queue and not st.prefilling:
+                st.idle = True
+                return None
+            st.idle = False
+            st.time_s = self.t
+            held = self.context_sum + self.prefilled_sum
+            st.kv_used_tokens = held
+            if self.on_demand:
+                st.kv_charged = held + self.pending_prompt
+                # The watermark keeps headroom for running requests; it never blocks an
+                # empty client (else a recomputed request could wait forever).
+                st.kv_limit = self.kv_limit if st.kv_charged else self.M
+            else:
+                st.kv_charged = st.kv_reserved_tokens
+            action = self.decide(st)
+            kind = action.kind
+            if kind == "decode":
+                out = self._decode()
+            elif kind == "prefill":
+                out = self._prefill(action.rows)
+            elif kind == "mixed":
+                out = self._mixed(action.rows, action.tokens)
+            else:
+                raise PolicyError(self._err(f"unknown action kind {kind!r}"))
+            if out is not None:
+                break  # else: preemption emptied the batch; ask the rule again
+        dur, kv_reserved = out
+        c = self.cols
+        c["client"].append(self.j)
+        c["iteration"].append(self.k)
+        c["start_s"].append(self.t)
+        c["end_s"].append(self.t + dur)
+        c["duration_s"].append(dur)
+        c["kv_reserved_tokens"].append(kv_reserved)
+        self.t += dur
+        self.k += 1
+        return self.t
+
+    def _err(self, what: str) -> str:
+        return f"rule {self.rule_name!r} on client {self.j} at t={self.t:.6f}s: {what}"
+
+    def _held_column(self) -> int:
+        """``kv_reserved_tokens`` of the row: reservations, or (on demand) KV held."""
+        if self.on_demand:
+            return self.context_sum + self.prefilled_sum
+        return self.st.kv_reserved_tokens
+
+    def _check_reserved_kv(self, extra: int) -> None:
+        held = self.context_sum + self.prefilled_sum + extra
+        if held > self.M:
+            raise KVOverflowError(
+                f"client {self.j} at t={self.t:.6f}s: the requests hold {held} KV tokens, more "
+                f"than M={self.M}; predicted_output_tokens under-predict and the reservation was "
+                "too small (use on-demand admission, which preempts)"
+            )
+
+    def _decode(self):
+        st = self.st
+        if self.on_demand and self.context_sum + self.prefilled_sum + len(st.running) > self.M:
+            self._make_room(0)
+            if not st.running:
+                return None
+        n = len(st.running)
+        if n == 0:
+            raise PolicyError(self._err("decode with an empty running batch"))
+        if not self.on_demand:
+            self._check_reserved_kv(0)
+        dur = float(self.lat.decode_time(n, self.context_sum))
+        kv_reserved = self._held_column()  # held during the step, before departures
+        self._row(
+            "decode",
+            n,
+            n + len(st.prefilling),
+            0,
+            self.context_sum,
+            self.context_sum,
+            tuple(st.running.values()),
+            (),
+            (),
+        )
+        self._decode_step(n)
+        return dur, kv_reserved
+
+    def _row(self, kind, nreq, nrun, pt, ct, kvu_extra, ids, cids, ctok) -> None:
+        c = self.cols
+        c["kind"].append(kind)
+        c["num_requests"].append(nreq)
+        c["num_running"].append(nrun)
+        c["prefill_tokens"].append(pt)
+        c["context_tokens"].append(ct)
+        c["kv_used_tokens"].append(kvu_extra + self.prefilled_sum)
+        c["request_ids"].append(ids)
+        c["chunk_ids"].append(cids)
+        c["chunk_tokens"].append(ctok)
+
+    def _decode_step(self, n: int) -> None:
+        """Every running request emits a token; those that reach o_i leave."""
+        st, sh = self.st, self.sh
+        st.decode_count += 1
+        dc = st.decode_count
+        self.context_sum += n
+        st.outstanding_tokens -= self.decoding_predicted
+        pf = sh.predicted_finish
+        for i in self.pfin_at.pop(dc, ()):
+            if pf[i] == dc and sh.where[i] == RUNNING:
+                self.decoding_predicted -= 1
+        for i in self.finish_at.pop(dc, ()):
+            del st.running[i]
+            self._leave(i, sh.prompt0[i] + sh.output[i])
+
+    def _leave(self, i: int, context: int) -> None:
+        """Row ``i`` emitted its last token: free its slot and memory."""
+        st, sh = self.st, self.sh
+        self.context_sum -= context
+        sh.gen[i] = sh.output[i]
+        sh.where[i] = DONE
+        left = sh.predicted_finish[i] - st.decode_count
+        if left > 0:
+            self.decoding_predicted -= 1
+            st.outstanding_tokens -= left
+        if not self.on_demand:
+            st.kv_reserved_tokens -= sh.reservation[i]
+
+    def _first_token(self, i: int) -> None:
+        """Row ``i``'s prompt is done: it emits a token, then leaves or joins the running batch."""
+        st, sh = self.st, self.sh
+        g = sh.gen[i]
+        if g < sh.predicted[i]:
+            st.outstanding_tokens -= 1
+        g += 1
+        sh.gen[i] = g
+        dc = st.decode_count
+        if g == sh.output[i]:  # o_i = 1 (or the last token, after an eviction): it leaves
+            sh.where[i] = DONE
+            st.outstanding_tokens -= max(0, sh.predicted[i] - g)
+            if not self.on_demand:
+                st.kv_reserved_tokens -= sh.reservation[i]
+            return
+        st.running[i] = sh.ids[i]
+        sh.where[i] = RUNNING
+        self.context_sum += sh.prompt[i] + 1
+        fin = dc + sh.output[i] - g
+        sh.fin_step[i] = fin
+        self.finish_at.setdefault(fin, []).append(i)
+        pf = dc + sh.predicted[i] - g
+        sh.predicted_finish[i] = pf
+        if pf > dc:
+            self.decoding_predicted += 1
+            self.pfin_at.setdefault(pf, []).append(i)
+
+    def _make_room(self, extra: int) -> None:
+        """On-demand: evict the most recently admitted running requests until the step fits."""
+        st, sh = self.st, self.sh
+        while (
+            st.running and self.context_sum + self.prefilled_sum + len(st.running) + extra > self.M
+        ):
+            i = next(reversed(st.running))
+            if sh.prompt0[i] + sh.output[i] > self.M:
+                raise KVOverflowError(
+                    f"client {self.j} at t={self.t:.6f}s: request {sh.ids[i]} alone needs more "
+                    f"than M={self.M} KV tokens (prompt {sh.prompt0[i]} + output "
+                    f"{sh.output[i]}): it can never finish there; the router sent it on a "
+                    "too-short prediction"
+                )
+            del st.running[i]
+            dc = st.decode_count
+            g = sh.output[i] - (sh.fin_step[i] - dc)
+            self.finish_at[sh.fin_step[i]].remove(i)
+            self.context_sum -= sh.prompt0[i] + g
+            sh.gen[i] = g
+            sh.prompt[i] = sh.prompt0[i] + g
+            sh.charge[i] = sh.prompt[i] + 1
+            if sh.predicted_finish[i] > dc:
+                self.decoding_predicted -= 1
+            sh.predicted_finish[i] = -1
+            st.outstanding_tokens += sh.prompt[i]
+            sh.where[i] = QUEUED
+            st.queue.insert(0, i)
+            self.queue_rank.insert(0, -1)
+            self.evictions.append((self.j, self.k, self.t, sh.ids[i], g))
+
+    def _leave_queue(self, rows) -> None:
+        queue, qr = self.st.queue, self.queue_rank
+        k = len(rows)
+        if tuple(queue[:k]) == tuple(rows):  # the rules take the head: O(1) per row
+            del queue[:k]
+            del qr[:k]
+            return
+        taken = set(rows)
+        keep = [x for x in range(len(queue)) if queue[x] not in taken]
+        queue[:] = [queue[x] for x in keep]
+        qr[:] = [qr[x] for x in keep]
+
+    def _check_admit(self, new, what: str) -> None:
+        st, sh = self.st, self.sh
+        n = len(sh.where)
+        for i in new:
+            if not (isinstance(i, int) and 0 <= i < n) or sh.where[i] != QUEUED:
+                raise PolicyError(self._err(f"{what}: row {i} is not waiting in the queue"))
+        if len(set(new)) != len(new):
+            raise PolicyError(self._err(f"{what} lists a row twice: {tuple(new)}"))
+        if len(st.running) + len(st.prefilling) + len(new) > st.max_batch:
+            raise PolicyError(
+                self._err(
+                    f"{what} of {len(new)} with {len(st.running)} running exceeds B={st.max_batch}"
+                )
+            )
+        kv = sum(sh.charge[i] for i in new)
+        charged = (
+            self.context_sum + self.prefilled_sum + self.pending_prompt
+            if self.on_demand
+            else st.kv_reserved_tokens
+        )
+        if charged + kv > st.kv_limit:
+            raise PolicyError(
+                self._err(
+                    f"{what} would take more than M={st.kv_limit} KV tokens"
+                    if not self.on_demand
+                    else f"{what} would take more than M - watermark = {st.kv_limit} KV tokens"
+                )
+            )
+
+    def _prefill(self, P):
+        st, sh = self.st, self.sh
+        if not P:
+            raise PolicyError(self._err("prefill of no request"))
+        self._check_admit(P, "prefill")
+        prompt = sh.prompt
+        s_sum = sum(prompt[i] for i in P)
+        if s_sum > st.prefill_budget_tokens and len(P) > 1:
+            raise PolicyError(
+                self._err(
+                    f"prefill of {s_sum} tokens exceeds the budget {st.prefill_budget_tokens}"
+                )
+            )
+        if not self.on_demand:
+            self._check_reserved_kv(s_sum)
+        dur = float(self.lat.prefill_time(s_sum, sum(prompt[i] ** 2 for i in P)))
+        nrun = len(st.running) + len(st.prefilling) + len(P)
+        self._row(
+            "prefill",
+            len(P),
+            nrun,
+            s_sum,
+            0,
+            self.context_sum + s_sum,
+            tuple(sh.ids[i] for i in P),
+            (),
+            (),
+        )
+        if not self.on_demand:
+            st.kv_reserved_tokens += sum(sh.reservation[i] for i in P)
+        kv_reserved = self._held_column() + (s_sum if self.on_demand else 0)
+        self._leave_queue(P)
+        st.outstanding_tokens -= s_sum
+        for i in P:
+            self._first_token(i)
+        return dur, kv_reserved
+
+    def _mixed(self, C, toks):
+        st, sh = self.st, self.sh
+        if len(C) != len(toks):
+            raise PolicyError(self._err("mixed iteration: rows and tokens differ in length"))
+        if len(set(C)) != len(C):
+            raise PolicyError(self._err(f"mixed iteration lists a row twice: {C}"))
+        c_tok = sum(toks)
+        if self.on_demand:
+            if self.context_sum + self.prefilled_sum + len(st.running) + c_tok > self.M:
+                self._make_room(c_tok)
+        n = len(st.running)
+        if not C and n == 0:
+            if self.on_demand:
+                return None
+            raise PolicyError(self._err("mixed iteration with no chunk and an empty running batch"))
+        prefilling, prefilled, prompt = st.prefilling, sh.prefilled, sh.prompt
+        new = [i for i in C if i not in prefilling]
+        self._check_admit(new, "mixed iteration")
+        if any(i not in prefilling and sh.where[i] != QUEUED for i in C):
+            raise PolicyError(
+                self._err("mixed iteration: a row is neither waiting nor being prefilled")
+            )
+        for i, x in zip(C, toks, strict=True):
+            if x < 1 or prefilled[i] + x > prompt[i]:
+                raise PolicyError(self._err(f"a chunk of {x} tokens does not fit row {i}'s prompt"))
+        if c_tok > st.prefill_budget_tokens:
+            raise PolicyError(
+                self._err(f"chunks of {c_tok} tokens exceed the budget {st.prefill_budget_tokens}")
+            )
+        if not self.on_demand:
+            self._check_reserved_kv(c_tok)
+        sq = sum((prefilled[i] + x) ** 2 - prefilled[i] ** 2 for i, x in zip(C, toks, strict=True))
+        prefix = sum(prefilled[i] for i in C)
+        dur = float(self.lat.mixed_time(n, self.context_sum, c_tok, sq, prefix))
+        if new:
+            self._leave_queue(new)
+            for i in new:
+                prefilling[i] = sh.ids[i]
+                sh.where[i] = PREFILLING
+                if self.on_demand:
+                    self.pending_prompt += prompt[i] + 1
+                else:
+                    st.kv_reserved_tokens += sh.reservation[i]
+        self.prefilled_sum += c_tok
+        self.pending_prompt -= c_tok if self.on_demand else 0
+        kv_reserved = self._held_column()
+        self._row(
+            "mixed",
+            n + len(C),
+            n + len(prefilling),
+            c_tok,
+            self.context_sum if n else 0,
+            self.context_sum,
+            tuple(st.running.values()),
+            tuple(sh.ids[i] for i in C),
+            tuple(int(x) for x in toks),
+        )
+        st.outstanding_tokens -= c_tok
+        if n:
+            self._decode_step(n)
+        for i, x in zip(C, toks, strict=True):
+            prefilled[i] += x
+            if prefilled[i] < prompt[i]:
+                continue
+            del prefilling[i]  # prompt complete: first token at the end of this iteration
+            self.prefilled_sum -= prompt[i]
+            prefilled[i] = 0
+            if self.on_demand:
+                self.pending_prompt -= 1
+            self._first_token(i)
+        return dur, kv_reserved
