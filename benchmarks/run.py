@@ -7,6 +7,11 @@ Sections:
          time, solve time to 0.1% gap (or the gap at the time limit), LPT vs MIP vs bound.
   mip    the exact iteration MIP: the largest instance solved to optimality within 60 s.
   study  the 100-case study wall time on 2 workers, for both configurations.
+  engine the serving engine against the pre-engine simulator, side by side (benchmarks/engine.py).
+  scale  the whole CLI run at 100,000 requests on 64 clients and 1,000,000 on 256 (engine.py).
+  fit    the latency calibration on the shipped Llama-2-70B measurements (A100, H100): fit
+         time, median/p90 error per kind (targets: median <= 5%, p90 <= 10%), and the
+         leave-one-tp-out errors (fit without one tp, predict it).
   pred   the length predictors' errors on the GSM8K test split (MAE, MAPE, Spearman, interval
          coverage), against the best constant and a prompt-length-only regression.
 """
@@ -203,15 +208,58 @@ def bench_pred() -> None:
     )
 
 
+def bench_fit() -> None:
+    from dataclasses import replace
+
+    from hybridsched import calibration as cal
+    from hybridsched.paths import data_dir
+    from hybridsched.profiles import load_hardware_profile, load_model_profile
+
+    csv = data_dir() / "latency" / "splitwise" / "perf_model_measured.csv"
+    model = load_model_profile("llama-2-70b")
+    print("== calibration: Llama-2-70B measured iteration times (splitwise), tp 2 and 8 ==")
+    for hw, label in (("a100-80gb-sxm", "a100-80gb"), ("h100-80gb-sxm", "h100-80gb")):
+        m = cal.load_splitwise(csv, "llama2-70b", label)
+        base = replace(load_hardware_profile(hw), memory_bytes=80 * 2**30)
+        t0 = time.perf_counter()
+        fit = cal.fit_profile(m, model, base)
+        wall = time.perf_counter() - t0
+        e = fit.errors.set_index(["kind", "tp"])
+        parts = [
+            f"{k} median {e.loc[(k, 'all'), 'median']:.1%} p90 {e.loc[(k, 'all'), 'p90']:.1%}"
+            for k in ("prefill", "decode")
+        ]
+        print(
+            f"{hw}: fit {wall:.1f} s, {len(fit.outliers)} outliers; "
+            + "; ".join(parts)
+            + "  (target: median <= 5%, p90 <= 10%)"
+        )
+        loto = cal.leave_one_tp_out(m, model, base).set_index(["held_out_tp", "kind"])
+        for (tp, kind), r in loto.iterrows():
+            if kind != "all":
+                print(
+                    f"  held-out tp={tp} {kind:7s}: median {r['median']:.1%} p90 {r['p90']:.1%} max {r['max']:.1%}"
+                )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--only", default="sim,mmbpp,mip,study,pred", help="comma-separated sections")
+    p.add_argument(
+        "--only",
+        default="sim,mmbpp,mip,study,fit,engine,scale,pred",
+        help="comma-separated sections",
+    )
     args = p.parse_args()
+    from engine import bench_engine, bench_scale  # benchmarks/engine.py
+
     sections = {
         "sim": bench_sim,
         "mmbpp": bench_mmbpp,
         "mip": bench_mip,
         "study": bench_study,
+        "fit": bench_fit,
+        "engine": bench_engine,
+        "scale": bench_scale,
         "pred": bench_pred,
     }
     for name in args.only.split(","):

@@ -19,6 +19,8 @@ Commands and the files they write (columns and keys are a contract):
   ``single-case`` and ``study`` take the serving options of ``simulate``.
 - ``study --out DIR``: ``DIR/study_cases.csv``, ``DIR/study_summary.csv``, ``DIR/study.json``.
 - ``render [--smoke] [--out reports]``: the notebooks as HTML reports.
+- ``calibrate --measurements CSV --model M --hardware H --out PROFILE.yaml``: a hardware
+  profile fitted to measured iteration times, with its fit errors and outliers.
 
 Bad input exits with code 2 and one line naming the field and the value; nothing is
 written unless the whole run succeeded (files are written to temporary names and
@@ -374,6 +376,8 @@ def cmd_study(args) -> None:
         mip_gap=args.mip_gap,
         **_prediction(args),
         serving=_serving(args),
+        model=args.model,
+        hardware=args.hardware,
     )
     out = Outputs(args.out)
     out.add("study_cases.csv", res.cases)
@@ -396,6 +400,28 @@ def cmd_render(args) -> None:
     except RenderError as e:
         print(f"render failed: {e}", file=sys.stderr)
         raise SystemExit(1) from None
+
+
+def cmd_calibrate(args) -> None:
+    """Fit a hardware profile to measured iteration times and write it (calibration.py)."""
+    import shlex
+
+    from hybridsched.calibration import calibrate
+
+    command = "python -m hybridsched calibrate " + " ".join(shlex.quote(a) for a in args.argv)
+    report_text = calibrate(
+        args.measurements,
+        args.format,
+        args.model,
+        args.hardware,
+        args.out,
+        command,
+        memory_bytes=args.memory_bytes,
+        measured_model=args.measured_model,
+        measured_hardware=args.measured_hardware,
+        name=args.name,
+    )
+    print(report_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -451,6 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clients", type=int, default=2)
     p.add_argument("--tp", type=int, default=4)
     p.add_argument("--max-batch", type=int, default=32)
+    p.add_argument("--model", default="llama-65b", help="model profile name or YAML path")
+    p.add_argument("--hardware", default="a100-80gb-sxm", help="hardware profile name or YAML path")
     p.add_argument(
         "--requests", default=None, help="request CSV to draw cases from (default: GSM8K test)"
     )
@@ -466,12 +494,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports")
     p.add_argument("--notebooks", nargs="*", help="notebook names (default: all)")
     p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("calibrate", help="fit a hardware profile to measured iteration times")
+    p.add_argument(
+        "--measurements", required=True, help="splitwise CSV of iteration times, or a Vidur folder"
+    )
+    p.add_argument("--format", default="splitwise", choices=["splitwise", "vidur"])
+    p.add_argument("--model", required=True, help="model profile name or YAML path")
+    p.add_argument("--hardware", required=True, help="base hardware profile name or YAML path")
+    p.add_argument("--memory-bytes", default=None, help="override the memory size, e.g. '80 GiB'")
+    p.add_argument(
+        "--measured-model", default=None, help="the file's model label (default: known alias)"
+    )
+    p.add_argument("--measured-hardware", default=None, help="the file's hardware label")
+    p.add_argument("--name", default=None, help="profile name (default: the --out file's stem)")
+    p.add_argument("--out", required=True, help="profile YAML to write")
+    p.set_defaults(func=cmd_calibrate)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[2:] if argv is None else argv[1:])
     try:
         args.func(args)
     except ValueError as e:

@@ -113,8 +113,52 @@ def validate_requests(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def load_requests(path: str | Path) -> pd.DataFrame:
-    """Read a request table from CSV (columns as in the module docstring)."""
+def check_context(
+    requests: pd.DataFrame, max_context: int | None, fit: str = "error"
+) -> pd.DataFrame:
+    """Requests whose prompt plus output fit the model's context length ``max_context``.
+
+    ``fit="error"`` raises naming the first request (and row) that does not fit;
+    ``fit="drop"`` drops those rows and records how many in ``attrs["dropped_over_context"]``.
+    The check uses ``max(output, predicted output)``. ``max_context=None`` checks nothing.
+    """
+    if fit not in ("error", "drop"):
+        raise ValueError(f"fit_context must be 'error' or 'drop', got {fit!r}")
+    if max_context is None:
+        return requests
+    need = requests["prompt_tokens"].to_numpy() + np.maximum(
+        requests["output_tokens"].to_numpy(),
+        requests.get("predicted_output_tokens", requests["output_tokens"]).to_numpy(),
+    )
+    bad = need > max_context
+    if fit == "error" or bad.all():
+        if bad.any():
+            pos = int(np.flatnonzero(bad)[0])
+            rid = requests["request_id"].iloc[pos] if "request_id" in requests.columns else pos
+            raise ValueError(
+                f"request {rid} (row {pos}): prompt_tokens + output_tokens = {need[pos]} exceeds the "
+                f"model's max_context {max_context}"
+                + (
+                    f" ({int(bad.sum())} such rows; fit_context='drop' drops them)"
+                    if bad.sum() > 1
+                    else ""
+                )
+            )
+        return requests
+    out = requests[~bad].reset_index(drop=True)
+    out.attrs["dropped_over_context"] = int(bad.sum())
+    return out
+
+
+def load_requests(
+    path: str | Path, max_context: int | None = None, fit_context: str = "error"
+) -> pd.DataFrame:
+    """Read a request table from CSV (columns as in the module docstring).
+
+    With ``max_context``, requests longer than the context are an error or, with
+    ``fit_context="drop"``, dropped (``check_context``; the count is in
+    ``attrs["dropped_over_context"]``).
+    """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"requests: no such file {path}")
@@ -122,7 +166,7 @@ def load_requests(path: str | Path) -> pd.DataFrame:
         df = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise ValueError(f"requests: {path} is not a readable CSV ({str(e).strip()})") from None
-    return validate_requests(df)
+    return check_context(validate_requests(df), max_context, fit_context)
 
 
 def load_gsm8k(split: str = "test", output_column: str = "model_output_tokens") -> pd.DataFrame:

@@ -135,6 +135,14 @@ POLICIES: dict[str, PolicySpec] = {
             "beyond the paper: MMBPP + sorted + chunked prefill",
         ),
         PolicySpec(
+            "hybrid-robust",
+            "portfolio",
+            "longest",
+            "lagrangian",
+            "beyond the paper: the best of the hybrid, the baseline and memory-aware "
+            "variants, planned on the predicted lengths with the simulator",
+        ),
+        PolicySpec(
             "vllm",
             "round_robin",
             "fcfs",
@@ -335,9 +343,10 @@ def run_policy(
         a, plan["info"] = offline_assignment(instance, spec.dispatch, solve)
         return _check_assignment(instance, a)
 
+    portfolio = spec.dispatch == "portfolio" and router == "static" and assignment is None
     r = make_router(
         router,
-        static_plan,
+        (lambda: np.zeros(instance.num_requests, dtype=np.int64)) if portfolio else static_plan,
         seed=knobs.seed,
         replan_s=solve.replan_s,
         solver=mmbpp_solver(solve.time_limit_s, solve.mip_gap, solve.threads),
@@ -348,8 +357,19 @@ def run_policy(
         info = {"dispatch": "rolling-mmbpp"}
     else:
         info = {"dispatch": router}
+    rule = make_rule(spec, knobs)
+    if portfolio:
+        choice = _portfolio(instance, solve)
+        r = make_router("static", lambda: choice.assignment)
+        rule = choice.rule
+        info = {
+            "dispatch": "portfolio",
+            "choice": choice.name,
+            "predicted_makespan_s": choice.predicted_makespan_s,
+            "candidates": choice.candidates,
+        }
     t0 = time.perf_counter()
-    res = simulate_run(instance, r, make_rule(spec, knobs), admission, check=check)
+    res = simulate_run(instance, r, rule, admission, check=check)
     elapsed = time.perf_counter() - t0
     if router == "rolling-mmbpp":
         info["replans"] = len(res.router_log)
@@ -368,6 +388,19 @@ def run_policy(
         res.admission,
         res.router_log,
     )
+
+
+def _portfolio(instance: Instance, solve: SolveSettings):
+    """The portfolio planner (``portfolio.py``) with the MMBPP on HiGHS as its assignment."""
+    from hybridsched.offline import solve_assignment
+    from hybridsched.portfolio import plan
+
+    def assign(sizes):
+        return solve_assignment(
+            sizes, time_limit_s=solve.time_limit_s, mip_gap=solve.mip_gap, threads=solve.threads
+        ).assignment
+
+    return plan(instance, assign)
 
 
 def versions() -> dict:
@@ -772,6 +805,8 @@ def run_study(
     prediction_seed: int = 0,
     predictor: str | None = None,
     serving: Serving = Serving(),
+    model: str = "llama-65b",
+    hardware: str = "a100-80gb-sxm",
 ) -> StudyResult:
     """Case ``k`` draws ``requests_per_case`` requests with seed ``first_seed + k - 1``.
 
@@ -800,7 +835,9 @@ def run_study(
     )
     if not 1 <= requests_per_case <= len(base):
         raise ValueError(f"requests_per_case must be in 1..{len(base)}, got {requests_per_case}")
-    cluster = Cluster(num_clients=clients, tp=tp, max_batch=max_batch)
+    cluster = Cluster(
+        model=model, hardware=hardware, num_clients=clients, tp=tp, max_batch=max_batch
+    )
     cluster.make_clients()  # fail fast on a bad cluster, before any process starts
     solve = SolveSettings(time_limit_s, mip_gap, threads=1)
     jobs = [

@@ -14,7 +14,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from hybridsched.data import load_gsm8k, validate_requests
+from hybridsched.data import check_context, load_gsm8k, validate_requests
 from hybridsched.latency import (
     LatencyModel,
     LinearLatency,
@@ -162,8 +162,11 @@ def make_instance(
     """An instance from a request table (default: GSM8K test) and a cluster (default: 2 x tp=4, B=32)."""
     cluster = cluster or Cluster()
     requests = load_gsm8k() if requests is None else requests
+    requests = check_context(
+        validate_requests(requests), load_model_profile(cluster.model).max_context
+    )
     return Instance(
-        validate_requests(requests),
+        requests,
         cluster.make_clients(),
         int(prefill_budget_tokens),
         meta={"cluster": cluster.to_dict()},

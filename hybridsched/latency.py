@@ -20,151 +20,17 @@ feasible iteration lasts at least the sum of the floors of the tokens it process
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-import yaml
 
-from hybridsched.paths import data_dir
-
-
-@dataclass(frozen=True)
-class ModelProfile:
-    """A decoder-only transformer, as far as its cost matters."""
-
-    name: str
-    num_layers: int
-    hidden_size: int
-    ffn_size: int
-    num_heads: int
-    vocab_size: int
-    bytes_per_param: int = 2
-    kv_bytes_per_value: int = 2
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if f.name != "name" and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-                raise ValueError(
-                    f"model profile {self.name!r}: {f.name} must be an integer >= 1, got {v!r}"
-                )
-
-    @property
-    def num_params(self) -> int:
-        """``L(4d^2 + 3 d ffn + 2d) + 2Vd + d``: attention, SwiGLU FFN, norms, embeddings."""
-        L, d = self.num_layers, self.hidden_size
-        return L * (4 * d * d + 3 * d * self.ffn_size + 2 * d) + 2 * self.vocab_size * d + d
-
-    @property
-    def weight_bytes(self) -> int:
-        return self.num_params * self.bytes_per_param
-
-    @property
-    def kv_bytes_per_token(self) -> int:
-        """Keys and values of every layer: ``2 * L * d * bytes``."""
-        return 2 * self.num_layers * self.hidden_size * self.kv_bytes_per_value
-
-
-@dataclass(frozen=True)
-class HardwareProfile:
-    """One accelerator (per-GPU figures) plus the achieved efficiencies."""
-
-    name: str
-    peak_flops: float
-    memory_bandwidth: float
-    memory_bytes: float
-    usable_memory_fraction: float = 0.9
-    allreduce_bandwidth: float = 300e9
-    allreduce_latency_s: float = 10e-6
-    mfu: float = 0.5
-    mbu: float = 0.75
-    iteration_overhead_s: float = 3e-3
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if f.name == "name":
-                continue
-            if (
-                not isinstance(v, (int, float))
-                or isinstance(v, bool)
-                or not math.isfinite(v)
-                or v < 0
-            ):
-                raise ValueError(
-                    f"hardware profile {self.name!r}: {f.name} must be a finite number >= 0, got {v!r}"
-                )
-        for name in (
-            "peak_flops",
-            "memory_bandwidth",
-            "memory_bytes",
-            "allreduce_bandwidth",
-            "mfu",
-            "mbu",
-        ):
-            if getattr(self, name) <= 0:
-                raise ValueError(
-                    f"hardware profile {self.name!r}: {name} must be > 0, got {getattr(self, name)!r}"
-                )
-        for name in ("usable_memory_fraction", "mfu", "mbu"):
-            if getattr(self, name) > 1:
-                raise ValueError(
-                    f"hardware profile {self.name!r}: {name} must be <= 1, got {getattr(self, name)!r}"
-                )
-
-
-_PROFILE_FOLDERS = {"model": "models", "hardware": "hardware"}
-
-
-def _profile_path(kind: str, name: str) -> Path:
-    folder = data_dir() / "profiles" / _PROFILE_FOLDERS[kind]
-    path = folder / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in folder.glob("*.yaml"))
-        raise ValueError(f"unknown {kind} profile {name!r}; known: {', '.join(known)}")
-    return path
-
-
-def _load_yaml(path: Path, cls: type, kind: str):
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ValueError(f"{kind} profile {path}: not valid YAML ({e})") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"{kind} profile {path}: expected a mapping of constants")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ValueError(f"{kind} profile {path}: unknown field(s) {', '.join(unknown)}")
-    # YAML 1.1 reads "312e12" as a string; accept it as the number it plainly is.
-    for f in fields(cls):
-        if f.type == "float" and isinstance(raw.get(f.name), str):
-            try:
-                raw[f.name] = float(raw[f.name])
-            except ValueError:
-                raise ValueError(
-                    f"{kind} profile {path}: {f.name} must be a number, got {raw[f.name]!r}"
-                ) from None
-    try:
-        return cls(**{"name": path.stem, **raw})
-    except TypeError as e:  # a missing constant
-        raise ValueError(f"{kind} profile {path}: {e}") from None
-
-
-def load_model_profile(name_or_path: str | Path) -> ModelProfile:
-    """A model profile by name (data/profiles/models/NAME.yaml) or by path."""
-    p = Path(name_or_path)
-    path = p if p.suffix in (".yaml", ".yml") else _profile_path("model", str(name_or_path))
-    return _load_yaml(path, ModelProfile, "model")
-
-
-def load_hardware_profile(name_or_path: str | Path) -> HardwareProfile:
-    """A hardware profile by name (data/profiles/hardware/NAME.yaml) or by path."""
-    p = Path(name_or_path)
-    path = p if p.suffix in (".yaml", ".yml") else _profile_path("hardware", str(name_or_path))
-    return _load_yaml(path, HardwareProfile, "hardware")
+from hybridsched.profiles import (  # noqa: F401  (re-exported: the profiles' old home)
+    HardwareProfile,
+    ModelProfile,
+    load_hardware_profile,
+    load_model_profile,
+)
 
 
 class LatencyModel(Protocol):
@@ -194,8 +60,9 @@ class RooflineLatency:
     tp: int
 
     def __post_init__(self) -> None:
-        if not isinstance(self.tp, (int, np.integer)) or self.tp < 1:
+        if not isinstance(self.tp, (int, np.integer)) or isinstance(self.tp, bool) or self.tp < 1:
             raise ValueError(f"tp must be an integer >= 1, got {self.tp!r}")
+        self.model.check_tp(int(self.tp))
         if self.kv_capacity_tokens < 1:
             need = math.ceil(
                 self.model.weight_bytes
@@ -207,6 +74,17 @@ class RooflineLatency:
             )
 
     # --- derived constants -------------------------------------------------------------
+    @property
+    def overhead(self) -> float:
+        """Fixed cost of any iteration: ``overhead + overhead_per_extra_gpu * (tp - 1)``."""
+        hw = self.hardware
+        return hw.iteration_overhead_s + hw.overhead_per_extra_gpu_s * (self.tp - 1)
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        """KV bytes per token this replica stores (KV heads replicated when ``tp > H_kv``)."""
+        return self.model.kv_bytes_per_token_tp(int(self.tp))
+
     @property
     def peak_eff(self) -> float:
         return self.tp * self.hardware.peak_flops * self.hardware.mfu
@@ -222,25 +100,49 @@ class RooflineLatency:
             self.tp * self.hardware.memory_bytes * self.hardware.usable_memory_fraction
             - self.model.weight_bytes
         )
-        return max(0, int(free // self.model.kv_bytes_per_token))
+        return max(0, int(free // self.kv_bytes_per_token))
 
     def comm_time(self, tokens):
-        """Two all-reduces per layer of ``tokens * d * 2`` bytes; none without tensor parallelism."""
+        """Two all-reduces per layer of ``tokens * d * 2`` bytes; none without tensor parallelism.
+
+        With ``allreduce_ring`` the bytes carry the ring factor ``2 (tp - 1) / tp``; with
+        ``allreduce_large_message_bytes`` the bytes of a message beyond that size move at
+        ``allreduce_large_bandwidth`` (docs/model.md section 3). Both are off by default.
+        """
         if self.tp == 1:
             return 0.0 * tokens
         hw = self.hardware
-        per = hw.allreduce_latency_s + tokens * self.model.hidden_size * 2 / hw.allreduce_bandwidth
-        return 2 * self.model.num_layers * per
+        if not hw.allreduce_ring and hw.allreduce_large_message_bytes is None:
+            per = (
+                hw.allreduce_latency_s
+                + tokens * self.model.hidden_size * 2 / hw.allreduce_bandwidth
+            )
+            return 2 * self.model.num_layers * per
+        ring = 2.0 * (self.tp - 1) / self.tp if hw.allreduce_ring else 1.0
+        msg = np.asarray(tokens, dtype=float) * (self.model.hidden_size * 2)
+        if hw.allreduce_large_message_bytes is None:
+            wire = msg / hw.allreduce_bandwidth
+        else:
+            cut = hw.allreduce_large_message_bytes
+            wire = (
+                np.minimum(msg, cut) / hw.allreduce_bandwidth
+                + np.maximum(msg - cut, 0.0) / hw.allreduce_large_bandwidth
+            )
+        out = 2 * self.model.num_layers * (hw.allreduce_latency_s + ring * wire)
+        return out if np.ndim(tokens) else float(out)
 
     # --- iteration times -----------------------------------------------------------------
     def prefill_time(self, sum_tokens, sum_sq_tokens):
         """Prefill of prompts with ``sum(s)`` and ``sum(s^2)``: linear FLOPs plus causal attention."""
         m = self.model
-        flops = 2.0 * m.num_params * sum_tokens + 2.0 * m.num_layers * m.hidden_size * sum_sq_tokens
+        flops = (
+            2.0 * m.active_params * sum_tokens
+            + 2.0 * m.num_layers * m.attention_dim * sum_sq_tokens
+        )
         # Weights are read once; the prompt's KV is written once.
-        bytes_ = m.weight_bytes + m.kv_bytes_per_token * sum_tokens
+        bytes_ = m.weight_bytes + self.kv_bytes_per_token * sum_tokens
         return (
-            self.hardware.iteration_overhead_s
+            self.overhead
             + np.maximum(flops / self.peak_eff, bytes_ / self.bw_eff)
             + self.comm_time(sum_tokens)
         )
@@ -248,12 +150,15 @@ class RooflineLatency:
     def decode_time(self, batch_size, sum_context):
         """One decode step of ``|D|`` requests holding ``sum(context)`` KV tokens."""
         m = self.model
-        flops = 2.0 * m.num_params * batch_size + 4.0 * m.num_layers * m.hidden_size * sum_context
-        bytes_ = m.weight_bytes + m.kv_bytes_per_token * sum_context
+        flops = (
+            2.0 * m.active_params * batch_size + 4.0 * m.num_layers * m.attention_dim * sum_context
+        )
+        bytes_ = m.weight_bytes + self.kv_bytes_per_token * sum_context
         return (
-            self.hardware.iteration_overhead_s
+            self.overhead
             + np.maximum(flops / self.peak_eff, bytes_ / self.bw_eff)
             + self.comm_time(batch_size)
+            + self.hardware.decode_per_request_s * batch_size
         )
 
     def mixed_time(self, batch_size, sum_context, chunk_tokens, chunk_sq_diff, chunk_prefix):
@@ -267,21 +172,24 @@ class RooflineLatency:
         """
         m = self.model
         flops = (
-            2.0 * m.num_params * (batch_size + chunk_tokens)
-            + 4.0 * m.num_layers * m.hidden_size * sum_context
-            + 2.0 * m.num_layers * m.hidden_size * chunk_sq_diff
+            2.0 * m.active_params * (batch_size + chunk_tokens)
+            + 4.0 * m.num_layers * m.attention_dim * sum_context
+            + 2.0 * m.num_layers * m.attention_dim * chunk_sq_diff
         )
-        bytes_ = m.weight_bytes + m.kv_bytes_per_token * (sum_context + chunk_tokens + chunk_prefix)
+        bytes_ = m.weight_bytes + self.kv_bytes_per_token * (
+            sum_context + chunk_tokens + chunk_prefix
+        )
         return (
-            self.hardware.iteration_overhead_s
+            self.overhead
             + np.maximum(flops / self.peak_eff, bytes_ / self.bw_eff)
             + self.comm_time(batch_size + chunk_tokens)
+            + self.hardware.decode_per_request_s * batch_size
         )
 
     # --- floors (section 5) --------------------------------------------------------------
     def prefill_floor_per_token(self) -> float:
         """``phi_p = 2 * params / peak_eff``: the compute a prompt token needs at any batch."""
-        return 2.0 * self.model.num_params / self.peak_eff
+        return 2.0 * self.model.active_params / self.peak_eff
 
     def prefill_floors(self) -> dict[str, float]:
         """Per-prompt-token floors valid inside mixed iterations, the two ends of section 5.
@@ -293,39 +201,44 @@ class RooflineLatency:
         comm_slope = self.comm_time(1.0) - self.comm_time(0.0)
         return {
             "compute": self.prefill_floor_per_token(),
-            "memory": comm_slope + self.model.kv_bytes_per_token / self.bw_eff,
+            "memory": comm_slope + self.kv_bytes_per_token / self.bw_eff,
         }
 
     def decode_fixed_cost(self) -> float:
         """The part of a decode step that does not grow with the batch: what slots or memory share."""
-        return (
-            self.hardware.iteration_overhead_s
-            + self.comm_time(0.0)
-            + self.model.weight_bytes / self.bw_eff
-        )
+        return self.overhead + self.comm_time(0.0) + self.model.weight_bytes / self.bw_eff
 
     def decode_floors(self, context, max_batch: int) -> dict[str, np.ndarray]:
         """Per-token floors of a decode step at ``context``, the two ends of section 5.
 
         ``memory``: the fixed cost shared by at most ``max_batch`` slots plus the token's own
         KV read and all-reduce share. ``compute``: the token's FLOPs at peak efficiency.
+        Both add the per-request cost of a decode step (0 unless the profile sets it).
         """
         m = self.model
         c = np.asarray(context, dtype=float)
         comm_slope = self.comm_time(1.0) - self.comm_time(0.0)
+        per_request = self.hardware.decode_per_request_s
         memory = (
             self.decode_fixed_cost() / max_batch
             + comm_slope
-            + m.kv_bytes_per_token * c / self.bw_eff
+            + self.kv_bytes_per_token * c / self.bw_eff
+            + per_request
         )
-        compute = (2.0 * m.num_params + 4.0 * m.num_layers * m.hidden_size * c) / self.peak_eff
+        compute = (
+            2.0 * m.active_params + 4.0 * m.num_layers * m.attention_dim * c
+        ) / self.peak_eff + per_request
         return {"memory": memory, "compute": compute}
 
     def decode_variable_floor(self, context) -> np.ndarray:
         """The batch-dependent part of a decode step per token (memory side), for reservation shares."""
         c = np.asarray(context, dtype=float)
         comm_slope = self.comm_time(1.0) - self.comm_time(0.0)
-        return comm_slope + self.model.kv_bytes_per_token * c / self.bw_eff
+        return (
+            comm_slope
+            + self.kv_bytes_per_token * c / self.bw_eff
+            + self.hardware.decode_per_request_s
+        )
 
     def describe(self) -> dict:
         return {
@@ -334,7 +247,9 @@ class RooflineLatency:
             "hardware": self.hardware.name,
             "tp": int(self.tp),
             "num_params": self.model.num_params,
+            "active_params": self.model.active_params,
             "weight_gb": self.model.weight_bytes / 1e9,
+            "kv_bytes_per_token": self.kv_bytes_per_token,
             "kv_capacity_tokens": self.kv_capacity_tokens,
         }
 

@@ -7,13 +7,14 @@ trace that was edited or produced by a buggy rule fails with the invariant named
 
 from __future__ import annotations
 
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from hybridsched.instance import Instance
 from hybridsched.engine.schema import TRACE_COLUMNS
+from hybridsched.instance import Instance
 
 
 class TraceError(AssertionError):
@@ -24,19 +25,29 @@ def _fail(invariant: str, detail: str) -> None:
     raise TraceError(f"{invariant}: {detail}")
 
 
+def _flatten(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """A column of tuples as (row index per element, the elements), without ``explode``."""
+    lengths = np.fromiter((len(x) for x in col), dtype=np.int64, count=len(col))
+    flat = np.fromiter(chain.from_iterable(col), dtype=np.int64, count=int(lengths.sum()))
+    return np.repeat(np.arange(len(col)), lengths), flat
+
+
 def per_request(trace: pd.DataFrame) -> pd.DataFrame:
     """One row per (iteration, request) in ``request_ids``: the exploded trace request metrics need.
 
     ``kind`` is the request's role: ``prefill`` (a prefill row) or ``decode`` (a decode
     row, or the decode step of a mixed row). Prompt chunks are in ``per_chunk``.
     """
-    ex = trace[["client", "iteration", "kind", "start_s", "end_s", "request_ids"]].explode(
-        "request_ids"
+    pos, ids = _flatten(trace["request_ids"])
+    kind = np.where(trace["kind"].to_numpy() == "prefill", "prefill", "decode")
+    out = {c: trace[c].to_numpy()[pos] for c in ("client", "iteration")}
+    out["kind"] = pd.Categorical.from_codes(
+        (kind[pos] == "decode").astype(np.int8), categories=["prefill", "decode"]
     )
-    ex = ex.rename(columns={"request_ids": "request_id"}).dropna(subset=["request_id"])
-    ex["request_id"] = ex["request_id"].astype(np.int64)
-    ex["kind"] = ex["kind"].where(ex["kind"] != "mixed", "decode")
-    return ex
+    for c in ("start_s", "end_s"):
+        out[c] = trace[c].to_numpy()[pos]
+    out["request_id"] = ids
+    return pd.DataFrame(out, index=trace.index[pos])
 
 
 def per_chunk(trace: pd.DataFrame) -> pd.DataFrame:
@@ -44,15 +55,12 @@ def per_chunk(trace: pd.DataFrame) -> pd.DataFrame:
     cols = ["client", "iteration", "start_s", "end_s"]
     if "chunk_ids" not in trace.columns:
         return pd.DataFrame(columns=[*cols, "request_id", "tokens"])
-    mixed = trace[trace["chunk_ids"].map(len) > 0]
-    if mixed.empty:
-        return pd.DataFrame(
-            {c: pd.Series(dtype=trace[c].dtype) for c in cols}
-            | {"request_id": pd.Series(dtype=np.int64), "tokens": pd.Series(dtype=np.int64)}
-        )
-    ex = mixed[[*cols, "chunk_ids", "chunk_tokens"]].explode(["chunk_ids", "chunk_tokens"])
-    ex = ex.rename(columns={"chunk_ids": "request_id", "chunk_tokens": "tokens"})
-    return ex.astype({"request_id": np.int64, "tokens": np.int64})
+    pos, ids = _flatten(trace["chunk_ids"])
+    _, toks = _flatten(trace["chunk_tokens"])
+    out = {c: trace[c].to_numpy()[pos] for c in cols}
+    out["request_id"] = ids
+    out["tokens"] = toks
+    return pd.DataFrame(out, index=trace.index[pos])
 
 
 def first_tokens(trace: pd.DataFrame) -> pd.DataFrame:

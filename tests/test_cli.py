@@ -94,7 +94,7 @@ def test_bad_cluster_exits_2_and_writes_nothing(tmp_path, capsys, small_csv, arg
         ("prompt_tokens,output_tokens\n10,2.5\n", "must be an integer"),
         ("prompt_tokens\n10\n", "missing column"),
         ('prompt_tokens,output_tokens\n"10,3\n', "CSV"),
-        ("prompt_tokens,output_tokens\n10,9000\n", "KV capacity"),
+        ("prompt_tokens,output_tokens\n10,9000\n", "max_context 2048"),
     ],
 )
 def test_bad_requests_exit_2_and_write_nothing(tmp_path, capsys, content, message):
@@ -207,3 +207,63 @@ def test_module_entry_point_runs():
         [sys.executable, "-m", "hybridsched", "--help"], capture_output=True, text=True
     )
     assert r.returncode == 0 and "simulate" in r.stdout and "study" in r.stdout
+
+
+def test_study_and_simulate_take_any_profile(tmp_path):
+    """Tests that study and simulate run Llama-2-70B on 2 x H100 (measured profile) at tp=2
+    and record the profiles they used."""
+    import json
+
+    from hybridsched.cli import main
+
+    out = tmp_path / "study"
+    assert (
+        main(
+            [
+                "study",
+                "--cases",
+                "1",
+                "--requests-per-case",
+                "20",
+                "--workers",
+                "1",
+                "--model",
+                "llama-2-70b",
+                "--hardware",
+                "h100-80gb-sxm-measured",
+                "--tp",
+                "2",
+                "--time-limit",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    doc = json.loads((out / "study.json").read_text())
+    text = json.dumps(doc)
+    assert "llama-2-70b" in text and "h100-80gb-sxm-measured" in text
+    sim = tmp_path / "sim"
+    assert (
+        main(
+            [
+                "simulate",
+                "--policy",
+                "baseline",
+                "--model",
+                "llama-2-70b",
+                "--hardware",
+                "h100-80gb-sxm-measured",
+                "--tp",
+                "2",
+                "--num-requests",
+                "20",
+                "--out",
+                str(sim),
+            ]
+        )
+        == 0
+    )
+    metrics = json.loads((sim / "metrics.json").read_text())
+    assert metrics["makespan_s"] > 0

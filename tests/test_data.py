@@ -342,3 +342,31 @@ def test_validate_bad_interval_names_column_row_and_value(lo, hi, message):
         cols["predicted_hi_tokens"] = hi
     with pytest.raises(ValueError, match=re.escape(message)):
         validate_requests(three_requests(**cols))
+
+
+def test_check_context_error_names_row_and_drop_counts():
+    """Tests that a request longer than max_context is an error naming its row, and that
+    fit='drop' drops it and reports the count."""
+    from hybridsched.data import check_context, validate_requests
+
+    req = validate_requests(
+        pd.DataFrame({"prompt_tokens": [100, 8000, 50], "output_tokens": [10, 100, 4000]})
+    )
+    with pytest.raises(
+        ValueError, match=r"request 1 \(row 1\).*8100.*max_context 2048.*2 such rows"
+    ):
+        check_context(req, 2048)
+    kept = check_context(req, 2048, fit="drop")
+    assert list(kept["request_id"]) == [0] and kept.attrs["dropped_over_context"] == 2
+    assert check_context(req, None) is req
+    with pytest.raises(ValueError, match="fit_context"):
+        check_context(req, 2048, fit="truncate")
+
+
+def test_make_instance_checks_the_models_context():
+    """Tests that an 8,000-token prompt is refused on LLaMA-65B (2,048-token context)."""
+    from hybridsched.instance import Cluster, make_instance
+
+    req = pd.DataFrame({"prompt_tokens": [8000], "output_tokens": [10]})
+    with pytest.raises(ValueError, match="max_context 2048"):
+        make_instance(req, Cluster())

@@ -105,11 +105,16 @@ def test_single_case_traces_pass_check_trace(single_150):
     inst = single_150.instance
     table = single_150.table.set_index("policy")
     for p, r in single_150.runs.items():
-        check_trace(r.trace, inst, assignment=r.assignment)
+        check_trace(
+            r.trace, inst, assignment=r.assignment, evictions=r.evictions, admission=r.admission
+        )
         assert table.loc[p, "makespan_s"] == r.trace["end_s"].max()
         prompt_rows = (r.trace["kind"] == "prefill") | (r.trace["chunk_ids"].map(len) > 0)
         assert table.loc[p, "num_prefill_iterations"] == prompt_rows.sum()
-        assert r.solve["dispatch"] == POLICIES[p].dispatch
+        if POLICIES[p].router == "static":
+            assert r.solve["dispatch"] == POLICIES[p].dispatch
+        else:
+            assert r.solve["dispatch"] == POLICIES[p].router
     assert single_150.to_json()["lower_bound"]["lower_bound_s"] == single_150.bound.lower_bound_s
 
 
@@ -192,8 +197,14 @@ def test_every_ablation_passes_invariants_and_meets_the_bound(case):
     assert lb.lower_bound_s >= lower_bound(inst).lower_bound_s
     for p in POLICIES:
         r = run_policy(inst, p, knobs, solve, check=True)
-        check_trace(r.trace, inst, assignment=r.assignment)
+        check_trace(
+            r.trace, inst, assignment=r.assignment, evictions=r.evictions, admission=r.admission
+        )
         bound = experiments.bound_for(p, lb, lb_mixed).lower_bound_s
+        if r.admission == "on-demand":  # the reservation-share part does not apply
+            bound = experiments.full_lower_bound(
+                inst, solve=solve, mixed_iterations=POLICIES[p].mixed, admission="on-demand"
+            ).lower_bound_s
         assert r.metrics["makespan_s"] >= bound * (1 - 1e-9), p
 
 

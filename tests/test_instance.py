@@ -86,17 +86,23 @@ def test_client_rejects_bad_capacity(kwargs, match):
         Client(**args)
 
 
-def test_make_instance_rejects_request_over_kv_capacity():
+def test_make_instance_rejects_request_over_kv_capacity(tmp_path):
     """Tests that at tp=2 (M = 5122) a request with s + o = 5123 is rejected with
-    ValueError naming the request, its need and the capacity, while s + o = 5122 fits."""
+    ValueError naming the request, its need and the capacity, while s + o = 5122 fits
+    (on LLaMA-65B without its 2,048-token context limit, so that the KV check is the one hit)."""
+    from hybridsched.paths import data_dir
+
+    text = (data_dir() / "profiles" / "models" / "llama-65b.yaml").read_text()
+    model = tmp_path / "llama-65b-nolimit.yaml"
+    model.write_text(text.replace("max_context: 2048\n", ""))
     ok = pd.DataFrame(
         {"request_id": [3, 7], "prompt_tokens": [100, 5000], "output_tokens": [10, 122]}
     )
-    inst = make_instance(ok, Cluster(tp=2))
+    inst = make_instance(ok, Cluster(tp=2, model=str(model)))
     assert inst.num_requests == 2
     bad = ok.assign(output_tokens=[10, 123])
     with pytest.raises(ValueError, match=r"request 7 \(row 1\).*5123.*5122"):
-        make_instance(bad, Cluster(tp=2))
+        make_instance(bad, Cluster(tp=2, model=str(model)))
 
 
 def test_instance_rejects_prediction_over_capacity():

@@ -161,8 +161,8 @@ def _edited_profile(tmp_path: Path, kind: str, old: str, new: str) -> Path:
         (
             "models",
             "num_layers: 80",
-            "num_layers: 80\nnum_experts: 8",
-            "unknown field.*num_experts",
+            "num_layers: 80\nnum_shards: 8",
+            "unknown field.*num_shards",
         ),
         ("models", "num_layers: 80", "num_layers: eighty", "num_layers"),
         ("models", "num_layers: 80", "num_layers: 80.5", "num_layers"),

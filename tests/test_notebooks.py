@@ -13,7 +13,13 @@ import pytest
 from hybridsched import report
 from hybridsched.paths import repo_root
 
-NOTEBOOKS = ["01_single_case", "02_case_study", "03_exact_mip", "04_sensitivity"]
+NOTEBOOKS = [
+    "01_single_case",
+    "02_case_study",
+    "03_exact_mip",
+    "04_sensitivity",
+    "05_latency_model",
+]
 
 # A column header or row label of each notebook's main results table.
 TABLE_MARKERS = {
@@ -21,6 +27,7 @@ TABLE_MARKERS = {
     "02_case_study": "mean U gain (pp)",
     "03_exact_mip": "gap_to_optimum",
     "04_sensitivity": "gap_closed",
+    "05_latency_model": "overhead_per_extra_gpu_s",
 }
 
 

@@ -42,7 +42,7 @@ def _compare(got: pd.DataFrame, want: pd.DataFrame, key: list[str]) -> None:
 def test_single_case_unchanged(name):
     clients, tp = CONFIGS[name]
     want = pd.read_csv(FIX / f"single_case_{name}.csv")
-    res = run_single_case(clients=clients, tp=tp)
+    res = run_single_case(clients=clients, tp=tp, policies=list(want["policy"]))
     _compare(res.table, want, ["policy"])
 
 

@@ -306,7 +306,7 @@ class ClientEngine:
         if len(st.running) + len(st.prefilling) + len(new) > st.max_batch:
             raise PolicyError(
                 self._err(
-                    f"{what} of {len(new)} with {len(st.running)} running exceeds B={st.max_batch}"
+                    f"{what} of {len(new)} with {len(st.running)} running exceeds B={st.max_batch} slots"
                 )
             )
         kv = sum(sh.charge[i] for i in new)

@@ -1,0 +1,357 @@
+"""Calibration: fit the roofline's efficiency constants to measured iteration times.
+
+``fit_profile(measurements, model, hardware)`` fits, by robust least squares on the
+relative error (``scipy.optimize.least_squares``, Cauchy loss, scale 5%), the hardware
+profile's ``mfu``, ``mbu``, ``iteration_overhead_s``, ``overhead_per_extra_gpu_s``,
+``decode_per_request_s``, ``allreduce_bandwidth`` and ``allreduce_latency_s`` so that
+``RooflineLatency`` reproduces the measured prefill and decode times (docs/model.md 3).
+
+Measurements are a table with one row per measured iteration kind: ``kind`` (prefill or
+decode), ``tp``, ``batch``, ``prompt``, ``sum_tokens``, ``sum_sq_tokens``,
+``sum_context``, ``time_s`` and ``row`` (the source row). Loaders:
+
+- ``load_splitwise(path)``: SplitwiseSim's ``perf_model.csv``: each row gives a prefill
+  (``prompt_time``: ``batch_size`` prompts of ``prompt_size`` tokens) and a decode
+  (``token_time``: the mean step of ``batch_size`` requests over ``token_size`` tokens,
+  so the mean context is ``prompt_size + token_size / 2``); times in ms.
+- ``calibration_vidur.load_vidur(dir)``: Vidur's operator and all-reduce profiles.
+
+Outlier rule (documented in docs/model.md 3): a row is an outlier when the first robust
+fit misses it by more than 50%; at most 2% of the rows, the worst first. The fit is then
+repeated without them, and errors are reported on the remaining rows.
+
+A constant the data cannot separate from the others is kept at the base profile's value
+and reported under ``fixed``: with fewer than three tensor-parallel degrees the
+all-reduce latency (a per-iteration constant for every ``tp > 1``) is indistinguishable
+from the two overheads; with one degree, so is ``overhead_per_extra_gpu_s``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+
+from hybridsched.latency import RooflineLatency
+from hybridsched.measurements import (  # noqa: F401  (re-exported)
+    MEASUREMENT_COLUMNS,
+    load_splitwise,
+)
+from hybridsched.profiles import HardwareProfile, ModelProfile
+
+PARAMS = [
+    "mfu",
+    "mbu",
+    "iteration_overhead_s",
+    "overhead_per_extra_gpu_s",
+    "decode_per_request_s",
+    "allreduce_bandwidth",
+    "allreduce_large_share",
+    "allreduce_latency_s",
+]
+# The message size beyond which all-reduce bytes move at the large-message bandwidth:
+# 2,048 tokens of d = 8192 activations in bf16 (docs/model.md section 3).
+LARGE_MESSAGE_BYTES = 32 * 2**20
+# Bounds and scales of each fitted constant (SI units).
+_BOUNDS = {
+    "mfu": (1e-3, 1.0, 0.1),
+    "mbu": (1e-3, 1.0, 0.1),
+    "iteration_overhead_s": (0.0, 1.0, 1e-2),
+    "overhead_per_extra_gpu_s": (0.0, 1.0, 1e-3),
+    "decode_per_request_s": (0.0, 1.0, 1e-4),
+    "allreduce_bandwidth": (1e9, 1e13, 1e11),
+    "allreduce_latency_s": (0.0, 1e-2, 1e-5),
+    "allreduce_large_share": (1e-3, 1.0, 0.1),  # large-message bandwidth / bandwidth
+}
+OUTLIER_THRESHOLD = 0.5
+OUTLIER_MAX_SHARE = 0.02
+LOSS, F_SCALE = "cauchy", 0.05
+
+
+def predict(model: ModelProfile, hardware: HardwareProfile, m: pd.DataFrame) -> np.ndarray:
+    """The roofline's time (s) of every measured iteration."""
+    out = np.empty(len(m))
+    for tp, idx in m.groupby("tp").indices.items():
+        roof = RooflineLatency(model, hardware, int(tp))
+        g = m.iloc[idx]
+        pre = (g["kind"] == "prefill").to_numpy()
+        out[idx] = np.where(
+            pre,
+            roof.prefill_time(g["sum_tokens"].to_numpy(float), g["sum_sq_tokens"].to_numpy(float)),
+            roof.decode_time(g["sum_tokens"].to_numpy(float), g["sum_context"].to_numpy(float)),
+        )
+    return out
+
+
+def error_table(m: pd.DataFrame, rel_error: np.ndarray) -> pd.DataFrame:
+    """Median, p90 and max absolute relative error per kind, per tp and per kind and tp."""
+    e = m.assign(abs_rel_error=np.abs(rel_error))
+    parts = []
+    for keys in (["kind"], ["tp"], ["kind", "tp"]):
+        g = e.groupby(keys)["abs_rel_error"]
+        t = pd.DataFrame(
+            {"median": g.median(), "p90": g.quantile(0.9), "max": g.max(), "rows": g.size()}
+        )
+        t = t.reset_index()
+        for k in ("kind", "tp"):
+            if k not in t.columns:
+                t[k] = "all"
+        parts.append(t)
+    out = pd.concat(parts, ignore_index=True)
+    out["tp"] = out["tp"].astype(str)
+    return out[["kind", "tp", "median", "p90", "max", "rows"]]
+
+
+@dataclass
+class Fit:
+    """A fitted hardware profile and how well it reproduces the measurements."""
+
+    hardware: HardwareProfile
+    params: dict
+    fixed: dict
+    errors: pd.DataFrame
+    outliers: pd.DataFrame
+    predictions: pd.DataFrame = field(repr=False)
+
+    def summary(self) -> dict:
+        return {
+            "params": self.params,
+            "fixed": self.fixed,
+            "errors": self.errors.round(4).to_dict(orient="records"),
+            "outliers": self.outliers[
+                ["kind", "tp", "batch", "prompt", "row", "time_s", "rel_error"]
+            ]
+            .round(4)
+            .to_dict(orient="records"),
+        }
+
+
+def free_params(m: pd.DataFrame) -> list[str]:
+    """The constants these measurements can identify (module docstring)."""
+    tps = sorted(set(m["tp"]))
+    names = list(PARAMS)
+    if len(tps) < 3:
+        names.remove("allreduce_latency_s")
+    if len(tps) < 2:
+        names.remove("overhead_per_extra_gpu_s")
+    if not (m["kind"] == "decode").any():
+        names.remove("decode_per_request_s")
+    if max(tps) == 1:
+        names = [n for n in names if not n.startswith("allreduce")]
+    return names
+
+
+def param_value(hw: HardwareProfile, name: str) -> float:
+    """A fitted constant of a profile (``allreduce_large_share`` is large / base bandwidth)."""
+    if name == "allreduce_large_share":
+        if hw.allreduce_large_bandwidth is None:
+            return 1.0
+        return hw.allreduce_large_bandwidth / hw.allreduce_bandwidth
+    return float(getattr(hw, name))
+
+
+def _with(hw: HardwareProfile, values: dict) -> HardwareProfile:
+    values = dict(values)
+    share = values.pop("allreduce_large_share", None)
+    hw = replace(hw, allreduce_large_message_bytes=None, allreduce_large_bandwidth=None, **values)
+    if share is None:
+        share = 1.0
+    return replace(
+        hw,
+        allreduce_large_message_bytes=float(LARGE_MESSAGE_BYTES),
+        allreduce_large_bandwidth=float(share) * hw.allreduce_bandwidth,
+    )
+
+
+def calibration_base(hw: HardwareProfile, **changes) -> HardwareProfile:
+    """The starting point of a fit: ``hw`` with the ring factor and the large-message term on."""
+    return _with(replace(hw, allreduce_ring=True, **changes), {})
+
+
+def _solve(model, base: HardwareProfile, m: pd.DataFrame, names: list[str]) -> HardwareProfile:
+    lo = np.array([_BOUNDS[n][0] for n in names])
+    hi = np.array([_BOUNDS[n][1] for n in names])
+    scale = np.array([_BOUNDS[n][2] for n in names])
+    x0 = np.clip([param_value(base, n) for n in names], lo + 1e-12, hi)
+    y = m["time_s"].to_numpy(float)
+
+    def residuals(x):
+        hw = _with(base, dict(zip(names, map(float, x), strict=True)))
+        return predict(model, hw, m) / y - 1.0
+
+    sol = least_squares(residuals, x0, bounds=(lo, hi), loss=LOSS, f_scale=F_SCALE, x_scale=scale)
+    return _with(base, dict(zip(names, map(float, sol.x), strict=True)))
+
+
+def fit_profile(
+    m: pd.DataFrame, model: ModelProfile, base: HardwareProfile, name: str | None = None
+) -> Fit:
+    """Fit ``base``'s efficiency constants to measurements ``m`` (module docstring)."""
+    if len(m) < 8:
+        raise ValueError(f"measurements: need at least 8 rows to fit, got {len(m)}")
+    base = calibration_base(base)
+    for tp in sorted(set(m["tp"])):
+        RooflineLatency(model, base, int(tp))  # raises if the model cannot run at this tp
+    names = free_params(m)
+    first = _solve(model, base, m, names)
+    err = predict(model, first, m) / m["time_s"].to_numpy(float) - 1.0
+    cap = int(np.floor(OUTLIER_MAX_SHARE * len(m)))
+    worst = np.argsort(-np.abs(err))[:cap]
+    out_idx = np.sort(worst[np.abs(err[worst]) > OUTLIER_THRESHOLD])
+    keep = np.setdiff1d(np.arange(len(m)), out_idx)
+    inl = m.iloc[keep].reset_index(drop=True)
+    hw = _solve(model, first, inl, names) if len(out_idx) else first
+    hw = replace(hw, name=name or base.name)
+    pred = predict(model, hw, m)
+    rel = pred / m["time_s"].to_numpy(float) - 1.0
+    predictions = m.assign(predicted_s=pred, rel_error=rel, outlier=False)
+    predictions.loc[out_idx, "outlier"] = True
+    errors = error_table(inl, rel[keep])
+    params = {n: param_value(hw, n) for n in names}
+    fixed = {n: param_value(hw, n) for n in PARAMS if n not in names}
+    fixed["allreduce_large_message_bytes"] = float(LARGE_MESSAGE_BYTES)
+    return Fit(hw, params, fixed, errors, predictions.iloc[out_idx], predictions)
+
+
+def leave_one_tp_out(m: pd.DataFrame, model: ModelProfile, base: HardwareProfile) -> pd.DataFrame:
+    """Fit without each tp in turn and predict it: the errors per kind on the held-out tp.
+
+    The rows the fit on all of ``m`` treats as outliers are left out of both sides.
+    """
+    out = fit_profile(m, model, base).outliers
+    flagged = set(zip(out["kind"], out["row"].astype(int), strict=True))
+    m = m[[k not in flagged for k in zip(m["kind"], m["row"].astype(int), strict=True)]]
+    rows = []
+    for tp in sorted(set(m["tp"])):
+        train, test = m[m["tp"] != tp], m[m["tp"] == tp].reset_index(drop=True)
+        if train.empty:
+            continue
+        f = fit_profile(train.reset_index(drop=True), model, base)
+        rel = predict(model, f.hardware, test) / test["time_s"].to_numpy(float) - 1.0
+        t = error_table(test, rel)
+        t = t[t["tp"] != "all"].assign(held_out_tp=tp)
+        rows.append(t)
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def write_profile(fit: Fit, path: str | Path, calibration: dict) -> None:
+    """Write the fitted profile as YAML: every constant, the fit and how it was made."""
+    import yaml
+
+    hw = fit.hardware
+    body = {
+        "name": hw.name,
+        "peak_flops": hw.peak_flops,
+        "memory_bandwidth": hw.memory_bandwidth,
+        "memory_bytes": hw.memory_bytes,
+        "usable_memory_fraction": hw.usable_memory_fraction,
+        "allreduce_bandwidth": hw.allreduce_bandwidth,
+        "allreduce_latency_s": hw.allreduce_latency_s,
+        "mfu": hw.mfu,
+        "mbu": hw.mbu,
+        "iteration_overhead_s": hw.iteration_overhead_s,
+        "overhead_per_extra_gpu_s": hw.overhead_per_extra_gpu_s,
+        "decode_per_request_s": hw.decode_per_request_s,
+        "allreduce_ring": hw.allreduce_ring,
+        "allreduce_large_message_bytes": hw.allreduce_large_message_bytes,
+        "allreduce_large_bandwidth": hw.allreduce_large_bandwidth,
+    }
+    if hw.nvlink_bandwidth is not None:
+        body["nvlink_bandwidth"] = hw.nvlink_bandwidth
+    body["source"] = hw.source
+    body["calibration"] = {**calibration, **fit.summary()}
+    text = yaml.safe_dump(body, sort_keys=False, width=100)
+    header = "# Fitted by `python -m hybridsched calibrate`; see `calibration` below.\n"
+    Path(path).write_text(header + text)
+
+
+def constants_table(profiles: dict[str, HardwareProfile]) -> pd.DataFrame:
+    """The fitted constants of several profiles side by side (rows: constants)."""
+    return pd.DataFrame(
+        {label: {n: param_value(hw, n) for n in PARAMS} for label, hw in profiles.items()}
+    )
+
+
+# Labels of the shipped measurement files, by profile name (calibrate's defaults).
+MEASURED_LABELS = {
+    "llama-2-70b": "llama2-70b",
+    "a100-80gb-sxm": "a100-80gb",
+    "h100-80gb-sxm": "h100-80gb",
+}
+
+
+def calibrate(
+    measurements: str | Path,
+    fmt: str,
+    model_name: str,
+    hardware_name: str,
+    out: str | Path,
+    command: str,
+    memory_bytes: str | None = None,
+    measured_model: str | None = None,
+    measured_hardware: str | None = None,
+    name: str | None = None,
+) -> str:
+    """The ``calibrate`` command: fit, write the profile to ``out`` (atomically), return the report."""
+    import os
+    from datetime import UTC, datetime
+
+    from hybridsched.profiles import load_hardware_profile, load_model_profile, parse_bytes
+
+    model = load_model_profile(model_name)
+    base = load_hardware_profile(hardware_name)
+    if memory_bytes is not None:
+        base = replace(base, memory_bytes=parse_bytes(memory_bytes, "--memory-bytes"))
+    out = Path(out)
+    name = name or out.stem
+    memory = f"peak and bandwidth from {base.name}, memory {base.memory_bytes:.0f} B"
+    if fmt == "vidur":
+        from hybridsched.calibration_vidur import fit_vidur, load_vidur
+
+        ops, ar = load_vidur(measurements)
+        m = pd.concat([ops, ar], ignore_index=True)
+        m_label = h_label = "vidur"
+        base = replace(
+            base, source=f"fitted to Vidur profiles in {Path(measurements).name}; {memory}"
+        )
+        fit = fit_vidur(ops, ar, model, base, name=name)
+    elif fmt == "splitwise":
+        m_label = measured_model or MEASURED_LABELS.get(str(model_name))
+        h_label = measured_hardware or MEASURED_LABELS.get(str(hardware_name))
+        m = load_splitwise(measurements, m_label, h_label)
+        base = replace(
+            base, source=f"fitted to {Path(measurements).name} ({m_label} on {h_label}); {memory}"
+        )
+        fit = fit_profile(m, model, base, name=name)
+    else:
+        raise ValueError(f"format must be 'splitwise' or 'vidur', got {fmt!r}")
+    meta = {
+        "measurements": Path(measurements).name,
+        "format": fmt,
+        "model": model.name,
+        "measured_model": m_label,
+        "measured_hardware": h_label,
+        "rows": int(len(m)),
+        "fitted_on": datetime.now(UTC).date().isoformat(),
+        "command": command,
+        "loss": f"{LOSS} on relative error, scale {F_SCALE}",
+        "outlier_rule": f"first fit misses by > {OUTLIER_THRESHOLD:.0%}, at most {OUTLIER_MAX_SHARE:.0%} of rows",
+    }
+    lines = [
+        f"fitted {', '.join(f'{k}={v:.4g}' for k, v in fit.params.items())}",
+        f"kept   {', '.join(f'{k}={v:.4g}' for k, v in fit.fixed.items())}",
+        fit.errors.to_string(index=False, float_format=lambda v: f"{v:.3f}"),
+        f"outliers ({len(fit.outliers)} of {len(m)} rows):",
+    ]
+    if len(fit.outliers):
+        cols = ["row", "kind", "tp", "batch", "prompt", "time_s", "predicted_s", "rel_error"]
+        lines.append(fit.outliers[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".partial")
+    write_profile(fit, tmp, meta)
+    os.replace(tmp, out)
+    lines.append(str(out))
+    return "\n".join(lines)
