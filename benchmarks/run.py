@@ -23,6 +23,8 @@ Sections:
          local Dask cluster and on the process pool: wall time, cells per second, and the
          scheduling overhead per cell, (wall x workers - sum of cell times) / cells.
          `--sweep-cells` and `--sweep-requests` make it smaller.
+  pred   the length predictors' errors on the GSM8K test split (MAE, MAPE, Spearman, interval
+         coverage), against the best constant and a prompt-length-only regression.
 """
 
 from __future__ import annotations
@@ -266,6 +268,36 @@ def bench_study(workers: int = 2) -> None:
         )
 
 
+def bench_pred() -> None:
+    from hybridsched.data import load_gsm8k
+    from hybridsched.length_model import training_table
+    from hybridsched.predictors import evaluate_predictor
+
+    print("== length predictors on the GSM8K test split (1,319 requests, truth: 175B outputs) ==")
+    print(
+        f"{'predictor':>22} {'MAE tok':>8} {'MAPE':>7} {'Spearman':>8} {'bias tok':>8} "
+        f"{'coverage':>8} {'width tok':>9} {'time s':>7}"
+    )
+    for spec in ("oracle", "trained", "bucket", "bucket:32,64,128,256", "noisy:0.5", "noisy:0.25"):
+        t0 = time.perf_counter()
+        e = evaluate_predictor(spec, seed=0)
+        print(
+            f"{e['predictor']:>22} {e['mae_tokens']:>8.1f} {e['mape']:>7.1%} {e['spearman']:>8.3f} "
+            f"{e['bias_tokens']:>+8.1f} {e['coverage']:>8.1%} {e['mean_width_tokens']:>9.1f} "
+            f"{time.perf_counter() - t0:>7.2f}"
+        )
+    o = load_gsm8k()["output_tokens"].to_numpy(float)
+    x, y = training_table()
+    a = np.c_[np.ones(len(x)), x["prompt_tokens"]]
+    coef = np.linalg.lstsq(a, y, rcond=None)[0]
+    only = coef[0] + coef[1] * load_gsm8k()["prompt_tokens"].to_numpy(float)
+    print(
+        f"best constant (median) MAE {np.mean(np.abs(o - np.median(o))):.1f} tokens; prompt tokens "
+        f"only (least squares on train) MAE {np.mean(np.abs(only - o)):.1f} tokens  "
+        "(target: trained beats both)"
+    )
+
+
 def bench_fit() -> None:
     from dataclasses import replace
 
@@ -418,7 +450,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument(
         "--only",
-        default="sim,mmbpp,mmbpp-scale,bound,mip,study,fit,engine,scale,workloads,bounds,sweep",
+        default="sim,mmbpp,mmbpp-scale,bound,mip,study,fit,engine,scale,workloads,bounds,sweep,pred",
         help="comma-separated sections",
     )
     p.add_argument("--sweep-cells", type=int, default=1000)
@@ -452,6 +484,7 @@ def main() -> None:
         "sweep": lambda: bench_sweep(
             args.sweep_cells, args.sweep_requests, kinds=args.sweep_engines.split(",")
         ),
+        "pred": bench_pred,
     }
     for name in args.only.split(","):
         sections[name.strip()]()

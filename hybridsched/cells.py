@@ -46,6 +46,7 @@ DEFAULTS: dict[str, object] = {
     "seed": 0,
     "prediction_sigma": 0.0,
     "prediction_seed": 0,
+    "predictor": None,
     "arrivals": "table",
     "arrival_seed": None,
     "rate_scale": 1.0,
@@ -189,7 +190,13 @@ def requests_of(p: dict, tables: dict | None = None) -> pd.DataFrame:
     elif opts["max_requests"] is None and opts["window"] is None:
         opts = None  # a preloaded table: only the sample, predictions and arrivals apply
     df = requests_for(
-        src, p["num_requests"], p["seed"], p["prediction_sigma"], p["prediction_seed"], opts
+        src,
+        p["num_requests"],
+        p["seed"],
+        p["prediction_sigma"] or 0.0,
+        p["prediction_seed"],
+        opts,
+        predictor=p["predictor"],
     )
     info = df.attrs.get("workload")
     seed = p["seed"] if p["arrival_seed"] is None else p["arrival_seed"]

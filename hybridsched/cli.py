@@ -197,13 +197,38 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
         "--num-requests", type=int, default=None, help="sample this many requests (seeded)"
     )
     p.add_argument("--seed", type=int, default=0, help="seed for sampling and random sort keys")
+    _predictor_args(p)
+
+
+def _predictor_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--predictor",
+        default=None,
+        help="output-length predictor planners see: oracle (default), noisy:SIGMA, bucket, "
+        "bucket:E1,E2,..., trained",
+    )
     p.add_argument(
         "--prediction-sigma",
         type=float,
-        default=0.0,
-        help="lognormal error of the predicted output lengths planners see (default 0: exact)",
+        default=None,
+        help="lognormal error of the predicted output lengths (= --predictor noisy:SIGMA)",
     )
     p.add_argument("--prediction-seed", type=int, default=0, help="seed of the prediction error")
+
+
+def _prediction(args) -> dict:
+    """The prediction keywords of ``requests_for`` and friends; both ways at once is an error."""
+    from hybridsched.predictors import predictor_spec
+
+    if args.predictor is not None and args.prediction_sigma is not None:
+        raise ValueError("give --predictor or --prediction-sigma, not both")
+    sigma = args.prediction_sigma or 0.0
+    predictor_spec(args.predictor, sigma)  # a bad spec fails here, before any work
+    return {
+        "prediction_sigma": sigma,
+        "prediction_seed": args.prediction_seed,
+        "predictor": args.predictor,
+    }
 
 
 def _serving_args(p: argparse.ArgumentParser) -> None:
@@ -277,13 +302,20 @@ def _instance(args):
         args.workload,
         args.num_requests,
         args.seed,
-        args.prediction_sigma,
-        args.prediction_seed,
-        _workload_options(args),
+        workload_options=_workload_options(args),
+        **_prediction(args),
     )
     args.workload_info = workload_info(reqs)
     _report_dropped(args.workload_info)
     return make_instance(reqs, cluster), cluster
+
+
+def _recorded_prediction(args) -> dict:
+    """What an output file records of the predictions: sigma, seed and the predictor's spec."""
+    from hybridsched.predictors import predictor_spec
+
+    kw = _prediction(args)
+    return {**kw, "predictor": predictor_spec(kw["predictor"], kw["prediction_sigma"]) or "oracle"}
 
 
 def cell_params(args) -> dict:
@@ -325,8 +357,7 @@ def cmd_simulate(args) -> None:
         seed=args.seed,
         arrivals=cell.params["arrivals"],
         rate_scale=cell.params["rate_scale"],
-        prediction_sigma=args.prediction_sigma,
-        prediction_seed=args.prediction_seed,
+        **_recorded_prediction(args),
         knobs={
             "lambda_multiplier": args.lambda_multiplier,
             "horizon": args.horizon,
@@ -374,7 +405,13 @@ def cmd_assign(args) -> None:
     )
     out.add(
         "solve.json",
-        {**res.to_dict(), **cluster.to_dict(), "seed": args.seed, "versions": versions()},
+        {
+            **res.to_dict(),
+            **cluster.to_dict(),
+            "seed": args.seed,
+            **_recorded_prediction(args),
+            "versions": versions(),
+        },
     )
     out.commit()
     print(
@@ -400,8 +437,7 @@ def cmd_single_case(args) -> None:
         model=args.model,
         hardware=args.hardware,
         latency=args.latency,
-        prediction_sigma=args.prediction_sigma,
-        prediction_seed=args.prediction_seed,
+        **_prediction(args),
         workload_options=_workload_options(args),
         serving=_serving(args),
     )
@@ -442,6 +478,7 @@ def cmd_study(args) -> None:
         time_limit_s=args.time_limit,
         mip_gap=args.mip_gap,
         workload_options=_workload_options(args),
+        **_prediction(args),
         serving=_serving(args),
         model=args.model,
         hardware=args.hardware,
@@ -660,6 +697,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hardware", default="a100-80gb-sxm", help="hardware profile name or YAML path")
     _workload_args(p)
     p.add_argument("--policies", nargs="*", choices=list(POLICIES))
+    _predictor_args(p)
     _solve_args(p, mip_gap=1e-3)
     _serving_args(p)
     _engine_args(p, default="processes")

@@ -10,6 +10,13 @@ A request table is a tidy DataFrame, one row per request, with the columns
 ``arrival_s``               float  ``r_i >= 0`` (default 0: the whole batch is known at 0)
 ==========================  =====  ===============================================
 
+and optionally a predicted interval (``hybridsched.predictors``), both columns or neither:
+
+==========================  =====  ===============================================
+``predicted_lo_tokens``     int    ``1 <= lo_i <= ô_i``
+``predicted_hi_tokens``     int    ``hi_i >= ô_i``
+==========================  =====  ===============================================
+
 Every loader returns that schema through ``validate_requests``, so a bad row fails here,
 with the column, the value and the row named, and never deep inside the simulator.
 
@@ -29,8 +36,11 @@ from hybridsched.paths import data_dir
 
 COLUMNS = ["request_id", "prompt_tokens", "output_tokens", "predicted_output_tokens", "arrival_s"]
 _INT_COLUMNS = ["request_id", "prompt_tokens", "output_tokens", "predicted_output_tokens"]
+INTERVAL_COLUMNS = ["predicted_lo_tokens", "predicted_hi_tokens"]
 
 GSM8K_CSV = "gsm8k_llama_tokens.csv"
+GSM8K_QUESTIONS_CSV = "gsm8k_questions.csv"
+PROMPT_TEXT = "prompt_text"  # optional column of a request CSV or DataFrame: the prompt's text
 
 MAX_TOKENS = 10_000_000
 """More tokens than any real request has (a prompt or output above this is rejected)."""
@@ -81,9 +91,16 @@ def validate_requests(df: pd.DataFrame) -> pd.DataFrame:
     else:
         out["predicted_output_tokens"] = out["output_tokens"]
     out["arrival_s"] = df["arrival_s"].to_numpy() if "arrival_s" in df.columns else 0.0
+    have = [c for c in INTERVAL_COLUMNS if c in df.columns]
+    if len(have) == 1:
+        raise ValueError(
+            f"requests: {have[0]} needs its partner column; give both of {INTERVAL_COLUMNS}"
+        )
+    for col in have:
+        out[col] = df[col].to_numpy()
 
     too_large = f"is too large to be a real request (more than {MAX_TOKENS:,} tokens)"
-    for col in _INT_COLUMNS:
+    for col in _INT_COLUMNS + have:
         if pd.api.types.is_integer_dtype(out[col]) and not pd.api.types.is_bool_dtype(out[col]):
             if col != "request_id" and pd.api.types.is_unsigned_integer_dtype(out[col]):
                 _fail_row(out, out[col].to_numpy() > MAX_TOKENS, col, too_large)
@@ -96,9 +113,17 @@ def validate_requests(df: pd.DataFrame) -> pd.DataFrame:
             _fail_row(out, values > MAX_TOKENS, col, too_large)
         _fail_row(out, np.abs(values) >= 2.0**62, col, "is out of range")
         out[col] = values.astype(np.int64)
-    for col in ("prompt_tokens", "output_tokens", "predicted_output_tokens"):
+    for col in ("prompt_tokens", "output_tokens", "predicted_output_tokens", *have):
         _fail_row(out, out[col].to_numpy() < 1, col, "must be >= 1")
         _fail_row(out, out[col].to_numpy() > MAX_TOKENS, col, too_large)
+    if have:
+        point = out["predicted_output_tokens"].to_numpy()
+        _fail_row(
+            out, out[have[0]].to_numpy() > point, have[0], "must be <= predicted_output_tokens"
+        )
+        _fail_row(
+            out, out[have[1]].to_numpy() < point, have[1], "must be >= predicted_output_tokens"
+        )
     _fail_row(out, out["request_id"].to_numpy() < 0, "request_id", "must be >= 0")
     _fail_row(out, out["request_id"].duplicated().to_numpy(), "request_id", "must be unique")
     arr = pd.to_numeric(out["arrival_s"], errors="coerce").to_numpy(dtype=float)
@@ -149,6 +174,36 @@ def load_gsm8k(split: str = "test", output_column: str = "model_output_tokens") 
                 "output_tokens": raw[output_column].to_numpy(),
             }
         )
+    )
+
+
+def gsm8k_questions(split: str = "test") -> pd.Series:
+    """The GSM8K question texts of ``split``, indexed by dataset index (= ``request_id``)."""
+    raw = pd.read_csv(data_dir() / GSM8K_QUESTIONS_CSV, keep_default_na=False)
+    if split not in set(raw["split"]):
+        raise ValueError(f"split must be one of {sorted(set(raw['split']))}, got {split!r}")
+    raw = raw[raw["split"] == split]
+    return pd.Series(raw["question"].to_numpy(), index=raw["index"].to_numpy(), name=PROMPT_TEXT)
+
+
+def prompt_texts(
+    source: pd.DataFrame | str | Path | None, requests: pd.DataFrame
+) -> pd.Series | None:
+    """The prompt texts of a workload, indexed by ``request_id``, or None if it has none.
+
+    ``source`` is what ``requests`` was made from: None (the shipped GSM8K test split),
+    or a DataFrame or CSV path with an optional ``prompt_text`` column (``requests`` is
+    its validated table, same rows).
+    """
+    if source is None:
+        return gsm8k_questions("test")
+    raw = source if isinstance(source, pd.DataFrame) else pd.read_csv(source, keep_default_na=False)
+    if PROMPT_TEXT not in raw.columns:
+        return None
+    return pd.Series(
+        raw[PROMPT_TEXT].astype(str).to_numpy(),
+        index=requests["request_id"].to_numpy(),
+        name=PROMPT_TEXT,
     )
 
 

@@ -51,13 +51,14 @@ from hybridsched.arrivals import apply_arrivals
 from hybridsched.bounds import LowerBound, lower_bound, planning_sizes, work_floors
 from hybridsched.data import (
     load_gsm8k,
+    prompt_texts,
     sample_requests,
     validate_requests,
-    with_predictions,
 )
 from hybridsched.instance import Cluster, Instance, make_instance
 from hybridsched.metrics import metrics, request_table
 from hybridsched.policies import ChunkedPrefill, Lagrangian, PrefillFirst, round_robin
+from hybridsched.predictors import apply_predictor, parse_predictor, predictor_spec
 from hybridsched.simulator import OnlineRule, simulate
 from hybridsched.workloads import load_workload, workload_info
 
@@ -444,15 +445,19 @@ def requests_for(
     prediction_sigma: float = 0.0,
     prediction_seed: int = 0,
     workload_options: dict | None = None,
+    predictor: str | None = None,
 ) -> pd.DataFrame:
     """The request table: a DataFrame, a workload name or file path, or GSM8K (``None``).
 
     A name or path goes through ``workloads.load_workload`` with ``workload_options``
     (window, rate scale, context check, ...; docs/model.md "Workloads"). Optionally a
-    seeded sample of ``num_requests``, and predicted lengths with multiplicative lognormal
-    error of ``prediction_sigma`` (0: the true lengths, the paper's setting; an extension
-    beyond it, docs/model.md section 8).
+    seeded sample of ``num_requests``, and the predicted lengths planners see:
+    ``predictor`` (a ``predictors.parse_predictor`` spec, seeded by ``prediction_seed``)
+    or, the older way, multiplicative lognormal error of ``prediction_sigma`` (=
+    ``predictor="noisy:SIGMA"``; not both). Neither: the true lengths, the paper's setting
+    (docs/model.md section 8, "Length predictors").
     """
+    spec = predictor_spec(predictor, prediction_sigma)
     if requests is None and not workload_options:
         df = load_gsm8k()
     elif isinstance(requests, pd.DataFrame):
@@ -460,10 +465,12 @@ def requests_for(
     else:
         df = load_workload("gsm8k" if requests is None else requests, **(workload_options or {}))
     info = workload_info(df)
+    chosen = parse_predictor(predictor) if predictor is not None else spec
+    texts = prompt_texts(requests, df) if getattr(chosen, "reads_texts", False) else None
     if num_requests is not None and num_requests < len(df):
         df = sample_requests(df, num_requests, seed)
-    if prediction_sigma:
-        df = with_predictions(df, prediction_sigma, prediction_seed)
+    if chosen is not None:
+        df = apply_predictor(df, chosen, prediction_seed, texts)
     if info:
         df.attrs["workload"] = info
     return df
@@ -507,13 +514,15 @@ def run_single_case(
     prediction_sigma: float = 0.0,
     prediction_seed: int = 0,
     workload_options: dict | None = None,
+    predictor: str | None = None,
     serving: Serving = Serving(),
 ) -> SingleCaseResult:
     """The paper's single case: every policy on one workload, with ``T_LB`` and its parts.
 
     ``seed`` only matters when ``num_requests`` samples the workload or a policy sorts
     randomly; ``prediction_sigma > 0`` gives planners noisy output lengths (seeded by
-    ``prediction_seed``) while the simulator runs the true ones.
+    ``prediction_seed``) while the simulator runs the true ones; ``predictor`` names any
+    other predictor (``predictors.parse_predictor``; not together with a sigma).
     """
     knobs = knobs if isinstance(knobs, RuleKnobs) else RuleKnobs.from_dict(knobs)
     cluster = Cluster(
@@ -525,7 +534,7 @@ def run_single_case(
         latency=latency,
     )
     reqs = requests_for(
-        requests, num_requests, seed, prediction_sigma, prediction_seed, workload_options
+        requests, num_requests, seed, prediction_sigma, prediction_seed, workload_options, predictor
     )
     instance = make_instance(apply_arrivals(reqs, serving.arrivals, serving.arrival_seed), cluster)
     solve = SolveSettings(time_limit_s, mip_gap)
@@ -586,6 +595,7 @@ def run_single_case(
         "seed": seed,
         "prediction_sigma": prediction_sigma,
         "prediction_seed": prediction_seed,
+        "predictor": predictor_spec(predictor, prediction_sigma) or "oracle",
         "serving": serving.to_dict(),
         "versions": versions(),
     }
@@ -808,6 +818,9 @@ def run_study(
     mip_gap: float = 1e-3,
     progress: bool = True,
     workload_options: dict | None = None,
+    prediction_sigma: float = 0.0,
+    prediction_seed: int = 0,
+    predictor: str | None = None,
     serving: Serving = Serving(),
     model: str = "llama-65b",
     hardware: str = "a100-80gb-sxm",
@@ -823,6 +836,9 @@ def run_study(
     depend on the engine or the number of workers. A failing case is listed in ``failures``.
     The default MMBPP gap is 0.1%: with 1,000 requests LPT is usually already there, and a
     tighter gap costs seconds per case for milliseconds of makespan.
+    Predictions (``predictor`` or ``prediction_sigma``, as in ``requests_for``) are made
+    once on the whole table, seeded by ``prediction_seed``, so a request keeps its
+    prediction in every case that draws it.
     """
 
     knobs = knobs if isinstance(knobs, RuleKnobs) else RuleKnobs.from_dict(knobs)
@@ -832,7 +848,13 @@ def run_study(
         raise ValueError(f"workers must be >= 1, got {workers}")
     for p in policies:
         policy_spec(p)
-    base = requests_for(requests, workload_options=workload_options)
+    base = requests_for(
+        requests,
+        prediction_sigma=prediction_sigma,
+        prediction_seed=prediction_seed,
+        workload_options=workload_options,
+        predictor=predictor,
+    )
     if not 1 <= requests_per_case <= len(base):
         raise ValueError(f"requests_per_case must be in 1..{len(base)}, got {requests_per_case}")
     cluster = Cluster(
@@ -885,6 +907,9 @@ def run_study(
         "engine": engine,
         "time_limit_s": time_limit_s,
         "mip_gap": mip_gap,
+        "prediction_sigma": prediction_sigma,
+        "prediction_seed": prediction_seed,
+        "predictor": predictor_spec(predictor, prediction_sigma) or "oracle",
         "serving": serving.to_dict(),
         "versions": versions(),
     }

@@ -298,6 +298,54 @@ def test_sample_size_out_of_range(gsm8k, n):
         sample_requests(gsm8k, n, seed=0)
 
 
+# --------------------------------------------------------------------------------------
+# predicted intervals
+# --------------------------------------------------------------------------------------
+
+
+def test_validate_keeps_an_ordered_interval():
+    """Tests that predicted_lo/hi_tokens are kept (int64) when both are given, and that
+    a table without them keeps the canonical columns."""
+    df = three_requests(
+        predicted_output_tokens=[3, 4, 5],
+        predicted_lo_tokens=[1, 4, 2.0],
+        predicted_hi_tokens=[3, 9, 5],
+    )
+    out = validate_requests(df)
+    assert list(out.columns) == COLUMNS + ["predicted_lo_tokens", "predicted_hi_tokens"]
+    assert out["predicted_lo_tokens"].tolist() == [1, 4, 2]
+    assert out["predicted_lo_tokens"].dtype == np.int64
+    assert list(validate_requests(three_requests()).columns) == COLUMNS
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "message"),
+    [
+        (
+            [1, 5, 2],
+            [3, 9, 5],
+            "request 11 (data row 2): predicted_lo_tokens must be <= predicted_output_tokens, got 5",
+        ),
+        (
+            [1, 4, 2],
+            [3, 3, 5],
+            "request 11 (data row 2): predicted_hi_tokens must be >= predicted_output_tokens, got 3",
+        ),
+        ([1, 0, 2], [3, 9, 5], "request 11 (data row 2): predicted_lo_tokens must be >= 1, got 0"),
+        ([1, 2.5, 2], [3, 9, 5], "predicted_lo_tokens must be an integer"),
+        ([1, 4, 2], None, "predicted_lo_tokens needs its partner column"),
+    ],
+)
+def test_validate_bad_interval_names_column_row_and_value(lo, hi, message):
+    """Tests that a disordered, non-positive, fractional or half-given interval raises
+    ValueError naming the column, the row and the value."""
+    cols = {"predicted_output_tokens": [3, 4, 5], "predicted_lo_tokens": lo}
+    if hi is not None:
+        cols["predicted_hi_tokens"] = hi
+    with pytest.raises(ValueError, match=re.escape(message)):
+        validate_requests(three_requests(**cols))
+
+
 def test_make_instance_checks_the_models_context():
     """Tests that an 8,000-token prompt is refused on LLaMA-65B (2,048-token context)."""
     from hybridsched.instance import Cluster, make_instance

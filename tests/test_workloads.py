@@ -430,7 +430,6 @@ def test_cli_drop_reports_count(tmp_path, capsys):
     ("args", "shown"),
     [
         (["--workload", "nope"], "nope"),
-        (["--rate-scale", "2", "--arrivals", "poisson:3"], "rate-scale"),
         (["--window", "10:5"], "window"),
         (["--rate-scale", "abc"], "rate-scale"),
         (["--rate-scale", "-1"], "rate_scale"),
