@@ -318,6 +318,19 @@ def _recorded_prediction(args) -> dict:
     return {**kw, "predictor": predictor_spec(kw["predictor"], kw["prediction_sigma"]) or "oracle"}
 
 
+def _flag_names(message: str) -> str:
+    """A cell's message with option names as flags: ``rate_scale must`` -> ``--rate-scale must``."""
+    import re
+
+    from hybridsched.cells import DEFAULTS
+
+    return re.sub(
+        r"^(" + "|".join(sorted(DEFAULTS, key=len, reverse=True)) + r") must",
+        lambda m: f"--{m.group(1).replace('_', '-')} must",
+        message,
+    )
+
+
 def cell_params(args) -> dict:
     """The cell (``cells.DEFAULTS`` names) that a command's options describe."""
     from hybridsched.cells import DEFAULTS
@@ -330,7 +343,10 @@ def cmd_simulate(args) -> None:
     from hybridsched.experiments import POLICIES, SolveSettings, full_lower_bound, versions
 
     _serving(args)  # refuse bad serving options before any work
-    cell = simulate_cell(cell_params(args))
+    try:
+        cell = simulate_cell(cell_params(args))
+    except ValueError as e:  # name the CLI's flags, not the cell's option names
+        raise ValueError(_flag_names(str(e))) from None
     inst, run, cluster = cell.instance, cell.run, cell.instance.meta["cluster"]
     _report_dropped(cell.workload or {})
     solve = SolveSettings(args.time_limit, args.mip_gap)
