@@ -73,10 +73,10 @@ def test_simulate_writes_trace_and_metrics(tmp_path, small_csv):
     "args, message",
     [
         (["--tp", "1"], "tp"),
-        (["--max-batch", "0"], "max_batch"),
+        (["--max-batch", "0"], "--max-batch"),
         (["--model", "gpt-9"], "unknown model profile"),
         (["--hardware", "tpu-v9"], "unknown hardware profile"),
-        (["--clients", "0"], "num_clients"),
+        (["--clients", "0"], "--clients"),
     ],
 )
 def test_bad_cluster_exits_2_and_writes_nothing(tmp_path, capsys, small_csv, args, message):
