@@ -324,9 +324,11 @@ def _flag_names(message: str) -> str:
 
     from hybridsched.cells import DEFAULTS
 
+    alias = {"num_clients": "clients"}  # the Cluster's field behind --clients
+    names = sorted([*DEFAULTS, *alias], key=len, reverse=True)
     return re.sub(
-        r"^(" + "|".join(sorted(DEFAULTS, key=len, reverse=True)) + r") must",
-        lambda m: f"--{m.group(1).replace('_', '-')} must",
+        r"^(" + "|".join(names) + r") must",
+        lambda m: f"--{alias.get(m.group(1), m.group(1)).replace('_', '-')} must",
         message,
     )
 
