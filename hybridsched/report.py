@@ -406,12 +406,25 @@ def _declared(path: Path) -> set[str]:
     return set(pm.inspect_notebook(str(path)))
 
 
-def _execute(path: Path, work: Path, params: dict, timeout_s: float | None) -> Path:
-    """Run one notebook with papermill into ``work``; raise RenderError on failure; the HTML path."""
+# The kernel logs at ERROR only: its start-up warning about unencrypted local TCP says
+# nothing about the report and would read as a problem in the render log.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+
+
+def _model_href(out: Path) -> str:
+    """The link from a report in ``out`` to docs/model.md (relative, so the folder can move
+    with the checkout)."""
+    return Path(os.path.relpath(repo_root() / "docs" / "model.md", out)).as_posix()
+
+
+def _execute(path: Path, work: Path, params: dict, timeout_s: float | None, out: Path) -> Path:
+    """Run one notebook with papermill into ``work``; raise RenderError on failure; the HTML path
+    (written by ``htmlexport.notebook_html`` with links valid once moved into ``out``)."""
     import nbformat
     import papermill as pm
-    from nbconvert import HTMLExporter
     from papermill.exceptions import PapermillExecutionError
+
+    from hybridsched.htmlexport import notebook_html
 
     name = path.stem
     executed = work / f"{name}.ipynb"
@@ -426,6 +439,7 @@ def _execute(path: Path, work: Path, params: dict, timeout_s: float | None) -> P
             log_output=False,
             request_save_on_cell_execute=False,
             execution_timeout=timeout_s,
+            extra_arguments=KERNEL_ARGUMENTS,
         )
     except PapermillExecutionError as e:
         raise RenderError(
@@ -434,10 +448,10 @@ def _execute(path: Path, work: Path, params: dict, timeout_s: float | None) -> P
     except Exception as e:  # kernel died, timeout, bad notebook file: still this notebook's failure
         raise RenderError([NotebookFailure(name, None, None, type(e).__name__, str(e))]) from e
     nb = nbformat.read(str(executed), as_version=4)
-    body, _ = HTMLExporter().from_notebook_node(nb)
-    out = work / f"{name}.html"
-    out.write_text(body, encoding="utf-8")
-    return out
+    body = notebook_html(nb, index_href="index.html", model_href=_model_href(out))
+    html_path = work / f"{name}.html"
+    html_path.write_text(body, encoding="utf-8")
+    return html_path
 
 
 def _remove(*paths: Path) -> None:
@@ -506,7 +520,7 @@ def render(
             params = {key: v for key, v in extra.items() if key in declared[path]}
             params.update(smoke=bool(smoke), out_dir=str(results))
             try:
-                html_tmp = _execute(path, work, params, timeout_s)
+                html_tmp = _execute(path, work, params, timeout_s, out)
             except RenderError as e:
                 failures.extend(e.failures)
                 # A stale report of this notebook would not match this code: drop it.
