@@ -417,6 +417,24 @@ def _model_href(out: Path) -> str:
     return Path(os.path.relpath(repo_root() / "docs" / "model.md", out)).as_posix()
 
 
+RENDER_SET = {"smoke": "use --smoke (render(smoke=True))", "out_dir": "render sets it from --out"}
+
+
+def check_parameters(extra: Mapping[str, Any], declared: Mapping[Path, Iterable[str]]) -> None:
+    """Refuse a parameter that no selected notebook declares in its ``parameters`` cell (the
+    message lists the ones they do declare) or one that ``render`` sets itself."""
+    for name in extra:
+        if name in RENDER_SET:
+            raise ValueError(f"parameter {name!r}: {RENDER_SET[name]}")
+    known = set().union(*map(set, declared.values())) - set(RENDER_SET)
+    unknown = sorted(set(extra) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown parameter(s) {', '.join(unknown)} for {', '.join(p.stem for p in declared)}; "
+            f"known: {', '.join(sorted(known)) or 'none'}"
+        )
+
+
 def _execute(path: Path, work: Path, params: dict, timeout_s: float | None, out: Path) -> Path:
     """Run one notebook with papermill into ``work``; raise RenderError on failure; the HTML path
     (written by ``htmlexport.notebook_html`` with links valid once moved into ``out``)."""
@@ -496,14 +514,10 @@ def render(
     """
     paths = find_notebooks(notebooks, notebooks_dir)
     out = Path(out_dir).expanduser().resolve()
-    out.mkdir(parents=True, exist_ok=True)
     extra = dict(parameters or {})
     declared = {p: _declared(p) for p in paths}
-    unused = set(extra) - set().union(*declared.values())
-    if unused:
-        raise ValueError(
-            f"parameter(s) {', '.join(sorted(unused))} not declared by any of: {', '.join(p.stem for p in paths)}"
-        )
+    check_parameters(extra, declared)
+    out.mkdir(parents=True, exist_ok=True)
     commit = repo_commit()
     written: list[Path] = []
     failures: list[NotebookFailure] = []

@@ -57,7 +57,11 @@ def _executed_notebook():
     table = new_code_cell("secret_source_line = 1", execution_count=3)
     table.outputs = [_result("42", **{"text/html": "<table><tr><td>42</td></tr></table>"})]
     nb = new_notebook(cells=[new_markdown_cell("# Title"), injected, plot, table])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     return nb
 
 
