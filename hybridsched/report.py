@@ -16,7 +16,8 @@ since it no longer matches the code.
 The notebook-facing helpers are here too, because they touch files or format the
 paper comparison: ``results_dir`` and ``write_results`` (the notebooks' last cell),
 ``policy_table``, ``bound_table``, ``paper_vs_ours``, ``study_table`` and
-``study_vs_paper``.
+``study_vs_paper``; and, re-exported from ``display``, how tables read (``show``,
+``show_metrics``, ``show_wide``, ``single_case_table``).
 
 Notebook contract: a cell tagged ``parameters`` that declares ``smoke`` and ``out_dir``;
 ``out_dir`` is where the notebook writes its result files (relative paths are resolved
@@ -44,6 +45,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hybridsched.display import (  # noqa: F401  (re-exported: notebooks call report.show)
+    SINGLE_CASE_FORMATS,
+    show,
+    show_metrics,
+    show_wide,
+    single_case_table,
+)
 from hybridsched.paths import repo_root
 from hybridsched.sweep import METRIC_COLUMNS
 
@@ -400,15 +408,35 @@ def find_notebooks(
     return out
 
 
+def notebook_claim(path: Path) -> str:
+    """The one-line claim the index shows for a notebook: its ``hybridsched.claim`` metadata,
+    else its first Markdown heading."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    claim = nb.metadata.get("hybridsched", {}).get("claim")
+    if claim:
+        return str(claim)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("#"):
+                    return line.lstrip("#").strip()
+    return ""
+
+
 def _declared(path: Path) -> set[str]:
     import papermill as pm
 
     return set(pm.inspect_notebook(str(path)))
 
 
-# The kernel logs at ERROR only: its start-up warning about unencrypted local TCP says
-# nothing about the report and would read as a problem in the render log.
-KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+# The kernel's own log is silenced (CRITICAL only): its start-up warning about unencrypted
+# local TCP and the "KeyboardInterrupt caught in kernel" line of jupyter_client's
+# interrupt-then-shutdown sequence say nothing about the report and would read as problems
+# in the log of a successful render. A failing cell still reaches the render through
+# papermill (RenderError names the notebook and the cell).
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 
 
 def _model_href(out: Path) -> str:
@@ -548,6 +576,7 @@ def render(
             meta = {
                 "notebook": name,
                 "html": f"{name}.html",
+                "claim": notebook_claim(path),
                 "commit": commit,
                 "smoke": bool(smoke),
                 "parameters": params | {"out_dir": f"{name}/"},
@@ -597,8 +626,12 @@ def _fmt(v: Any) -> str:
 
 
 def _csv_table(path: Path) -> str:
+    """A headline CSV (one row per metric) as HTML, each row in its unit, the paper's
+    missing numbers "not reported"."""
+    from hybridsched.display import metrics_frame
+
     df = pd.read_csv(path, index_col=0)
-    return df.to_html(na_rep="", float_format=lambda v: f"{v:,.2f}", border=0)
+    return metrics_frame(df).to_html(index=False, border=0, na_rep="")
 
 
 def write_index(
@@ -619,16 +652,28 @@ def write_index(
         if (out / meta.get("html", "")).is_file():
             metas.append(meta)
     e = html.escape
+    model = _model_href(out.resolve())
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>hybridsched reports</title>",
         f"<style>{_CSS}</style></head><body>",
         "<h1>hybridsched reports</h1>",
         "<p>Reproducing <i>Hybrid Offline-online Scheduling Method for Large Language Model Inference "
-        "Optimization</i> (arXiv:2502.15763) in an iteration-level simulator.</p>",
+        "Optimization</i> (arXiv:2502.15763) in an iteration-level simulator. The model every "
+        f"report uses is specified in <a href='{e(model)}'>docs/model.md</a>.</p>",
         f"<p>Commit <code>{e(commit or repo_commit())}</code>; this render: "
         f"<code>{e(json.dumps(to_jsonable(run or {})))}</code>; written "
         f"{_dt.datetime.now(_dt.UTC).isoformat(timespec='seconds')}.</p>",
     ]
+    parts.append("<h2>Reports</h2><ul class='claims'>")
+    for m in metas:
+        claim = m.get("claim", "")
+        parts.append(
+            f"<li><a href='{e(m['html'])}'>{e(m['notebook'])}</a>"
+            + (f": {e(claim)}" if claim else "")
+            + ("" if not m.get("smoke") else " <i>(smoke run)</i>")
+            + "</li>"
+        )
+    parts.append("</ul>")
     headlines = [(m, out / m["notebook"] / HEADLINE_CSV) for m in metas]
     headlines = [(m, p) for m, p in headlines if p.is_file()]
     if headlines:
@@ -641,7 +686,7 @@ def write_index(
             )
             parts.append(f"<h3>{e(m['notebook'])}{e(note)}</h3>{_csv_table(p)}")
     parts.append(
-        "<h2>Reports</h2><table><tr><th>notebook</th><th>results</th><th>smoke</th>"
+        "<h2>Render details</h2><table><tr><th>notebook</th><th>results</th><th>smoke</th>"
         "<th>commit</th><th>parameters</th><th>rendered</th><th>wall (s)</th></tr>"
     )
     for m in metas:

@@ -328,3 +328,33 @@ def test_render_passes_typed_parameters(monkeypatch):
     assert main([*argv, "-p", "label=two words", "--out", "somewhere"]) == 0
     assert seen["notebooks"] == ["03_exact_mip"]
     assert seen["parameters"] == {"max_batch": 3, "prompt_tokens": [1, 2], "label": "two words"}
+
+
+def _readme_commands() -> list[list[str]]:
+    """The `python -m hybridsched ...` lines of the README's bash blocks, as argv lists."""
+    import re
+    import shlex
+
+    from hybridsched.paths import repo_root
+
+    text = (repo_root() / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    lines = [ln.strip() for b in blocks for ln in b.splitlines() if "-m hybridsched" in ln]
+    return [shlex.split(ln.split("#")[0]) for ln in lines]
+
+
+def test_readme_commands_use_the_venv_and_parse():
+    """Tests that every CLI example of the README runs through the .venv that `make venv`
+    builds (not a bare `python`, which lacks the dependencies) and parses as written."""
+    from hybridsched.cli import build_parser
+
+    commands = _readme_commands()
+    assert len(commands) >= 5
+    parser = build_parser()
+    for argv in commands:
+        assert argv[:3] == [".venv/bin/python", "-m", "hybridsched"], argv
+        args = parser.parse_args(argv[3:])
+        assert args.out
+    from hybridsched.paths import repo_root
+
+    assert "\nvenv: $(STAMP)" in (repo_root() / "Makefile").read_text()
