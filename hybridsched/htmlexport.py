@@ -5,8 +5,9 @@ nbconvert's lab template and:
 
 - hides every code cell's input (a "show code" button in the page shows them again),
   and leaves out the ``In [n]`` / ``Out [n]`` prompts;
-- drops papermill's ``injected-parameters`` cell (it carries the render's temporary
-  folder; ``render.json`` records the parameters);
+- keeps papermill's ``injected-parameters`` cell (shown with the code: the values this
+  render used) without its ``out_dir`` line, which names the render's temporary folder
+  (``render.json`` records the parameters);
 - drops outputs that are only a matplotlib object's repr (``Text(0.5, 1.0, '...')``,
   ``<Axes: ...>``, ``[<matplotlib.lines.Line2D ...>]``): the figure itself is shown;
 - loads nothing from the network (no require.js, MathJax or Mermaid from a CDN: the
@@ -85,18 +86,19 @@ def is_artist_repr(output: Any) -> bool:
     return bool(_ARTIST_REPR.match(text))
 
 
+_OUT_DIR_LINE = re.compile(r"^out_dir\s*=.*$\n?", flags=re.M)
+
+
 def clean_notebook(nb: Any) -> Any:
-    """A copy of an executed notebook without the injected-parameters cell and without
-    outputs that are only matplotlib reprs."""
+    """A copy of an executed notebook whose injected-parameters cell has no ``out_dir`` line
+    (and no outputs), and without outputs that are only matplotlib reprs."""
     nb = copy.deepcopy(nb)
-    cells = []
     for cell in nb.cells:
         if INJECTED_TAG in cell.get("metadata", {}).get("tags", []):
-            continue
-        if cell.cell_type == "code":
+            cell.source = _OUT_DIR_LINE.sub("", cell.source)
+            cell.outputs = []
+        elif cell.cell_type == "code":
             cell.outputs = [o for o in cell.outputs if not is_artist_repr(o)]
-        cells.append(cell)
-    nb.cells = cells
     return nb
 
 

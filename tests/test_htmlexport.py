@@ -50,7 +50,10 @@ def test_results_are_kept(output):
 
 
 def _executed_notebook():
-    injected = new_code_cell('out_dir = "/tmp/.render-01-abc/01"', execution_count=1)
+    injected = new_code_cell(
+        '# Parameters\nsmoke = True\nout_dir = "/tmp/.render-01-abc/01"\nfactor = 7\n',
+        execution_count=1,
+    )
     injected.metadata["tags"] = ["injected-parameters"]
     plot = new_code_cell("ax.set_title('t')", execution_count=2)
     plot.outputs = [_result("Text(0.5, 1.0, 't')")]
@@ -65,14 +68,16 @@ def _executed_notebook():
     return nb
 
 
-def test_clean_notebook_drops_injected_cell_and_reprs_only():
-    """Tests that cleaning removes the injected-parameters cell and the repr output, keeps the rest,
-    and leaves the input notebook untouched."""
+def test_clean_notebook_drops_the_temporary_path_and_reprs_only():
+    """Tests that cleaning removes the injected cell's out_dir line (keeping the other values),
+    and the repr output, keeps the rest, and leaves the input notebook untouched."""
     nb = _executed_notebook()
     clean = htmlexport.clean_notebook(nb)
-    assert len(clean.cells) == 3 and len(nb.cells) == 4
-    assert clean.cells[1].outputs == [] and len(nb.cells[2].outputs) == 1
-    assert clean.cells[2].outputs[0]["data"]["text/plain"] == "42"
+    assert len(clean.cells) == 4
+    assert clean.cells[1].source == "# Parameters\nsmoke = True\nfactor = 7\n"
+    assert "out_dir" in nb.cells[1].source
+    assert clean.cells[2].outputs == [] and len(nb.cells[2].outputs) == 1
+    assert clean.cells[3].outputs[0]["data"]["text/plain"] == "42"
 
 
 def test_report_page_hides_code_links_back_and_loads_nothing_remote():
