@@ -42,10 +42,12 @@ def _integral(col: pd.Series) -> bool:
 
 def column_kind(name: str, col: pd.Series) -> str | None:
     """How a column's values print: its ``labels`` kind, else a count when every value is an
-    integer, else None (two decimals)."""
+    integer, two decimals for other numbers, else None (each value by its own type)."""
     how = kind(name)
     if how is None and _integral(col):
         return "count"
+    if how is None and pd.api.types.is_float_dtype(col):
+        return "number"
     if how == "seconds":  # one number of decimals per column: 4 below a second, else 2
         vals = pd.to_numeric(col, errors="coerce").abs()
         return "seconds-fine" if vals.max() < 1 else "seconds-coarse"
@@ -161,7 +163,9 @@ def metrics_frame(df: pd.DataFrame, paper: str = "paper") -> pd.DataFrame:
 
 def show_metrics(df: pd.DataFrame, caption: str | None = None, paper: str = "paper") -> Any:
     """A metric-by-row table (``report.paper_vs_ours``) as a Styler (see ``metrics_frame``)."""
-    styler = metrics_frame(df, paper).style.hide(axis="index")
+    frame = metrics_frame(df, paper)
+    styler = frame.style.hide(axis="index")
+    styler = styler.set_properties(subset=[frame.columns[0]], **{"text-align": "left"})
     styler = styler.set_properties(subset=[paper], **{"color": "#555"}) if paper in df else styler
     return styler.set_caption(caption) if caption else styler
 

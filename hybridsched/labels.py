@@ -7,7 +7,10 @@ and a kind that says how to print a value:
 - ``"percent"``: already in percent (``10.5`` -> ``10.5%``),
 - ``"pp"``: percentage points, signed (``+9.21 pp``),
 - ``"seconds"`` (2 decimals, 4 below a second; ``"seconds-coarse"``/``"seconds-fine"`` fix
-  one of the two for a whole column), ``"count"`` (an integer, ``1,137``), ``"number"`` (two decimals), ``"text"``.
+  one of the two for a whole column), ``"count"`` (an integer, ``1,137``), ``"number"``
+  (two decimals), ``"text"``.
+
+A value of no known kind prints as an integer, or with four significant digits.
 
 ``distinct_digits(values)`` is the fewest decimals that print distinct values distinctly
 (bar labels that tell bars apart).
@@ -19,6 +22,8 @@ from __future__ import annotations
 
 import math
 from typing import Any
+
+import numpy as np
 
 LABELS: dict[str, tuple[str, str]] = {
     "makespan_s": ("makespan (s)", "seconds"),
@@ -100,7 +105,12 @@ def fmt(value: Any, how: str | None, digits: int = 1) -> str:
         return f"{v:,.2f}"
     if how == "seconds-fine":
         return f"{v:.4f}"
-    return f"{v:,.2f}" if abs(v) >= 0.1 or v == 0 else f"{v:.3g}"
+    if how == "number":
+        return f"{v:,.2f}" if abs(v) >= 0.1 or v == 0 else f"{v:.3g}"
+    # unknown: an integer as one, else four significant digits (two decimals from 100 on)
+    if isinstance(value, (int, np.integer)) or v.is_integer():
+        return f"{v:,.0f}"
+    return f"{v:,.2f}" if abs(v) >= 100 else f"{v:.4g}"
 
 
 def distinct_digits(values, least: int = 1, most: int = 6) -> int:

@@ -170,4 +170,11 @@ def test_labels_name_aggregates_and_fall_back():
     assert labels.kind("gap_to_lb_max") == "fraction"
     assert labels.label("some_new_column") == "some new column"
     assert display.column_kind("x", pd.Series([1.0, 2.0])) == "count"
-    assert display.column_kind("x", pd.Series([1.5, 2.0])) is None
+    assert display.column_kind("x", pd.Series([1.5, 2.0])) == "number"
+    assert display.column_kind("x", pd.Series([0.1758, "optimal", 1264], dtype=object)) is None
+    assert [labels.fmt(v, None) for v in (0.1758, 1264, 29.2834, 1.0)] == [
+        "0.1758",
+        "1,264",
+        "29.28",
+        "1",
+    ]
