@@ -29,7 +29,8 @@ Commands and the files they write (columns and keys are a contract):
   cluster the highest sustained rate (``capacity`` module): ``DIR/candidates.csv``,
   ``DIR/evaluations.csv`` (every simulated rate) and ``DIR/capacity.json`` (the cheapest
   cluster, GPUs needed per policy, inputs, versions); exit 1 when none sustains ``R``.
-- ``render [--smoke] [--out reports]``: the notebooks as HTML reports.
+- ``render [--smoke] [--out reports] [--notebooks NAME ...] [-p NAME=VALUE ...]``: the
+  notebooks as HTML reports.
 - ``calibrate --measurements CSV --model M --hardware H --out PROFILE.yaml``: a hardware
   profile fitted to measured iteration times, with its fit errors and outliers.
 
@@ -53,6 +54,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from hybridsched.argcheck import (
+    OneLineParser,
+    check_input_file,
+    check_out_dir,
+    check_profile,
+    finite_float_arg,
+    nonnegative_float_arg,
+    parameter_arg,
+    plain,
+    positive_int_arg,
+)
 
 
 def _json_default(o):
@@ -184,17 +197,33 @@ def _report_dropped(info: dict) -> None:
 
 
 def _cluster_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--clients", type=int, default=2, help="number of clients (replicas), default 2")
-    p.add_argument("--tp", type=int, default=4, help="tensor-parallel degree per client, default 4")
     p.add_argument(
-        "--max-batch", type=int, default=32, help="max batch size B per client, default 32"
+        "--clients",
+        type=positive_int_arg,
+        default=2,
+        help="number of clients (replicas), default 2",
+    )
+    p.add_argument(
+        "--tp",
+        type=positive_int_arg,
+        default=4,
+        help="tensor-parallel degree per client, default 4",
+    )
+    p.add_argument(
+        "--max-batch",
+        type=positive_int_arg,
+        default=32,
+        help="max batch size B per client, default 32",
     )
     p.add_argument("--model", default="llama-65b", help="model profile name or YAML path")
     p.add_argument("--hardware", default="a100-80gb-sxm", help="hardware profile name or YAML path")
     p.add_argument("--latency", default="roofline", choices=["roofline", "linear"])
     _workload_args(p)
     p.add_argument(
-        "--num-requests", type=int, default=None, help="sample this many requests (seeded)"
+        "--num-requests",
+        type=positive_int_arg,
+        default=None,
+        help="sample this many requests (seeded)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed for sampling and random sort keys")
     _predictor_args(p)
@@ -209,7 +238,7 @@ def _predictor_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--prediction-sigma",
-        type=float,
+        type=nonnegative_float_arg,
         default=None,
         help="lognormal error of the predicted output lengths (= --predictor noisy:SIGMA)",
     )
@@ -279,9 +308,14 @@ def _serving(args):
 
 
 def _solve_args(p: argparse.ArgumentParser, mip_gap: float = 1e-4) -> None:
-    p.add_argument("--time-limit", type=float, default=10.0, help="MMBPP time limit in seconds")
     p.add_argument(
-        "--mip-gap", type=float, default=mip_gap, help=f"MMBPP relative gap (default {mip_gap:g})"
+        "--time-limit", type=nonnegative_float_arg, default=10.0, help="MMBPP time limit in seconds"
+    )
+    p.add_argument(
+        "--mip-gap",
+        type=nonnegative_float_arg,
+        default=mip_gap,
+        help=f"MMBPP relative gap (default {mip_gap:g})",
     )
 
 
@@ -630,7 +664,12 @@ def cmd_render(args) -> None:
     from hybridsched.report import RenderError, render
 
     try:
-        render(args.out, smoke=args.smoke, notebooks=args.notebooks or None)
+        render(
+            args.out,
+            smoke=args.smoke,
+            notebooks=args.notebooks or None,
+            parameters=dict(args.parameter or []),
+        )
     except RenderError as e:
         print(f"render failed: {e}", file=sys.stderr)
         raise SystemExit(1) from None
@@ -661,9 +700,7 @@ def cmd_calibrate(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from hybridsched.experiments import POLICIES
 
-    parser = argparse.ArgumentParser(
-        prog="python -m hybridsched", description=__doc__.split("\n\n")[0]
-    )
+    parser = OneLineParser(prog="python -m hybridsched", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("simulate", help="run one policy through the simulator")
@@ -672,14 +709,16 @@ def build_parser() -> argparse.ArgumentParser:
     _solve_args(p)
     p.add_argument(
         "--lambda-multiplier",
-        type=float,
+        type=finite_float_arg,
         default=1.0,
         help="Lagrangian rule: multiplier on the default lambda",
     )
-    p.add_argument("--horizon", type=int, default=64, help="Lagrangian rule: horizon H")
+    p.add_argument(
+        "--horizon", type=positive_int_arg, default=64, help="Lagrangian rule: horizon H"
+    )
     p.add_argument(
         "--token-budget",
-        type=int,
+        type=positive_int_arg,
         default=None,
         help="chunked prefill: tokens per iteration (default: the 2048-token prefill budget)",
     )
@@ -691,7 +730,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("assign", help="solve the offline MMBPP assignment")
     _cluster_args(p)
     _solve_args(p)
-    p.add_argument("--threads", type=int, default=None, help="HiGHS threads (default: HiGHS's own)")
+    p.add_argument(
+        "--threads",
+        type=positive_int_arg,
+        default=None,
+        help="HiGHS threads (default: HiGHS's own)",
+    )
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_assign)
 
@@ -704,13 +748,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_single_case)
 
     p = sub.add_parser("study", help="the 100-case study")
-    p.add_argument("--cases", type=int, default=100)
-    p.add_argument("--requests-per-case", type=int, default=1000)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--cases", type=positive_int_arg, default=100)
+    p.add_argument("--requests-per-case", type=positive_int_arg, default=1000)
+    p.add_argument("--workers", type=positive_int_arg, default=2)
     p.add_argument("--first-seed", type=int, default=1, help="case k uses seed first_seed + k - 1")
-    p.add_argument("--clients", type=int, default=2)
-    p.add_argument("--tp", type=int, default=4)
-    p.add_argument("--max-batch", type=int, default=32)
+    p.add_argument("--clients", type=positive_int_arg, default=2)
+    p.add_argument("--tp", type=positive_int_arg, default=4)
+    p.add_argument("--max-batch", type=positive_int_arg, default=32)
     p.add_argument("--model", default="llama-65b", help="model profile name or YAML path")
     p.add_argument("--hardware", default="a100-80gb-sxm", help="hardware profile name or YAML path")
     _workload_args(p)
@@ -789,6 +833,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="small runs (for CI)")
     p.add_argument("--out", default="reports")
     p.add_argument("--notebooks", nargs="*", help="notebook names (default: all)")
+    p.add_argument(
+        "-p",
+        "--parameter",
+        action="append",
+        type=parameter_arg,
+        metavar="NAME=VALUE",
+        help="a notebook parameter (a Python literal, else a string); repeatable",
+    )
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("calibrate", help="fit a hardware profile to measured iteration times")
@@ -809,14 +861,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """The paths of a parsed command line, before any work (ValueError naming the flag)."""
+    check_out_dir(getattr(args, "out", None), "--out")
+    check_input_file(getattr(args, "requests", None), "--requests")
+    w = getattr(args, "workload", None)
+    if isinstance(w, str) and os.path.isdir(w):  # a named workload is no path; a folder is bad
+        used = "--requests" if "--requests" in getattr(args, "argv", []) else "--workload"
+        check_input_file(w, used)
+    for flag in ("model", "hardware"):
+        if getattr(args, flag, None) is not None:
+            check_profile(getattr(args, flag), f"--{flag}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # a bad argument (one line on stderr, code 2) or --help (0)
+        return e.code if isinstance(e.code, int) else 2
     args.argv = list(sys.argv[2:] if argv is None else argv[1:])
     try:
+        check_args(args)
         args.func(args)
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {plain(str(e))}", file=sys.stderr)
         return 2
     return 0
 
