@@ -614,7 +614,7 @@ def cmd_capacity(args) -> None:
         seed=args.seed,
         rel_tol=args.rel_tol,
         prices=read_prices(args.prices) if args.prices else None,
-        extra={"time_limit": args.time_limit},
+        extra={"time_limit": args.time_limit, "fit_context": args.fit_context},
         engine=args.engine,
         workers=args.workers,
         scheduler=args.scheduler,
@@ -822,6 +822,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--rel-tol", type=float, default=0.05, help="bisection stops within this share (0.05)"
     )
     p.add_argument("--prices", default=None, help="CSV: hardware, usd_per_gpu_hour")
+    p.add_argument(
+        "--fit-context",
+        default="error",
+        choices=["error", "drop"],
+        help="requests longer than the model's context: error (default) or drop",
+    )
     p.add_argument("--time-limit", type=float, default=10.0, help="MMBPP time limit in seconds")
     p.add_argument("--workers", type=int, default=None, help="local workers (default: cores)")
     _engine_args(p)
@@ -869,9 +875,10 @@ def check_args(args: argparse.Namespace) -> None:
     if isinstance(w, str) and os.path.isdir(w):  # a named workload is no path; a folder is bad
         used = "--requests" if "--requests" in getattr(args, "argv", []) else "--workload"
         check_input_file(w, used)
-    for flag in ("model", "hardware"):
-        if getattr(args, flag, None) is not None:
-            check_profile(getattr(args, flag), f"--{flag}")
+    for flag in ("model", "hardware", "models"):
+        value = getattr(args, flag, None)
+        for v in value if isinstance(value, list) else [value] if value is not None else []:
+            check_profile(v, f"--{flag}")
 
 
 def main(argv: list[str] | None = None) -> int:
