@@ -624,11 +624,31 @@ def _engine_args(p: argparse.ArgumentParser, default: str = "dask") -> None:
     )
 
 
+def render_parameter(text: str) -> tuple[str, object]:
+    """``NAME=VALUE`` for ``render -p``: the value as a Python literal (``3``, ``0.5``,
+    ``[1, 2]``, ``None``), else as a string."""
+    import ast
+
+    name, sep, raw = text.partition("=")
+    name = name.strip()
+    if not sep or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        return name, ast.literal_eval(raw.strip())
+    except (ValueError, SyntaxError):
+        return name, raw
+
+
 def cmd_render(args) -> None:
     from hybridsched.report import RenderError, render
 
     try:
-        render(args.out, smoke=args.smoke, notebooks=args.notebooks or None)
+        render(
+            args.out,
+            smoke=args.smoke,
+            notebooks=args.notebooks or None,
+            parameters=dict(args.parameter or []),
+        )
     except RenderError as e:
         print(f"render failed: {e}", file=sys.stderr)
         raise SystemExit(1) from None
@@ -787,6 +807,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="small runs (for CI)")
     p.add_argument("--out", default="reports")
     p.add_argument("--notebooks", nargs="*", help="notebook names (default: all)")
+    p.add_argument(
+        "-p",
+        "--parameter",
+        action="append",
+        type=render_parameter,
+        metavar="NAME=VALUE",
+        help="a notebook parameter (a Python literal, else a string); repeatable",
+    )
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("calibrate", help="fit a hardware profile to measured iteration times")

@@ -492,10 +492,12 @@ def render(
     out.mkdir(parents=True, exist_ok=True)
     extra = dict(parameters or {})
     declared = {p: _declared(p) for p in paths}
-    unused = set(extra) - set().union(*declared.values())
+    known = set().union(*declared.values()) - {"smoke", "out_dir"}
+    unused = set(extra) - known
     if unused:
         raise ValueError(
-            f"parameter(s) {', '.join(sorted(unused))} not declared by any of: {', '.join(p.stem for p in paths)}"
+            f"unknown parameter(s) {', '.join(sorted(unused))} for "
+            f"{', '.join(p.stem for p in paths)}; known: {', '.join(sorted(known)) or 'none'}"
         )
     commit = repo_commit()
     written: list[Path] = []
