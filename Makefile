@@ -28,12 +28,15 @@ reports-smoke: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
+# make lab [PORT=8888] [ARGS="--no-browser --ip=0.0.0.0"]; notebooks run there write to scratch/.
+PORT ?= 8888
+ARGS ?=
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab notebooks --port=$(PORT) $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check hybridsched tests benchmarks notebooks
 	$(VENV)/bin/ruff format --check hybridsched tests benchmarks notebooks
 
 clean:
-	rm -rf $(VENV) reports-smoke .pytest_cache
+	rm -rf $(VENV) reports-smoke scratch .pytest_cache

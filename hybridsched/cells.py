@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from hybridsched.arrivals import apply_arrivals, parse_arrivals
+from hybridsched.data import check_context, validate_requests
 from hybridsched.experiments import RuleKnobs, SolveSettings, policy_spec, requests_for, run_policy
 from hybridsched.instance import Cluster, Instance, make_instance
 
@@ -188,7 +189,9 @@ def requests_of(p: dict, tables: dict | None = None) -> pd.DataFrame:
     if src is None:
         src = w
     elif opts["max_requests"] is None and opts["window"] is None:
-        opts = None  # a preloaded table: only the sample, predictions and arrivals apply
+        opts = None  # a preloaded table: the context rule, sample, predictions, arrivals apply
+        if p["fit_context"] == "drop":
+            src = check_context(validate_requests(src), max_context, "drop")[0]
     df = requests_for(
         src,
         p["num_requests"],

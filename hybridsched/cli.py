@@ -29,7 +29,8 @@ Commands and the files they write (columns and keys are a contract):
   cluster the highest sustained rate (``capacity`` module): ``DIR/candidates.csv``,
   ``DIR/evaluations.csv`` (every simulated rate) and ``DIR/capacity.json`` (the cheapest
   cluster, GPUs needed per policy, inputs, versions); exit 1 when none sustains ``R``.
-- ``render [--smoke] [--out reports]``: the notebooks as HTML reports.
+- ``render [--smoke] [--out reports] [--notebooks NAME ...] [-p NAME=VALUE ...]``: the
+  notebooks as HTML reports.
 - ``calibrate --measurements CSV --model M --hardware H --out PROFILE.yaml``: a hardware
   profile fitted to measured iteration times, with its fit errors and outliers.
 
@@ -53,6 +54,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from hybridsched.argcheck import (
+    OneLineParser,
+    check_input_file,
+    check_out_dir,
+    check_profile,
+    finite_float_arg,
+    nonnegative_float_arg,
+    parameter_arg,
+    plain,
+    positive_int_arg,
+)
 
 
 def _json_default(o):
@@ -184,17 +197,33 @@ def _report_dropped(info: dict) -> None:
 
 
 def _cluster_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--clients", type=int, default=2, help="number of clients (replicas), default 2")
-    p.add_argument("--tp", type=int, default=4, help="tensor-parallel degree per client, default 4")
     p.add_argument(
-        "--max-batch", type=int, default=32, help="max batch size B per client, default 32"
+        "--clients",
+        type=positive_int_arg,
+        default=2,
+        help="number of clients (replicas), default 2",
+    )
+    p.add_argument(
+        "--tp",
+        type=positive_int_arg,
+        default=4,
+        help="tensor-parallel degree per client, default 4",
+    )
+    p.add_argument(
+        "--max-batch",
+        type=positive_int_arg,
+        default=32,
+        help="max batch size B per client, default 32",
     )
     p.add_argument("--model", default="llama-65b", help="model profile name or YAML path")
     p.add_argument("--hardware", default="a100-80gb-sxm", help="hardware profile name or YAML path")
     p.add_argument("--latency", default="roofline", choices=["roofline", "linear"])
     _workload_args(p)
     p.add_argument(
-        "--num-requests", type=int, default=None, help="sample this many requests (seeded)"
+        "--num-requests",
+        type=positive_int_arg,
+        default=None,
+        help="sample this many requests (seeded)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed for sampling and random sort keys")
     _predictor_args(p)
@@ -209,7 +238,7 @@ def _predictor_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--prediction-sigma",
-        type=float,
+        type=nonnegative_float_arg,
         default=None,
         help="lognormal error of the predicted output lengths (= --predictor noisy:SIGMA)",
     )
@@ -279,9 +308,14 @@ def _serving(args):
 
 
 def _solve_args(p: argparse.ArgumentParser, mip_gap: float = 1e-4) -> None:
-    p.add_argument("--time-limit", type=float, default=10.0, help="MMBPP time limit in seconds")
     p.add_argument(
-        "--mip-gap", type=float, default=mip_gap, help=f"MMBPP relative gap (default {mip_gap:g})"
+        "--time-limit", type=nonnegative_float_arg, default=10.0, help="MMBPP time limit in seconds"
+    )
+    p.add_argument(
+        "--mip-gap",
+        type=nonnegative_float_arg,
+        default=mip_gap,
+        help=f"MMBPP relative gap (default {mip_gap:g})",
     )
 
 
@@ -324,9 +358,11 @@ def _flag_names(message: str) -> str:
 
     from hybridsched.cells import DEFAULTS
 
+    alias = {"num_clients": "clients"}  # the Cluster's field behind --clients
+    names = sorted([*DEFAULTS, *alias], key=len, reverse=True)
     return re.sub(
-        r"^(" + "|".join(sorted(DEFAULTS, key=len, reverse=True)) + r") must",
-        lambda m: f"--{m.group(1).replace('_', '-')} must",
+        r"^(" + "|".join(names) + r") must",
+        lambda m: f"--{alias.get(m.group(1), m.group(1)).replace('_', '-')} must",
         message,
     )
 
@@ -578,7 +614,7 @@ def cmd_capacity(args) -> None:
         seed=args.seed,
         rel_tol=args.rel_tol,
         prices=read_prices(args.prices) if args.prices else None,
-        extra={"time_limit": args.time_limit},
+        extra={"time_limit": args.time_limit, "fit_context": args.fit_context},
         engine=args.engine,
         workers=args.workers,
         scheduler=args.scheduler,
@@ -624,21 +660,6 @@ def _engine_args(p: argparse.ArgumentParser, default: str = "dask") -> None:
     )
 
 
-def render_parameter(text: str) -> tuple[str, object]:
-    """``NAME=VALUE`` for ``render -p``: the value as a Python literal (``3``, ``0.5``,
-    ``[1, 2]``, ``None``), else as a string."""
-    import ast
-
-    name, sep, raw = text.partition("=")
-    name = name.strip()
-    if not sep or not name.isidentifier():
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
-    try:
-        return name, ast.literal_eval(raw.strip())
-    except (ValueError, SyntaxError):
-        return name, raw
-
-
 def cmd_render(args) -> None:
     from hybridsched.report import RenderError, render
 
@@ -679,9 +700,7 @@ def cmd_calibrate(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from hybridsched.experiments import POLICIES
 
-    parser = argparse.ArgumentParser(
-        prog="python -m hybridsched", description=__doc__.split("\n\n")[0]
-    )
+    parser = OneLineParser(prog="python -m hybridsched", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("simulate", help="run one policy through the simulator")
@@ -690,14 +709,16 @@ def build_parser() -> argparse.ArgumentParser:
     _solve_args(p)
     p.add_argument(
         "--lambda-multiplier",
-        type=float,
+        type=finite_float_arg,
         default=1.0,
         help="Lagrangian rule: multiplier on the default lambda",
     )
-    p.add_argument("--horizon", type=int, default=64, help="Lagrangian rule: horizon H")
+    p.add_argument(
+        "--horizon", type=positive_int_arg, default=64, help="Lagrangian rule: horizon H"
+    )
     p.add_argument(
         "--token-budget",
-        type=int,
+        type=positive_int_arg,
         default=None,
         help="chunked prefill: tokens per iteration (default: the 2048-token prefill budget)",
     )
@@ -709,7 +730,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("assign", help="solve the offline MMBPP assignment")
     _cluster_args(p)
     _solve_args(p)
-    p.add_argument("--threads", type=int, default=None, help="HiGHS threads (default: HiGHS's own)")
+    p.add_argument(
+        "--threads",
+        type=positive_int_arg,
+        default=None,
+        help="HiGHS threads (default: HiGHS's own)",
+    )
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_assign)
 
@@ -722,13 +748,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_single_case)
 
     p = sub.add_parser("study", help="the 100-case study")
-    p.add_argument("--cases", type=int, default=100)
-    p.add_argument("--requests-per-case", type=int, default=1000)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--cases", type=positive_int_arg, default=100)
+    p.add_argument("--requests-per-case", type=positive_int_arg, default=1000)
+    p.add_argument("--workers", type=positive_int_arg, default=2)
     p.add_argument("--first-seed", type=int, default=1, help="case k uses seed first_seed + k - 1")
-    p.add_argument("--clients", type=int, default=2)
-    p.add_argument("--tp", type=int, default=4)
-    p.add_argument("--max-batch", type=int, default=32)
+    p.add_argument("--clients", type=positive_int_arg, default=2)
+    p.add_argument("--tp", type=positive_int_arg, default=4)
+    p.add_argument("--max-batch", type=positive_int_arg, default=32)
     p.add_argument("--model", default="llama-65b", help="model profile name or YAML path")
     p.add_argument("--hardware", default="a100-80gb-sxm", help="hardware profile name or YAML path")
     _workload_args(p)
@@ -796,6 +822,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--rel-tol", type=float, default=0.05, help="bisection stops within this share (0.05)"
     )
     p.add_argument("--prices", default=None, help="CSV: hardware, usd_per_gpu_hour")
+    p.add_argument(
+        "--fit-context",
+        default="error",
+        choices=["error", "drop"],
+        help="requests longer than the model's context: error (default) or drop",
+    )
     p.add_argument("--time-limit", type=float, default=10.0, help="MMBPP time limit in seconds")
     p.add_argument("--workers", type=int, default=None, help="local workers (default: cores)")
     _engine_args(p)
@@ -811,7 +843,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-p",
         "--parameter",
         action="append",
-        type=render_parameter,
+        type=parameter_arg,
         metavar="NAME=VALUE",
         help="a notebook parameter (a Python literal, else a string); repeatable",
     )
@@ -835,14 +867,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """The paths of a parsed command line, before any work (ValueError naming the flag)."""
+    check_out_dir(getattr(args, "out", None), "--out")
+    check_input_file(getattr(args, "requests", None), "--requests")
+    w = getattr(args, "workload", None)
+    if isinstance(w, str) and os.path.isdir(w):  # a named workload is no path; a folder is bad
+        used = "--requests" if "--requests" in getattr(args, "argv", []) else "--workload"
+        check_input_file(w, used)
+    for flag in ("model", "hardware", "models"):
+        value = getattr(args, flag, None)
+        for v in value if isinstance(value, list) else [value] if value is not None else []:
+            check_profile(v, f"--{flag}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # a bad argument (one line on stderr, code 2) or --help (0)
+        return e.code if isinstance(e.code, int) else 2
     args.argv = list(sys.argv[2:] if argv is None else argv[1:])
     try:
+        check_args(args)
         args.func(args)
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {plain(str(e))}", file=sys.stderr)
         return 2
     return 0
 

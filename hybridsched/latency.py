@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
@@ -78,26 +79,26 @@ class RooflineLatency:
             )
 
     # --- derived constants -------------------------------------------------------------
-    @property
+    @cached_property
     def overhead(self) -> float:
         """Fixed cost of any iteration: ``overhead + overhead_per_extra_gpu * (tp - 1)``."""
         hw = self.hardware
         return hw.iteration_overhead_s + hw.overhead_per_extra_gpu_s * (self.tp - 1)
 
-    @property
+    @cached_property
     def kv_bytes_per_token(self) -> int:
         """KV bytes per token this replica stores (KV heads replicated when ``tp > H_kv``)."""
         return self.model.kv_bytes_per_token_tp(int(self.tp))
 
-    @property
+    @cached_property
     def peak_eff(self) -> float:
         return self.tp * self.hardware.peak_flops * self.hardware.mfu
 
-    @property
+    @cached_property
     def bw_eff(self) -> float:
         return self.tp * self.hardware.memory_bandwidth * self.hardware.mbu
 
-    @property
+    @cached_property
     def kv_capacity_tokens(self) -> int:
         """``M = floor((tp * mem * usable - weight bytes) / kv bytes per token)``."""
         free = (

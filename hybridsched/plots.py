@@ -22,6 +22,10 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.colors import to_rgb
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator, PercentFormatter
+
+from hybridsched.labels import distinct_digits, label
+from hybridsched.labels import kind as value_kind
 
 KIND_COLORS = {"prefill": "#d62728", "decode": "#1f77b4"}
 BASELINE_COLOR = "#7f7f7f"
@@ -31,6 +35,17 @@ def _axes(ax: Axes | None, figsize: tuple[float, float] = (8.0, 3.5)) -> Axes:
     if ax is None:
         _, ax = plt.subplots(figsize=figsize)
     return ax
+
+
+def _legend_outside(ax: Axes, **kwargs) -> None:
+    """The legend to the right of the plot, where it covers no data."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kwargs)
+
+
+def _percent_axis(ax: Axes, column: str, axis: str = "y") -> None:
+    """Fractions (``U``, gaps, shares) read as percentages on the axis."""
+    if value_kind(column) == "fraction":
+        (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(PercentFormatter(xmax=1.0))
 
 
 def _require(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
@@ -125,7 +140,7 @@ def plot_gantt(
     ax.set_xlim(lo, hi)
     ax.set_xlabel("time (s)")
     handles = [Patch(color=c, label=k) for k, c in KIND_COLORS.items()]
-    ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.9)
+    _legend_outside(ax, handles=handles, fontsize=8)
     return ax
 
 
@@ -155,7 +170,7 @@ def plot_batch_occupancy(
     ax.set_xlabel("time (s)")
     ax.set_ylabel("running batch |D|")
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8, loc="lower left")
+    _legend_outside(ax, fontsize=8)
     return ax
 
 
@@ -187,7 +202,7 @@ def plot_kv_usage(
     ax.set_xlabel("time (s)")
     ax.set_ylabel("KV tokens (used; reserved dotted)")
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8, loc="upper right")
+    _legend_outside(ax, fontsize=8)
     return ax
 
 
@@ -215,18 +230,20 @@ def plot_makespan_bars(table: pd.DataFrame, lower_bound_s: float, ax: Axes | Non
     x = np.arange(len(t))
     bars = ax.bar(x, t, color=colors)
     ax.set_xticks(x, table["policy"].astype(str), rotation=30, ha="right")
-    ax.bar_label(bars, labels=[f"{v:.1f}" for v in t], fontsize=8)
+    own = (
+        table["lower_bound_s"].to_numpy(dtype=float)
+        if "lower_bound_s" in table.columns
+        else np.full(len(t), lower_bound_s)
+    )
+    # enough decimals that bars of different heights (and the bounds) get different labels
+    d = distinct_digits([*t, lower_bound_s, *own])
+    ax.bar_label(bars, labels=[f"{v:.{d}f}" for v in t], fontsize=8)
     ax.axhline(
         lower_bound_s,
         color="black",
         linestyle="--",
         linewidth=1.0,
-        label=f"T_LB = {lower_bound_s:.1f} s",
-    )
-    own = (
-        table["lower_bound_s"].to_numpy(dtype=float)
-        if "lower_bound_s" in table.columns
-        else np.full(len(t), lower_bound_s)
+        label=f"T_LB = {lower_bound_s:.{d}f} s",
     )
     other = ~np.isclose(own, lower_bound_s)
     if other.any():
@@ -237,13 +254,13 @@ def plot_makespan_bars(table: pd.DataFrame, lower_bound_s: float, ax: Axes | Non
             colors="black",
             linestyles=":",
             linewidth=1.5,
-            label=f"mixed-iteration T_LB = {own[other].min():.1f} s",
+            label=f"mixed-iteration T_LB = {own[other].min():.{d}f} s",
         )
     lo = min(lower_bound_s, float(t.min()), float(own.min()))
     hi = max(lower_bound_s, float(t.max()))
     ax.set_ylim(max(0.0, lo - 0.25 * (hi - lo + 1e-9)), hi + 0.1 * (hi - lo + 1e-9))
     ax.set_ylabel("makespan T (s, axis not from 0)")
-    ax.legend(fontsize=8, loc="upper right")
+    _legend_outside(ax, fontsize=8)
     return ax
 
 
@@ -277,8 +294,8 @@ def plot_paired_makespan(
     ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="black", linewidth=0.8, label="y = x")
     below = int((p[y] < p[x]).sum())
     ax.set_title(f"{y} < {x} (below the diagonal) in {below} of {len(p)} cases", fontsize=9)
-    ax.set_xlabel(f"{x}: {value}")
-    ax.set_ylabel(f"{y}: {value}")
+    ax.set_xlabel(f"{x}: {label(value)}")
+    ax.set_ylabel(f"{y}: {label(value)}")
     ax.set_aspect("equal", adjustable="datalim")
     ax.legend(fontsize=8, loc="upper left")
     return ax
@@ -310,7 +327,8 @@ def plot_gain_hist(
         )
     ax.set_xlabel(f"U gain, {policy} vs {baseline} (percentage points)")
     ax.set_ylabel("cases")
-    ax.legend(fontsize=8)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=8, loc="best")
     return ax
 
 
@@ -334,7 +352,7 @@ def plot_sensitivity(
             xs[order],
             part[y].to_numpy()[order],
             marker="o",
-            label=None if key is None else f"{hue}={key}",
+            label=None if key is None else str(key),
         )
     if not numeric:
         ax.set_xticks(range(len(cats)), [str(c) for c in cats])
@@ -343,10 +361,11 @@ def plot_sensitivity(
         ticks = sorted(df[x].unique())
         ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
         ax.xaxis.set_minor_locator(plt.NullLocator())
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
+    ax.set_xlabel(label(x))
+    ax.set_ylabel(label(y))
+    _percent_axis(ax, y)
     if hue:
-        ax.legend(fontsize=8)
+        _legend_outside(ax, fontsize=8, title=label(hue), title_fontsize=8)
     return ax
 
 
@@ -366,5 +385,5 @@ def plot_stage_gains(
     ax.axvline(0, color="black", linewidth=0.8)
     ax.margins(x=0.15)  # room for the value labels on both sides
     ax.invert_yaxis()
-    ax.set_xlabel(value)
+    ax.set_xlabel(label(value))
     return ax

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 
 import yaml
@@ -153,7 +154,7 @@ class ModelProfile:
             ffn = experts * 3 * d * self.expert_ffn + self.num_experts * d  # experts + router
         return attn + ffn + 2 * d
 
-    @property
+    @cached_property
     def num_params(self) -> int:
         """Every weight: ``L * layer + V d (1 + untied head) + d`` (module docstring)."""
         heads = 1 if self.tie_word_embeddings else 2
@@ -163,7 +164,7 @@ class ModelProfile:
             + self.hidden_size
         )
 
-    @property
+    @cached_property
     def active_params(self) -> int:
         """The weights one token multiplies: only ``experts_per_token`` experts per layer."""
         if self.num_experts == 1:
@@ -175,11 +176,11 @@ class ModelProfile:
             + self.hidden_size
         )
 
-    @property
+    @cached_property
     def weight_bytes(self) -> int:
         return self.num_params * self.bytes_per_param
 
-    @property
+    @cached_property
     def kv_bytes_per_token(self) -> int:
         """Keys and values of every layer: ``2 * L * H_kv * h_d * bytes`` (no replication)."""
         return 2 * self.num_layers * self.kv_heads * self.head_size * self.kv_bytes_per_value

@@ -16,7 +16,8 @@ since it no longer matches the code.
 The notebook-facing helpers are here too, because they touch files or format the
 paper comparison: ``results_dir`` and ``write_results`` (the notebooks' last cell),
 ``policy_table``, ``bound_table``, ``paper_vs_ours``, ``study_table`` and
-``study_vs_paper``.
+``study_vs_paper``; and, re-exported from ``display``, how tables read (``show``,
+``show_metrics``, ``show_wide``, ``single_case_table``).
 
 Notebook contract: a cell tagged ``parameters`` that declares ``smoke`` and ``out_dir``;
 ``out_dir`` is where the notebook writes its result files (relative paths are resolved
@@ -44,6 +45,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hybridsched.display import (  # noqa: F401  (re-exported: notebooks call report.show)
+    SINGLE_CASE_FORMATS,
+    show,
+    show_metrics,
+    show_wide,
+    single_case_table,
+)
 from hybridsched.paths import repo_root
 from hybridsched.sweep import METRIC_COLUMNS
 
@@ -407,18 +415,69 @@ def find_notebooks(
     return out
 
 
+def notebook_claim(path: Path) -> str:
+    """The one-line claim the index shows for a notebook: its ``hybridsched.claim`` metadata,
+    else its first Markdown heading."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    claim = nb.metadata.get("hybridsched", {}).get("claim")
+    if claim:
+        return str(claim)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("#"):
+                    return line.lstrip("#").strip()
+    return ""
+
+
 def _declared(path: Path) -> set[str]:
     import papermill as pm
 
     return set(pm.inspect_notebook(str(path)))
 
 
-def _execute(path: Path, work: Path, params: dict, timeout_s: float | None) -> Path:
-    """Run one notebook with papermill into ``work``; raise RenderError on failure; the HTML path."""
+# The kernel's own log is silenced (CRITICAL only): its start-up warning about unencrypted
+# local TCP and the "KeyboardInterrupt caught in kernel" line of jupyter_client's
+# interrupt-then-shutdown sequence say nothing about the report and would read as problems
+# in the log of a successful render. A failing cell still reaches the render through
+# papermill (RenderError names the notebook and the cell).
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
+
+
+def _model_href(out: Path) -> str:
+    """The link from a report in ``out`` to docs/model.md (relative, so the folder can move
+    with the checkout)."""
+    return Path(os.path.relpath(repo_root() / "docs" / "model.md", out)).as_posix()
+
+
+RENDER_SET = {"smoke": "use --smoke (render(smoke=True))", "out_dir": "render sets it from --out"}
+
+
+def check_parameters(extra: Mapping[str, Any], declared: Mapping[Path, Iterable[str]]) -> None:
+    """Refuse a parameter that no selected notebook declares in its ``parameters`` cell (the
+    message lists the ones they do declare) or one that ``render`` sets itself."""
+    for name in extra:
+        if name in RENDER_SET:
+            raise ValueError(f"parameter {name!r}: {RENDER_SET[name]}")
+    known = set().union(*map(set, declared.values())) - set(RENDER_SET)
+    unknown = sorted(set(extra) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown parameter(s) {', '.join(unknown)} for {', '.join(p.stem for p in declared)}; "
+            f"known: {', '.join(sorted(known)) or 'none'}"
+        )
+
+
+def _execute(path: Path, work: Path, params: dict, timeout_s: float | None, out: Path) -> Path:
+    """Run one notebook with papermill into ``work``; raise RenderError on failure; the HTML path
+    (written by ``htmlexport.notebook_html`` with links valid once moved into ``out``)."""
     import nbformat
     import papermill as pm
-    from nbconvert import HTMLExporter
     from papermill.exceptions import PapermillExecutionError
+
+    from hybridsched.htmlexport import notebook_html
 
     name = path.stem
     executed = work / f"{name}.ipynb"
@@ -433,6 +492,7 @@ def _execute(path: Path, work: Path, params: dict, timeout_s: float | None) -> P
             log_output=False,
             request_save_on_cell_execute=False,
             execution_timeout=timeout_s,
+            extra_arguments=KERNEL_ARGUMENTS,
         )
     except PapermillExecutionError as e:
         raise RenderError(
@@ -441,10 +501,10 @@ def _execute(path: Path, work: Path, params: dict, timeout_s: float | None) -> P
     except Exception as e:  # kernel died, timeout, bad notebook file: still this notebook's failure
         raise RenderError([NotebookFailure(name, None, None, type(e).__name__, str(e))]) from e
     nb = nbformat.read(str(executed), as_version=4)
-    body, _ = HTMLExporter().from_notebook_node(nb)
-    out = work / f"{name}.html"
-    out.write_text(body, encoding="utf-8")
-    return out
+    body = notebook_html(nb, index_href="index.html", model_href=_model_href(out))
+    html_path = work / f"{name}.html"
+    html_path.write_text(body, encoding="utf-8")
+    return html_path
 
 
 def _remove(*paths: Path) -> None:
@@ -489,16 +549,10 @@ def render(
     """
     paths = find_notebooks(notebooks, notebooks_dir)
     out = Path(out_dir).expanduser().resolve()
-    out.mkdir(parents=True, exist_ok=True)
     extra = dict(parameters or {})
     declared = {p: _declared(p) for p in paths}
-    known = set().union(*declared.values()) - {"smoke", "out_dir"}
-    unused = set(extra) - known
-    if unused:
-        raise ValueError(
-            f"unknown parameter(s) {', '.join(sorted(unused))} for "
-            f"{', '.join(p.stem for p in paths)}; known: {', '.join(sorted(known)) or 'none'}"
-        )
+    check_parameters(extra, declared)
+    out.mkdir(parents=True, exist_ok=True)
     commit = repo_commit()
     written: list[Path] = []
     failures: list[NotebookFailure] = []
@@ -515,7 +569,7 @@ def render(
             params = {key: v for key, v in extra.items() if key in declared[path]}
             params.update(smoke=bool(smoke), out_dir=str(results))
             try:
-                html_tmp = _execute(path, work, params, timeout_s)
+                html_tmp = _execute(path, work, params, timeout_s, out)
             except RenderError as e:
                 failures.extend(e.failures)
                 # A stale report of this notebook would not match this code: drop it.
@@ -529,6 +583,7 @@ def render(
             meta = {
                 "notebook": name,
                 "html": f"{name}.html",
+                "claim": notebook_claim(path),
                 "commit": commit,
                 "smoke": bool(smoke),
                 "parameters": params | {"out_dir": f"{name}/"},
@@ -578,8 +633,12 @@ def _fmt(v: Any) -> str:
 
 
 def _csv_table(path: Path) -> str:
+    """A headline CSV (one row per metric) as HTML, each row in its unit, the paper's
+    missing numbers "not reported"."""
+    from hybridsched.display import metrics_frame
+
     df = pd.read_csv(path, index_col=0)
-    return df.to_html(na_rep="", float_format=lambda v: f"{v:,.2f}", border=0)
+    return metrics_frame(df).to_html(index=False, border=0, na_rep="")
 
 
 def write_index(
@@ -600,16 +659,28 @@ def write_index(
         if (out / meta.get("html", "")).is_file():
             metas.append(meta)
     e = html.escape
+    model = _model_href(out.resolve())
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>hybridsched reports</title>",
         f"<style>{_CSS}</style></head><body>",
         "<h1>hybridsched reports</h1>",
         "<p>Reproducing <i>Hybrid Offline-online Scheduling Method for Large Language Model Inference "
-        "Optimization</i> (arXiv:2502.15763) in an iteration-level simulator.</p>",
+        "Optimization</i> (arXiv:2502.15763) in an iteration-level simulator. The model every "
+        f"report uses is specified in <a href='{e(model)}'>docs/model.md</a>.</p>",
         f"<p>Commit <code>{e(commit or repo_commit())}</code>; this render: "
         f"<code>{e(json.dumps(to_jsonable(run or {})))}</code>; written "
         f"{_dt.datetime.now(_dt.UTC).isoformat(timespec='seconds')}.</p>",
     ]
+    parts.append("<h2>Reports</h2><ul class='claims'>")
+    for m in metas:
+        claim = m.get("claim", "")
+        parts.append(
+            f"<li><a href='{e(m['html'])}'>{e(m['notebook'])}</a>"
+            + (f": {e(claim)}" if claim else "")
+            + ("" if not m.get("smoke") else " <i>(smoke run)</i>")
+            + "</li>"
+        )
+    parts.append("</ul>")
     headlines = [(m, out / m["notebook"] / HEADLINE_CSV) for m in metas]
     headlines = [(m, p) for m, p in headlines if p.is_file()]
     if headlines:
@@ -622,7 +693,7 @@ def write_index(
             )
             parts.append(f"<h3>{e(m['notebook'])}{e(note)}</h3>{_csv_table(p)}")
     parts.append(
-        "<h2>Reports</h2><table><tr><th>notebook</th><th>results</th><th>smoke</th>"
+        "<h2>Render details</h2><table><tr><th>notebook</th><th>results</th><th>smoke</th>"
         "<th>commit</th><th>parameters</th><th>rendered</th><th>wall (s)</th></tr>"
     )
     for m in metas:

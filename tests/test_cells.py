@@ -124,3 +124,17 @@ def test_cell_slo_columns_match_request_table(small_csv):
     att = float(((req["ttft_s"] <= 2.0) & (req["tpot_s"].fillna(0) <= 0.05)).mean())
     assert c.slo["slo_attainment"] == pytest.approx(att)
     assert c.slo["goodput_rps"] == pytest.approx(att * 40 / c.run.metrics["makespan_s"])
+
+
+def test_preloaded_table_honours_fit_context_drop():
+    """Tests that a workload table sent to workers (``tables``) still drops the requests
+    longer than the model's context when fit_context='drop' (and fails the cell otherwise)."""
+    from hybridsched.data import load_gsm8k
+
+    df = load_gsm8k().iloc[:30].reset_index(drop=True)
+    df.loc[3, "prompt_tokens"] = 5000  # LLaMA-65B's context is 2,048 tokens
+    tables = {"w": df}
+    ok = run_cell({"workload": "w", "fit_context": "drop"}, tables)
+    assert ok["status"] == "ok" and ok["num_requests"] == 29
+    bad = run_cell({"workload": "w"}, tables)
+    assert bad["status"] == "failed" and "context" in bad["error"]

@@ -73,10 +73,10 @@ def test_simulate_writes_trace_and_metrics(tmp_path, small_csv):
     "args, message",
     [
         (["--tp", "1"], "tp"),
-        (["--max-batch", "0"], "max_batch"),
+        (["--max-batch", "0"], "--max-batch"),
         (["--model", "gpt-9"], "unknown model profile"),
         (["--hardware", "tpu-v9"], "unknown hardware profile"),
-        (["--clients", "0"], "num_clients"),
+        (["--clients", "0"], "--clients"),
     ],
 )
 def test_bad_cluster_exits_2_and_writes_nothing(tmp_path, capsys, small_csv, args, message):
@@ -286,3 +286,155 @@ def test_commands_run_without_highspy(tmp_path, small_csv, monkeypatch):
         == 0
     )
     assert json.loads((sim / "metrics.json").read_text())["versions"]["highspy"] == "not installed"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--prediction-sigma", "nan"],
+            "argument --prediction-sigma: must be a finite number, got nan",
+        ),
+        (["--lambda-multiplier", "nan"], "argument --lambda-multiplier: must be a finite number"),
+        (["--lambda-multiplier", "inf"], "argument --lambda-multiplier: must be a finite number"),
+        (["--prediction-sigma", "-1"], "argument --prediction-sigma: must be >= 0, got -1"),
+        (["--time-limit", "x"], "argument --time-limit: must be a number, got 'x'"),
+        (["--num-requests", "0"], "argument --num-requests: must be an integer >= 1, got 0"),
+        (["--model", "/no/such/profile.yaml"], "--model /no/such/profile.yaml: no such file"),
+        (["--policy", "nope"], "argument --policy: invalid choice: 'nope'"),
+    ],
+)
+def test_bad_option_is_refused_by_flag_on_one_line(tmp_path, capsys, small_csv, args, message):
+    """Tests that a NaN, infinite, negative or malformed option, or a missing profile path, exits 2
+    with one stderr line naming the flag and the value, before anything is written."""
+    out = tmp_path / "run"
+    assert main(["simulate", "--requests", str(small_csv), "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
+def test_folder_given_as_profile_or_requests_is_refused(tmp_path, capsys):
+    """Tests that a folder passed as a YAML profile or a request CSV is a named error, exit 2."""
+    out = tmp_path / "run"
+    assert main(["simulate", "--hardware", str(tmp_path), "--out", str(out)]) == 2
+    assert f"--hardware {tmp_path}: is a folder, not a file" in capsys.readouterr().err
+    assert main(["study", "--requests", str(tmp_path), "--out", str(out)]) == 2
+    assert f"--requests {tmp_path}: is a folder, not a file" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "out, message",
+    [
+        ("", "--out: needs a folder name, got an empty value"),
+        ("/dev/null", "--out /dev/null: exists and is not a folder"),
+        ("FILE", "exists and is not a folder"),
+        ("FILE/sub", "is not a folder"),
+        ("/proc/hybridsched-out", "--out /proc/hybridsched-out: cannot be created in /proc"),
+    ],
+)
+@pytest.mark.parametrize("command", ["simulate", "assign", "single-case", "study", "render"])
+def test_bad_out_is_refused_before_any_work(tmp_path, capsys, monkeypatch, out, message, command):
+    """Tests that an empty, file, device or unwritable --out exits 2 naming it, for every command,
+    before any work (the command itself is never called) and without writing anything."""
+    from hybridsched import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "FILE").write_text("keep")
+    called = []
+    for name in ("cmd_simulate", "cmd_assign", "cmd_single_case", "cmd_study", "cmd_render"):
+        monkeypatch.setattr(cli, name, lambda args, _n=name: called.append(_n))
+    assert main([command, "--out", out.replace("FILE", str(tmp_path / "FILE"))]) == 2
+    assert message in capsys.readouterr().err
+    assert called == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["FILE"]
+    assert (tmp_path / "FILE").read_text() == "keep"
+
+
+def test_bad_option_from_the_shell_has_no_traceback(tmp_path):
+    """Tests that `python -m hybridsched` with a NaN option prints one line and exits 2."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hybridsched",
+            "simulate",
+            "--prediction-sigma",
+            "nan",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+    assert "--prediction-sigma" in proc.stderr
+
+
+def test_render_unknown_parameter_lists_known_ones(tmp_path, capsys):
+    """Tests that `render -p` with a name no selected notebook declares exits 2, lists the names the
+    notebook's parameters cell declares, and creates no output folder."""
+    out = tmp_path / "rep"
+    assert (
+        main(["render", "--notebooks", "03_exact_mip", "-p", "max_batchh=3", "--out", str(out)])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "unknown parameter(s) max_batchh for 03_exact_mip" in err
+    assert "known: " in err and "max_batch" in err and "prompt_tokens" in err
+    assert not out.exists()
+    assert main(["render", "-p", "out_dir=/tmp/x", "--out", str(out)]) == 2
+    assert "render sets it from --out" in capsys.readouterr().err
+
+
+def test_render_passes_typed_parameters(monkeypatch):
+    """Tests that `render -p NAME=VALUE` passes Python literals typed and other values as strings."""
+    from hybridsched import report
+
+    seen = {}
+    monkeypatch.setattr(report, "render", lambda out, **kw: seen.update(out=out, **kw))
+    argv = [
+        "render",
+        "--notebooks",
+        "03_exact_mip",
+        "-p",
+        "max_batch=3",
+        "-p",
+        "prompt_tokens=[1, 2]",
+    ]
+    assert main([*argv, "-p", "label=two words", "--out", "somewhere"]) == 0
+    assert seen["notebooks"] == ["03_exact_mip"]
+    assert seen["parameters"] == {"max_batch": 3, "prompt_tokens": [1, 2], "label": "two words"}
+
+
+def _readme_commands() -> list[list[str]]:
+    """The `python -m hybridsched ...` lines of the README's bash blocks, as argv lists."""
+    import re
+    import shlex
+
+    from hybridsched.paths import repo_root
+
+    text = (repo_root() / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    blocks = [b.replace("\\\n", " ") for b in blocks]  # join continued lines
+    lines = [ln.strip() for b in blocks for ln in b.splitlines() if "-m hybridsched" in ln]
+    return [shlex.split(ln.split("#")[0]) for ln in lines]
+
+
+def test_readme_commands_use_the_venv_and_parse():
+    """Tests that every CLI example of the README runs through the .venv that `make venv`
+    builds (not a bare `python`, which lacks the dependencies) and parses as written."""
+    from hybridsched.cli import build_parser
+
+    commands = _readme_commands()
+    assert len(commands) >= 5
+    parser = build_parser()
+    for argv in commands:
+        assert argv[:3] == [".venv/bin/python", "-m", "hybridsched"], argv
+        args = parser.parse_args(argv[3:])
+        assert args.out
+    from hybridsched.paths import repo_root
+
+    assert "\nvenv: $(STAMP)" in (repo_root() / "Makefile").read_text()

@@ -201,3 +201,35 @@ def test_exact_table_certifies_bound_and_optimum():
     assert t.loc[t["policy"] == "p", "gap_to_optimum"].item() == pytest.approx(0.25)
     with pytest.raises(ValueError, match="exact MIP"):
         report.exact_table({"p": {"makespan_s": 2.0, "utilization": 0.5}}, lb)
+
+
+@pytest.mark.slow
+def test_render_log_is_clean_and_pages_read_as_reports(nb_dir, tmp_path, capfd):
+    """Tests that a successful render prints only its progress lines (no kernel warning, no
+    KeyboardInterrupt), that the page hides the injected parameters (no temporary path) and
+    links the index and docs/model.md, and that the index lists the report with its claim."""
+    import os
+
+    out = tmp_path / "out"
+    report.render(out, notebooks=["01_good"], notebooks_dir=nb_dir, parameters={"factor": 3})
+    captured = capfd.readouterr()
+    assert "WARNING" not in captured.err and "KeyboardInterrupt" not in captured.err
+    assert "IPKernelApp" not in captured.err + captured.out
+    assert [ln.split(":")[0] for ln in captured.out.splitlines()] == ["[1/1] 01_good"] * 2
+    page = (out / "01_good.html").read_text()
+    assert ".render-" not in page and str(tmp_path) not in page
+    model = os.path.relpath(report.repo_root() / "docs" / "model.md", out)
+    assert 'href="index.html"' in page and f'href="{model}"' in page
+    index = (out / "index.html").read_text()
+    assert f"href='{model}'" in index
+    assert "<li><a href='01_good.html'>01_good</a>: tiny</li>" in index
+
+
+def test_notebook_claim_prefers_metadata(tmp_path):
+    """Tests that a notebook's claim is its hybridsched.claim metadata, else its first heading."""
+    path = _notebook(tmp_path / "01_x.ipynb", "x = 1")
+    assert report.notebook_claim(path) == "tiny"
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata["hybridsched"] = {"claim": "The hybrid wins."}
+    nbformat.write(nb, path)
+    assert report.notebook_claim(path) == "The hybrid wins."
