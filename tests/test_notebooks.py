@@ -19,6 +19,7 @@ NOTEBOOKS = [
     "03_exact_mip",
     "04_sensitivity",
     "05_latency_model",
+    "07_my_deployment",
     "08_capacity_planning",
 ]
 
@@ -29,6 +30,7 @@ TABLE_MARKERS = {
     "03_exact_mip": "gap to the optimum T*",
     "04_sensitivity": "gap to T_LB",
     "05_latency_model": "overhead_per_extra_gpu_s",
+    "07_my_deployment": "max_rate_scale",
     "08_capacity_planning": "max_rate",
 }
 
@@ -121,3 +123,34 @@ def test_index_links_every_report_with_headline(smoke_reports):
     for name in NOTEBOOKS:
         assert f"href='{name}.html'" in index
     assert "Paper vs ours" in index and "U gain (pp)" in index
+
+
+@pytest.mark.slow
+def test_my_deployment_renders_from_the_command_line_with_a_parameter(tmp_path, capsys):
+    """Tests that `render --notebooks 07_my_deployment -p clients=2 --smoke` runs the notebook
+    with the override: the render record and the notebook's own results carry clients=2."""
+    import json
+
+    from hybridsched.cli import main
+
+    out = tmp_path / "r"
+    argv = ["render", "--smoke", "--notebooks", "07_my_deployment", "-p", "clients=2"]
+    assert main([*argv, "--out", str(out)]) == 0
+    meta = json.loads((out / "07_my_deployment" / report.RENDER_JSON).read_text())
+    assert meta["parameters"]["clients"] == 2
+    doc = json.loads((out / "07_my_deployment" / "my_deployment.json").read_text())
+    assert doc["cell"]["clients"] == 2 and doc["verdict"]["winner"] in doc["policies"]
+
+
+def test_render_refuses_an_unknown_parameter_listing_the_known_ones(tmp_path, capsys):
+    """Tests that `render -p NAME=VALUE` with a name the notebook does not declare exits 2
+    with one line that lists the notebook's parameters, and renders nothing."""
+    from hybridsched.cli import main
+
+    out = tmp_path / "r"
+    argv = ["render", "--notebooks", "07_my_deployment", "-p", "gpus=3", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "unknown parameter(s) gpus" in err and "known:" in err and "clients" in err
+    assert not (out / "07_my_deployment.html").exists()
