@@ -77,7 +77,7 @@ def load_sweep(
     ok = table["status"] == "ok"
     table["offered_rps"] = np.nan
     table.loc[ok, "offered_rps"] = [
-        offered_rate(n, c) for n, c, k in zip(table["num_requests"], resolved, ok) if k
+        offered_rate(n, c) for n, c, k in zip(table["num_requests"], resolved, ok, strict=True) if k
     ]
     return table
 

@@ -19,6 +19,7 @@ NOTEBOOKS = [
     "03_exact_mip",
     "04_sensitivity",
     "05_latency_model",
+    "06_online_serving",
     "08_capacity_planning",
 ]
 
@@ -29,6 +30,7 @@ TABLE_MARKERS = {
     "03_exact_mip": "gap_to_optimum",
     "04_sensitivity": "gap_closed",
     "05_latency_model": "overhead_per_extra_gpu_s",
+    "06_online_serving": "sustained_rps",
     "08_capacity_planning": "max_rate",
 }
 
