@@ -12,7 +12,9 @@ NaN when no load level meets it) and the highest throughput measured at any load
 (``peak_throughput_rps``, requests completed per second of makespan).
 
 ``ttft_cdf(cells)`` runs the given cells and returns every request's TTFT with its
-empirical cumulative share, one curve per cell label.
+empirical cumulative share, one curve per cell label; ``ttft_by_output(cdf)`` is the
+median TTFT per quartile of the requests' output length, the view that shows whom a
+sorted queue delays.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from hybridsched.grid import run_cells
 from hybridsched.runner import Engine
 from hybridsched.workloads import parse_window
 
-__all__ = ["load_sweep", "offered_rate", "saturation", "ttft_cdf"]
+__all__ = ["load_sweep", "offered_rate", "saturation", "ttft_by_output", "ttft_cdf"]
 
 
 def _span_s(params: dict) -> float:
@@ -104,12 +106,27 @@ def saturation(
     return ok.groupby(list(by), sort=False).apply(one, include_groups=False).reset_index()
 
 
+_CDF_COLS = ["request_id", "output_tokens", "ttft_s", "share"]
+
+
 def ttft_cdf(cells: Mapping[str, dict], tables: dict | None = None) -> pd.DataFrame:
-    """Every request's TTFT (s) and cumulative share, per labelled cell (``label`` column)."""
+    """Every request's TTFT (s) and cumulative share, per labelled cell (``label`` column),
+    with the request's id and output length (tokens)."""
     parts = []
     for label, params in cells.items():
         c = simulate_cell(params, tables)
-        ttft = np.sort(c.run.requests["ttft_s"].dropna().to_numpy())
-        share = np.arange(1, len(ttft) + 1) / max(len(ttft), 1)
-        parts.append(pd.DataFrame({"label": label, "ttft_s": ttft, "share": share}))
+        req = c.run.requests[["request_id", "ttft_s"]].dropna()
+        out = c.instance.requests.set_index("request_id")["output_tokens"]
+        req = req.assign(output_tokens=out.reindex(req["request_id"]).to_numpy())
+        req = req.sort_values("ttft_s", kind="stable")
+        share = np.arange(1, len(req) + 1) / max(len(req), 1)
+        parts.append(req.assign(label=label, share=share)[["label", *_CDF_COLS]])
     return pd.concat(parts, ignore_index=True)
+
+
+def ttft_by_output(cdf: pd.DataFrame, quartiles: int = 4) -> pd.DataFrame:
+    """Median TTFT (s) per label (rows) and quartile of output length (columns, shortest first)."""
+    q = pd.qcut(cdf["output_tokens"], quartiles, duplicates="drop")
+    t = cdf.groupby(["label", q], sort=False, observed=True)["ttft_s"].median().unstack()
+    t.columns = [f"Q{i + 1} (output <= {c.right:.0f} tok)" for i, c in enumerate(t.columns)]
+    return t.reindex(cdf["label"].unique())

@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hybridsched.serving_study import load_sweep, offered_rate, saturation, ttft_cdf
+from hybridsched.serving_study import (
+    load_sweep,
+    offered_rate,
+    saturation,
+    ttft_by_output,
+    ttft_cdf,
+)
 
 BASE = {
     "workload": "azure-conv",
@@ -74,3 +80,19 @@ def test_ttft_cdf_is_a_distribution():
     assert cdf["share"].iloc[-1] == pytest.approx(1.0)
     assert cdf["ttft_s"].is_monotonic_increasing
     assert (cdf["ttft_s"] >= 0).all()
+    assert cdf["output_tokens"].min() >= 1
+    assert cdf["request_id"].is_unique
+
+
+def test_ttft_by_output_medians_per_quartile():
+    """Tests the per-quartile medians on a hand-made CDF: short requests waited, long did not."""
+    cdf = pd.DataFrame(
+        {
+            "label": ["p"] * 8,
+            "output_tokens": [1, 2, 3, 4, 5, 6, 7, 8],
+            "ttft_s": [10.0, 12.0, 5.0, 5.0, 1.0, 3.0, 0.1, 0.3],
+        }
+    )
+    t = ttft_by_output(cdf)
+    assert list(t.loc["p"]) == pytest.approx([11.0, 5.0, 2.0, 0.2])
+    assert t.columns[0].startswith("Q1 (output <=") and t.columns[-1] == "Q4 (output <= 8 tok)"
