@@ -127,6 +127,6 @@ def ttft_cdf(cells: Mapping[str, dict], tables: dict | None = None) -> pd.DataFr
 def ttft_by_output(cdf: pd.DataFrame, quartiles: int = 4) -> pd.DataFrame:
     """Median TTFT (s) per label (rows) and quartile of output length (columns, shortest first)."""
     q = pd.qcut(cdf["output_tokens"], quartiles, duplicates="drop")
-    t = cdf.groupby(["label", q], sort=False, observed=True)["ttft_s"].median().unstack()
+    t = cdf.groupby(["label", q], observed=True)["ttft_s"].median().unstack().sort_index(axis=1)
     t.columns = [f"Q{i + 1} (output <= {c.right:.0f} tok)" for i, c in enumerate(t.columns)]
     return t.reindex(cdf["label"].unique())

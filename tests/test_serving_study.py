@@ -89,8 +89,8 @@ def test_ttft_by_output_medians_per_quartile():
     cdf = pd.DataFrame(
         {
             "label": ["p"] * 8,
-            "output_tokens": [1, 2, 3, 4, 5, 6, 7, 8],
-            "ttft_s": [10.0, 12.0, 5.0, 5.0, 1.0, 3.0, 0.1, 0.3],
+            "output_tokens": [7, 5, 1, 3, 8, 2, 6, 4],  # sorted by TTFT, as ttft_cdf gives
+            "ttft_s": [0.1, 1.0, 10.0, 5.0, 0.3, 12.0, 3.0, 5.0],
         }
     )
     t = ttft_by_output(cdf)
