@@ -19,6 +19,7 @@ NOTEBOOKS = [
     "03_exact_mip",
     "04_sensitivity",
     "05_latency_model",
+    "06_online_serving",
     "07_my_deployment",
     "08_capacity_planning",
 ]
@@ -30,6 +31,7 @@ TABLE_MARKERS = {
     "03_exact_mip": "gap to the optimum T*",
     "04_sensitivity": "gap to T_LB",
     "05_latency_model": "overhead_per_extra_gpu_s",
+    "06_online_serving": "sustained_rps",
     "07_my_deployment": "max_rate_scale",
     "08_capacity_planning": "max_rate",
 }
