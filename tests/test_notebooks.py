@@ -31,7 +31,7 @@ TABLE_MARKERS = {
     "03_exact_mip": "gap to the optimum T*",
     "04_sensitivity": "gap to T_LB",
     "05_latency_model": "overhead_per_extra_gpu_s",
-    "06_online_serving": "sustained_rps",
+    "06_online_serving": "sustained rps",
     "07_my_deployment": "max_rate_scale",
     "08_capacity_planning": "max_rate",
 }
