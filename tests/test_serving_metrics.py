@@ -34,7 +34,8 @@ def test_slo_attainment_counts_both_targets(table):
     assert slo_attainment(table, 0.3, None) == pytest.approx(3 / 5)  # 0, 2, 4
     assert slo_attainment(table, None, 0.02) == pytest.approx(4 / 5)  # all but 2
     assert slo_attainment(table, 10.0, 1.0) == 1.0
-    assert slo_attainment(table, 0.0, 0.0) == 0.0
+    with pytest.raises(ValueError, match="slo_ttft_s must be a positive"):
+        slo_attainment(table, 0.0, 0.0)  # an SLO of 0 s is no SLO: refused by name
     assert math.isnan(slo_attainment(table, None, None))
 
 
