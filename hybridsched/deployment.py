@@ -14,6 +14,7 @@ options, ``rate_scale`` (the load: every arrival time divided by it) and the SLO
 - ``max_load(cell, policy)``: the highest ``rate_scale`` at which at least ``target`` of
   the requests meet both SLOs, by ``capacity.Bisection`` over ``rate_scale`` (start at the
   cell's own, double or halve, then bisect to ``rel_tol``).
+- ``verdict_table(table, verdict)``: the winner beside the reference, metric by metric.
 - ``reading(...)``: a few generated sentences that say the above in words.
 """
 
@@ -156,46 +157,142 @@ def max_loads(cell: dict, policies=POLICIES, **kw) -> pd.DataFrame:
     return pd.DataFrame([max_load(cell, p, **kw) for p in policies], columns=LOAD_COLUMNS)
 
 
+VERDICT_METRICS = {
+    "goodput_rps": "goodput (req/s within the SLO)",
+    "slo_attainment": "requests within the SLO (%)",
+    "throughput_rps": "throughput (req/s)",
+    "makespan_s": "makespan (s)",
+    "ttft_p99_s": "TTFT p99 (s)",
+    "tpot_p99_s": "TPOT p99 (s/token)",
+    "num_preemptions": "preemptions",
+}
+
+
+def verdict_table(table: pd.DataFrame, v: dict) -> pd.DataFrame:
+    """One row per headline metric (``VERDICT_METRICS``, those the table has): the winner's
+    value, the reference's and the relative change (winner / reference - 1; NaN when the
+    reference is missing or zero)."""
+    ok = table[table["status"] == "ok"].set_index("policy")
+    w, ref = v["winner"], v["reference"]
+    other, w_name, ref_name = ref, f"{w} (winner)", f"{ref} (reference)"
+    if w == ref:  # the reference wins: compare it with the best of the others
+        other = _runner_up(ok, w)
+        w_name, ref_name = f"{w} (winner, reference)", f"{other} (runner-up)"
+    rows = []
+    for col, name in VERDICT_METRICS.items():
+        if col not in ok.columns:
+            continue
+        unit = 100.0 if col == "slo_attainment" else 1.0  # a share, shown in percent
+        a = unit * float(ok.loc[w, col])
+        b = unit * float(ok.loc[other, col]) if other in ok.index else math.nan
+        rows.append(
+            {
+                "metric": name,
+                w_name: a,
+                ref_name: b,
+                "change": a / b - 1 if b > 0 else math.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _runner_up(ok: pd.DataFrame, winner: str) -> str | None:
+    """The best policy but ``winner`` (highest goodput, then shortest makespan), or None."""
+    rest = ok.drop(index=winner).sort_values(["goodput_rps", "makespan_s"], ascending=[False, True])
+    return str(rest.index[0]) if len(rest) else None
+
+
+def _winner_line(ok: pd.DataFrame, v: dict, p: dict, slo: str, rate: float) -> str:
+    w, ref = v["winner"], v["reference"]
+    load = f"rate_scale {p['rate_scale']:g}" + (
+        f" (about {rate:.2f} req/s)" if math.isfinite(rate) else ""
+    )
+    g = ok.loc[w, "goodput_rps"]
+    if w == ref or math.isnan(v["goodput_ratio"]):
+        line = f"- **{w} wins** at {load}: the highest goodput ({g:.2f} req/s meeting {slo})"
+        other = _runner_up(ok, w) if w == ref else None
+        if other is None:
+            return line + "."
+        g2 = ok.loc[other, "goodput_rps"]
+        if g2 >= g:
+            gap = "the same goodput with a longer makespan"
+        else:
+            gap = f"{100 * (1 - g2 / g):.1f}% less goodput ({g2:.2f} req/s)"
+        return (
+            line + f"; no other policy beats the reference: the runner-up, {other}, serves {gap}."
+        )
+    ratio, lat = v["goodput_ratio"], v["ttft_p99_ratio"]
+    t_w, t_r = ok.loc[w, "ttft_p99_s"], ok.loc[ref, "ttft_p99_s"]
+    tail = f"{lat:.2f} times {ref}'s" if lat >= 1 else f"{100 * (1 - lat):.0f}% lower than {ref}'s"
+    red = v["makespan_reduction"]
+    margin = (
+        f"with the same goodput as {ref}"
+        if abs(ratio - 1) < 5e-4
+        else f"by {100 * (ratio - 1):.1f}% more goodput than {ref}"
+    )
+    line = (
+        f"- **{w} wins** at {load}, {margin}: {g:.2f} against "
+        f"{ok.loc[ref, 'goodput_rps']:.2f} req/s meeting {slo}; its makespan is "
+        f"{100 * abs(red):.1f}% {'shorter' if red >= 0 else 'longer'} and its TTFT p99 {tail} "
+        f"({t_w:.2f} s against {t_r:.2f} s)."
+    )
+    if ratio - 1 < 0.05:
+        line += (
+            " A margin under 5% comes from one window and one seed: render again with another "
+            "`window` or `seed` before relying on it."
+        )
+    return line
+
+
 def reading(table: pd.DataFrame, v: dict, loads: pd.DataFrame, cell: dict, target: float) -> str:
-    """A few Markdown sentences: the winner and its margin, who meets the SLO at this load,
-    and the load each policy still serves within it."""
+    """A few Markdown sentences: the winner and its margin over the reference, who meets the
+    SLO at this load, and the load each policy still serves within it."""
     p = resolve(cell)
     slo = f"TTFT <= {p['slo_ttft']:g} s and TPOT <= {p['slo_tpot']:g} s"
     ok = table[table["status"] == "ok"].set_index("policy")
-    lines = []
-    w, ref = v["winner"], v["reference"]
-    if w == ref or math.isnan(v["goodput_ratio"]):
-        lines.append(
-            f"- **{w} wins** at rate_scale {p['rate_scale']:g}: the highest goodput "
-            f"({ok.loc[w, 'goodput_rps']:.2f} req/s meeting {slo})."
-        )
-    else:
-        lines.append(
-            f"- **{w} wins** at rate_scale {p['rate_scale']:g}: goodput "
-            f"{ok.loc[w, 'goodput_rps']:.2f} req/s against {ok.loc[ref, 'goodput_rps']:.2f} "
-            f"for {ref} (x{v['goodput_ratio']:.2f}), makespan "
-            f"{100 * v['makespan_reduction']:.1f}% shorter, TTFT p99 "
-            f"x{v['ttft_p99_ratio']:.2f} of {ref}'s."
-        )
+    ref = v["reference"]
+    rate = base_rate(cell) * float(p["rate_scale"])
+    lines = [_winner_line(ok, v, p, slo, rate)]
     meet = ok.index[ok["slo_attainment"] >= target].tolist()
     lines.append(
         f"- At this load {len(meet)} of {len(ok)} policies keep {target:.0%} of requests within "
         f"{slo}" + (f": {', '.join(meet)}." if meet else ".")
     )
-    good = loads.dropna(subset=["max_rate_scale"])
-    if not good.empty:
-        top = good["max_rate_scale"].max()
-        best = good[good["max_rate_scale"] == top]
-        capped = " (the top of the searched range)" if bool(best["capped"].any()) else ""
-        txt = (
-            f"- The highest load within the SLO: rate_scale {top:g}{capped}, "
-            f"reached by {', '.join(best['policy'])}"
-        )
-        ref_row = good[good["policy"] == ref]
-        if not ref_row.empty and ref not in set(best["policy"]):
-            txt += f"; {ref} up to {ref_row.iloc[0]['max_rate_scale']:g}"
-        lines.append(txt + ".")
+    lines += _load_lines(loads, v, ref)
     failed = table[table["status"] != "ok"]
     for _, r in failed.iterrows():
         lines.append(f"- {r['policy']} did not run: {r['error']}")
     return "\n".join(lines)
+
+
+def _load_lines(loads: pd.DataFrame, v: dict, ref: str) -> list[str]:
+    """The highest load within the SLO, who reaches it, and the winner's against the reference's."""
+    good = loads.dropna(subset=["max_rate_scale"]).set_index("policy")
+    if good.empty:
+        return []
+
+    def at(pol: str) -> str:
+        r = good.loc[pol]
+        rps = r.get("max_rate_rps", math.nan)
+        rps = f" ({rps:.2f} req/s)" if isinstance(rps, float) and math.isfinite(rps) else ""
+        return f"rate_scale {r['max_rate_scale']:g}{rps}"
+
+    top = good["max_rate_scale"].max()
+    best = good.index[good["max_rate_scale"] == top].tolist()
+    capped = " (the top of the searched range)" if bool(good.loc[best, "capped"].any()) else ""
+    txt = f"- The highest load within the SLO: {at(best[0])}{capped}, reached by {', '.join(best)}"
+    if ref in good.index and ref not in best:
+        txt += f"; {ref} up to {good.loc[ref, 'max_rate_scale']:g}"
+    lines = [txt + "."]
+    w = v["winner"]
+    if w != ref and w in good.index and ref in good.index:
+        a, b = good.loc[w, "max_rate_scale"], good.loc[ref, "max_rate_scale"]
+        if a == b:
+            lines.append(f"- {w} and {ref} hold the SLO up to the same load, {at(w)}.")
+        else:
+            more = "more" if a > b else "less"
+            lines.append(
+                f"- {w} holds the SLO up to {at(w)}, {100 * abs(a / b - 1):.1f}% {more} load "
+                f"than {ref} ({at(ref)})."
+            )
+    return lines

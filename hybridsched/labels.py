@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-LABELS: dict[str, tuple[str, str]] = {
+LABELS: dict[str, tuple[str, str | None]] = {
     "makespan_s": ("makespan (s)", "seconds"),
     "utilization": ("U", "fraction"),
     "mean_batch": ("mean batch", "number"),
@@ -56,6 +56,27 @@ LABELS: dict[str, tuple[str, str]] = {
     "makespan_min_s": ("makespan (s), min", "seconds"),
     "makespan_max_s": ("makespan (s), max", "seconds"),
     "ties": ("ties (cases)", "count"),
+    # online serving (docs/model.md section 11)
+    "ttft_p50_s": ("TTFT p50 (s)", "seconds"),
+    "ttft_p99_s": ("TTFT p99 (s)", "seconds"),
+    "tpot_p50_s": ("TPOT p50 (s/token)", "seconds"),
+    "tpot_p99_s": ("TPOT p99 (s/token)", "seconds"),
+    "e2e_p99_s": ("end-to-end p99 (s)", "seconds"),
+    "queue_p99_s": ("queueing delay p99 (s)", "seconds"),
+    "slo_attainment": ("requests within the SLO", "fraction"),
+    "goodput_rps": ("goodput (req/s)", "number"),
+    "throughput_rps": ("throughput (req/s)", "number"),
+    "offered_rps": ("offered rate (req/s)", "number"),
+    "sustained_rps": ("sustained rate within the SLO (req/s)", "number"),
+    "peak_throughput_rps": ("peak throughput (req/s)", "number"),
+    "max_offered_rps": ("heaviest offered rate (req/s)", "number"),
+    "num_preemptions": ("preemptions", "count"),
+    "rate_scale": ("load (x the trace's rate)", "number"),
+    "max_rate_scale": ("highest load within the SLO (x the trace's rate)", "number"),
+    "max_rate_rps": ("highest rate within the SLO (req/s)", "number"),
+    "rate_scale_upper": ("lowest load measured to miss (x the trace's rate)", "number"),
+    "capped": ("held at the top of the searched range", None),
+    "simulations": ("simulations run", "count"),
 }
 
 # Aggregates of a column (study summaries): ``utilization_mean`` reads as "U, mean".

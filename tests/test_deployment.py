@@ -128,6 +128,43 @@ def test_reading_names_the_winner_its_margin_and_the_highest_load():
         ]
     )
     text = deployment.reading(t, deployment.verdict(t), loads, CELL, 0.9)
-    assert "**b wins**" in text and "x1.50" in text and "20.0% shorter" in text
+    assert "**b wins**" in text and "50.0% more goodput than vllm: 3.00 against 2.00" in text
+    assert "makespan is 20.0% shorter" in text and "TTFT p99 50% lower than vllm's" in text
     assert "1 of 2 policies" in text and ": b." in text
     assert "rate_scale 1.25, reached by b; vllm up to 0.5" in text
+    assert "b holds the SLO up to rate_scale 1.25, 150.0% more load than vllm" in text
+    assert "margin under 5%" not in text
+
+
+def test_verdict_table_puts_the_winner_beside_the_reference():
+    """Tests the metric-by-metric table: values of both policies and the relative change."""
+    t = _table(
+        [
+            {"policy": "vllm", "goodput_rps": 2.0, "makespan_s": 100.0, "ttft_p99_s": 4.0},
+            {"policy": "b", "goodput_rps": 3.0, "makespan_s": 80.0, "ttft_p99_s": 2.0},
+        ]
+    )
+    vt = deployment.verdict_table(t, deployment.verdict(t)).set_index("metric")
+    assert list(vt.columns) == ["b (winner)", "vllm (reference)", "change"]
+    assert vt.loc["goodput (req/s within the SLO)", "change"] == pytest.approx(0.5)
+    assert vt.loc["makespan (s)", "b (winner)"] == 80.0
+    assert vt.loc["TTFT p99 (s)", "change"] == pytest.approx(-0.5)
+
+
+def test_reading_and_table_when_the_reference_wins_name_the_runner_up():
+    """Tests that when vllm itself wins, the reading and the verdict table compare it with the
+    best other policy instead of with itself."""
+    t = _table(
+        [
+            {"policy": "vllm", "goodput_rps": 4.0, "makespan_s": 90.0, "ttft_p99_s": 1.0},
+            {"policy": "b", "goodput_rps": 3.0, "makespan_s": 80.0, "ttft_p99_s": 2.0},
+            {"policy": "c", "goodput_rps": 2.0, "makespan_s": 70.0, "ttft_p99_s": 3.0},
+        ]
+    ).assign(slo_attainment=0.95)
+    v = deployment.verdict(t)
+    vt = deployment.verdict_table(t, v)
+    assert list(vt.columns) == ["metric", "vllm (winner, reference)", "b (runner-up)", "change"]
+    assert vt.set_index("metric").loc["makespan (s)", "b (runner-up)"] == 80.0
+    loads = pd.DataFrame([{"policy": "vllm", "max_rate_scale": 1.0, "capped": False}])
+    text = deployment.reading(t, v, loads, CELL, 0.9)
+    assert "**vllm wins**" in text and "the runner-up, b, serves 25.0% less goodput (3.00" in text

@@ -31,8 +31,8 @@ TABLE_MARKERS = {
     "03_exact_mip": "gap to the optimum T*",
     "04_sensitivity": "gap to T_LB",
     "05_latency_model": "overhead_per_extra_gpu_s",
-    "06_online_serving": "sustained rps",
-    "07_my_deployment": "max_rate_scale",
+    "06_online_serving": "sustained rate within the SLO (req/s)",
+    "07_my_deployment": "highest load within the SLO",
     "08_capacity_planning": "max_rate",
 }
 
