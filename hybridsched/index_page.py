@@ -51,6 +51,15 @@ def _csv_table(path: Path) -> str:
     return metrics_frame(df).to_html(index=False, border=0, na_rep="")
 
 
+def _run_words(run: Mapping) -> str:
+    """A render's settings in words: "full runs, default parameters" or "smoke runs,
+    parameters clients=2, tp=1"."""
+    kind = "smoke runs (small samples)" if run.get("smoke") else "full runs"
+    params = to_jsonable(run.get("parameters") or {})
+    given = ", ".join(f"{k}={json.dumps(v)}" for k, v in params.items())
+    return f"{kind}, " + (f"parameters {given}" if given else "default parameters")
+
+
 def write_index(
     out_dir: str | os.PathLike,
     commit: str | None = None,
@@ -78,7 +87,7 @@ def write_index(
         "Optimization</i> (arXiv:2502.15763) in an iteration-level simulator. The model every "
         f"report uses is specified in <a href='{e(model)}'>docs/model.md</a>.</p>",
         f"<p>Commit <code>{e(commit or repo_commit())}</code>; this render: "
-        f"<code>{e(json.dumps(to_jsonable(run or {})))}</code>; written "
+        f"{e(_run_words(run or {}))}; written "
         f"{_dt.datetime.now(_dt.UTC).isoformat(timespec='seconds')}.</p>",
     ]
     parts.append("<h2>Reports</h2><ul class='claims'>")

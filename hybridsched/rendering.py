@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -94,7 +95,7 @@ def find_notebooks(
 
 def notebook_claim(path: Path) -> str:
     """The one-line claim the index shows for a notebook: its ``hybridsched.claim`` metadata,
-    else its first Markdown heading."""
+    else its first Markdown heading without the notebook's number."""
     import nbformat
 
     nb = nbformat.read(str(path), as_version=4)
@@ -104,8 +105,8 @@ def notebook_claim(path: Path) -> str:
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             for line in cell.source.splitlines():
-                if line.startswith("#"):
-                    return line.lstrip("#").strip()
+                if line.startswith("#"):  # "# 05 · A latency model" -> "A latency model"
+                    return re.sub(r"^\d+\s*·\s*", "", line.lstrip("#").strip())
     return ""
 
 

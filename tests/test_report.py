@@ -233,3 +233,7 @@ def test_notebook_claim_prefers_metadata(tmp_path):
     nb.metadata["hybridsched"] = {"claim": "The hybrid wins."}
     nbformat.write(nb, path)
     assert report.notebook_claim(path) == "The hybrid wins."
+    del nb.metadata["hybridsched"]
+    nb.cells[0].source = "# 05 · A latency model\n\ntext"
+    nbformat.write(nb, path)
+    assert report.notebook_claim(path) == "A latency model"
