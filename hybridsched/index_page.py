@@ -37,6 +37,8 @@ code { background: #f4f4f4; padding: 0 0.2em; }
 
 
 def _fmt(v: Any) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
     if isinstance(v, float):
         return "" if math.isnan(v) else f"{v:,.2f}"
     return str(v)
@@ -58,6 +60,13 @@ def _run_words(run: Mapping) -> str:
     params = to_jsonable(run.get("parameters") or {})
     given = ", ".join(f"{k}={json.dumps(v)}" for k, v in params.items())
     return f"{kind}, " + (f"parameters {given}" if given else "default parameters")
+
+
+def _params_cell(params: Mapping) -> str:
+    """A report's parameters for the index: "default", or the ones given, as code."""
+    if not params:
+        return "default"
+    return "<code>" + html.escape(json.dumps(to_jsonable(params))) + "</code>"
 
 
 def write_index(
@@ -121,7 +130,7 @@ def write_index(
         parts.append(
             f"<tr><td><a href='{e(m['html'])}'>{e(n)}</a></td><td><a href='{e(n)}/'>{e(n)}/</a></td>"
             f"<td>{e(_fmt(m.get('smoke')))}</td><td><code>{e(str(m.get('commit', ''))[:12])}</code></td>"
-            f"<td><code>{e(json.dumps(params))}</code></td><td>{e(str(m.get('rendered_at', '')))}</td>"
+            f"<td>{_params_cell(params)}</td><td>{e(str(m.get('rendered_at', '')))}</td>"
             f"<td>{e(_fmt(m.get('wall_s', '')))}</td></tr>"
         )
     for f in failures:
