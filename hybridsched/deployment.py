@@ -275,14 +275,14 @@ def _load_lines(loads: pd.DataFrame, v: dict, ref: str) -> list[str]:
         r = good.loc[pol]
         rps = r.get("max_rate_rps", math.nan)
         rps = f" ({rps:.2f} req/s)" if isinstance(rps, float) and math.isfinite(rps) else ""
-        return f"rate_scale {r['max_rate_scale']:g}{rps}"
+        return f"rate_scale {r['max_rate_scale']:.3g}{rps}"
 
     top = good["max_rate_scale"].max()
     best = good.index[good["max_rate_scale"] == top].tolist()
     capped = " (the top of the searched range)" if bool(good.loc[best, "capped"].any()) else ""
     txt = f"- The highest load within the SLO: {at(best[0])}{capped}, reached by {', '.join(best)}"
     if ref in good.index and ref not in best:
-        txt += f"; {ref} up to {good.loc[ref, 'max_rate_scale']:g}"
+        txt += f"; {ref} up to {good.loc[ref, 'max_rate_scale']:.3g}"
     lines = [txt + "."]
     w = v["winner"]
     if w != ref and w in good.index and ref in good.index:
