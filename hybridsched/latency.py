@@ -99,6 +99,26 @@ class RooflineLatency:
         return self.tp * self.hardware.memory_bandwidth * self.hardware.mbu
 
     @cached_property
+    def prefill_bw_eff(self) -> float:
+        """The memory side of an iteration with prompt tokens: ``prefill_mbu`` (default ``mbu``)."""
+        if self.hardware.prefill_mbu is None:
+            return self.bw_eff
+        return self.tp * self.hardware.memory_bandwidth * self.hardware.prefill_mbu
+
+    def _prompt_terms(self, core, tokens, sq_tokens):
+        """The prefill terms on the roofline's max ``core``: a floor and a cost per prompt.
+
+        Both are 0 by default, and then ``core`` comes back untouched (bit for bit). The
+        prompts are counted as ``(sum s)^2 / sum s^2`` (``effective_prompts``).
+        """
+        hw = self.hardware
+        if hw.prefill_floor_s:
+            core = np.maximum(core, hw.prefill_floor_s)
+        if hw.prefill_per_request_s:
+            core = core + hw.prefill_per_request_s * effective_prompts(tokens, sq_tokens)
+        return core
+
+    @cached_property
     def kv_capacity_tokens(self) -> int:
         """``M = floor((tp * mem * usable - weight bytes) / kv bytes per token)``."""
         free = (
@@ -146,9 +166,10 @@ class RooflineLatency:
         )
         # Weights are read once; the prompt's KV is written once.
         bytes_ = m.weight_bytes + self.kv_bytes_per_token * sum_tokens
+        core = np.maximum(flops / self.peak_eff, bytes_ / self.prefill_bw_eff)
         return (
             self.overhead
-            + np.maximum(flops / self.peak_eff, bytes_ / self.bw_eff)
+            + self._prompt_terms(core, sum_tokens, sum_sq_tokens)
             + self.comm_time(sum_tokens)
         )
 
@@ -174,6 +195,8 @@ class RooflineLatency:
         (the earlier chunks' KV, read). One chunk of a whole prompt with no decode costs
         exactly ``prefill_time``; no chunk costs exactly ``decode_time``. The weights are
         read once for both, which is what chunked prefill buys on a memory-bound replica.
+        An iteration with chunk tokens takes the prefill terms (``prefill_mbu``, the
+        floor, the cost per prompt, ``chunk_tokens^2 / chunk_sq_diff`` prompts).
         """
         m = self.model
         flops = (
@@ -184,9 +207,18 @@ class RooflineLatency:
         bytes_ = m.weight_bytes + self.kv_bytes_per_token * (
             sum_context + chunk_tokens + chunk_prefix
         )
+        hw = self.hardware
+        chunked = np.asarray(chunk_tokens) > 0
+        bw = self.bw_eff
+        if hw.prefill_mbu is not None:
+            bw = np.where(chunked, self.prefill_bw_eff, self.bw_eff)
+        core = np.maximum(flops / self.peak_eff, bytes_ / bw)
+        if hw.prefill_floor_s or hw.prefill_per_request_s:
+            core = np.where(chunked, self._prompt_terms(core, chunk_tokens, chunk_sq_diff), core)
+            core = core if np.ndim(core) else float(core)
         return (
             self.overhead
-            + np.maximum(flops / self.peak_eff, bytes_ / self.bw_eff)
+            + core
             + self.comm_time(batch_size + chunk_tokens)
             + self.hardware.decode_per_request_s * batch_size
         )
@@ -268,6 +300,18 @@ class RooflineLatency:
             "kv_bytes_per_token": self.kv_bytes_per_token,
             "kv_capacity_tokens": self.kv_capacity_tokens,
         }
+
+
+def effective_prompts(tokens, sq_tokens):
+    """``(sum s)^2 / sum s^2``: the number of prompts of a prefill from its two sums.
+
+    Exact for prompts of one length (every measured batch), fewer than the count otherwise
+    (at least 1); 0 for no prompt. The latency interface carries only these sums.
+    """
+    t = np.asarray(tokens, dtype=float)
+    q = np.asarray(sq_tokens, dtype=float)
+    out = np.divide(t * t, q, out=np.zeros(np.broadcast(t, q).shape), where=q > 0)
+    return out if out.ndim else float(out)
 
 
 @dataclass(frozen=True)
