@@ -303,6 +303,7 @@ def bench_fit() -> None:
     from dataclasses import replace
 
     from hybridsched import calibration as cal
+    from hybridsched import calibration_holdout as holdout
     from hybridsched.paths import data_dir
     from hybridsched.profiles import load_hardware_profile, load_model_profile
 
@@ -325,7 +326,7 @@ def bench_fit() -> None:
             + "; ".join(parts)
             + "  (target: median <= 5%, p90 <= 10%)"
         )
-        _print_loto(cal, m, model, base)
+        _print_loto(holdout, m, model, base)
     print(
         "  note: with two tp values, a fit on one tp cannot identify the tp-dependent terms\n"
         "  (per-GPU overhead, all-reduce bandwidths): 'refit' shows how far one tp predicts the\n"
@@ -335,11 +336,11 @@ def bench_fit() -> None:
     )
 
 
-def _print_loto(cal, m, model, base) -> None:
+def _print_loto(holdout, m, model, base) -> None:
     """Leave-one-tp-out errors, both ways (calibration.leave_one_tp_out)."""
     labels = {"refit": "refit", "all-data": "tp terms from all data"}
     for mode, label in labels.items():
-        loto = cal.leave_one_tp_out(m, model, base, tp_terms=mode)
+        loto = holdout.leave_one_tp_out(m, model, base, tp_terms=mode)
         for (tp, kind), r in loto.set_index(["held_out_tp", "kind"]).iterrows():
             if kind != "all":
                 print(

@@ -1,10 +1,12 @@
 """Calibration: fit the roofline's efficiency constants to measured iteration times.
 
 ``fit_profile(measurements, model, hardware)`` fits, by robust least squares on the
-relative error (``scipy.optimize.least_squares``, Cauchy loss, scale 5%), the hardware
+relative error (``scipy.optimize.least_squares``, Cauchy loss, scale 10%), the hardware
 profile's ``mfu``, ``mbu``, ``iteration_overhead_s``, ``overhead_per_extra_gpu_s``,
-``decode_per_request_s``, ``allreduce_bandwidth`` and ``allreduce_latency_s`` so that
-``RooflineLatency`` reproduces the measured prefill and decode times (docs/model.md 3).
+``decode_per_request_s``, ``allreduce_bandwidth`` and ``allreduce_latency_s``, the
+large-message share, and the prefill terms (``prefill_mbu / mbu``, ``prefill_floor_s``,
+``prefill_per_request_s``) so that ``RooflineLatency`` reproduces the measured prefill and
+decode times (docs/model.md 3).
 
 Measurements are a table with one row per measured iteration kind: ``kind`` (prefill or
 decode), ``tp``, ``batch``, ``prompt``, ``sum_tokens``, ``sum_sq_tokens``,
@@ -259,50 +261,6 @@ def fit_profile(
     fixed = {n: param_value(hw, n) for n in PARAMS if n not in names}
     fixed["allreduce_large_message_bytes"] = float(LARGE_MESSAGE_BYTES)
     return Fit(hw, params, fixed, errors, predictions.iloc[out_idx], predictions)
-
-
-# The constants through which the iteration time depends on tp (beyond the 1/tp of the
-# roofline's compute and weight read): leave_one_tp_out can hold them at the all-data fit.
-TP_TERMS = (
-    "overhead_per_extra_gpu_s",
-    "allreduce_bandwidth",
-    "allreduce_large_share",
-    "allreduce_latency_s",
-)
-
-
-def leave_one_tp_out(
-    m: pd.DataFrame, model: ModelProfile, base: HardwareProfile, tp_terms: str = "refit"
-) -> pd.DataFrame:
-    """Fit without each tp in turn and predict it: the errors per kind on the held-out tp.
-
-    ``tp_terms="refit"``: everything is fitted on the other tp values only. With one tp
-    left to fit on, the per-GPU overhead is not identifiable (kept at the base value) and
-    the all-reduce terms are seen at one ring factor only, so this says how far one tp
-    predicts another, not how good the model is. ``tp_terms="all-data"``: the constants in
-    ``TP_TERMS`` are held at the fit on all of ``m`` (so they have seen the held-out tp)
-    and only the per-GPU constants are refitted on the other tp values: a test of the
-    model's form across tp, not a clean hold-out. The rows the fit on all of ``m`` treats
-    as outliers are left out of both sides.
-    """
-    if tp_terms not in ("refit", "all-data"):
-        raise ValueError(f"tp_terms must be 'refit' or 'all-data', got {tp_terms!r}")
-    full = fit_profile(m, model, base)
-    out = full.outliers
-    flagged = set(zip(out["kind"], out["row"].astype(int), strict=True))
-    m = m[[k not in flagged for k in zip(m["kind"], m["row"].astype(int), strict=True)]]
-    start, keep = (base, ()) if tp_terms == "refit" else (full.hardware, TP_TERMS)
-    rows = []
-    for tp in sorted(set(m["tp"])):
-        train, test = m[m["tp"] != tp], m[m["tp"] == tp].reset_index(drop=True)
-        if train.empty:
-            continue
-        f = fit_profile(train.reset_index(drop=True), model, start, keep=keep)
-        rel = predict(model, f.hardware, test) / test["time_s"].to_numpy(float) - 1.0
-        t = error_table(test, rel)
-        t = t[t["tp"] != "all"].assign(held_out_tp=tp, tp_terms=tp_terms)
-        rows.append(t)
-    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
 def write_profile(fit: Fit, path: str | Path, calibration: dict) -> None:

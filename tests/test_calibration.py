@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from hybridsched import calibration as cal
+from hybridsched import calibration_holdout as holdout
 from hybridsched.cli import main
 from hybridsched.paths import data_dir
 from hybridsched.profiles import load_hardware_profile, load_model_profile
@@ -95,13 +96,13 @@ def test_leave_one_tp_out_both_ways():
     base = load_hardware_profile("h100-80gb-sxm")
     truth = cal.calibration_base(base, overhead_per_extra_gpu_s=2e-3, iteration_overhead_s=5e-3)
     m = synthetic(truth, model)
-    refit = cal.leave_one_tp_out(m, model, base).set_index(["held_out_tp", "kind"])
-    held = cal.leave_one_tp_out(m, model, base, tp_terms="all-data")
+    refit = holdout.leave_one_tp_out(m, model, base).set_index(["held_out_tp", "kind"])
+    held = holdout.leave_one_tp_out(m, model, base, tp_terms="all-data")
     assert set(held["held_out_tp"]) == {2, 8} and set(held["tp_terms"]) == {"all-data"}
     assert held["max"].max() < 1e-3
     assert refit.loc[(8, "decode"), "median"] > 0.05
     with pytest.raises(ValueError, match="tp_terms must be"):
-        cal.leave_one_tp_out(m, model, base, tp_terms="both")
+        holdout.leave_one_tp_out(m, model, base, tp_terms="both")
 
 
 def test_load_splitwise_rows_and_bad_input(tmp_path):

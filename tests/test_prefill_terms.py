@@ -112,7 +112,9 @@ def test_prefill_mbu_slows_the_memory_side_only(h100, llama):
     decode steps and compute-bound prefills alone; and that above mbu it is refused."""
     base = RooflineLatency(llama, h100, 8)
     r = RooflineLatency(llama, replace(h100, prefill_mbu=h100.mbu / 2), 8)
-    mem = (llama.weight_bytes + r.kv_bytes_per_token * 16) / (8 * h100.memory_bandwidth * h100.mbu / 2)
+    mem = (llama.weight_bytes + r.kv_bytes_per_token * 16) / (
+        8 * h100.memory_bandwidth * h100.mbu / 2
+    )
     assert r.prefill_time(16.0, 256.0) == pytest.approx(
         r.overhead + mem + r.comm_time(16.0), rel=1e-12
     )
@@ -132,7 +134,9 @@ def test_mixed_identities_and_floors_hold_with_the_terms(hw_name, llama):
     for tp in (2, 8):
         r = RooflineLatency(llama, hw, tp)
         s = np.array([1.0, 64.0, 512.0, 3000.0])
-        assert np.allclose(r.mixed_time(0.0, 0.0, s, s * s, 0.0), r.prefill_time(s, s * s), rtol=1e-12)
+        assert np.allclose(
+            r.mixed_time(0.0, 0.0, s, s * s, 0.0), r.prefill_time(s, s * s), rtol=1e-12
+        )
         assert np.allclose(
             r.mixed_time(8.0, 8000.0, 0.0, 0.0, 0.0), r.decode_time(8.0, 8000.0), rtol=1e-12
         )
