@@ -338,6 +338,7 @@ def calibrate(
     name = name or out.stem
     memory = f"peak and bandwidth from {base.name}, memory {base.memory_bytes:.0f} B"
     if fmt == "vidur":
+        from hybridsched.calibration_vidur import F_SCALE as scale
         from hybridsched.calibration_vidur import fit_vidur, load_vidur
 
         ops, ar = load_vidur(measurements)
@@ -348,6 +349,7 @@ def calibrate(
         )
         fit = fit_vidur(ops, ar, model, base, name=name)
     elif fmt == "splitwise":
+        scale = F_SCALE
         m_label = measured_model or MEASURED_LABELS.get(str(model_name))
         h_label = measured_hardware or MEASURED_LABELS.get(str(hardware_name))
         m = load_splitwise(measurements, m_label, h_label)
@@ -366,7 +368,7 @@ def calibrate(
         "rows": int(len(m)),
         "fitted_on": datetime.now(UTC).date().isoformat(),
         "command": command,
-        "loss": f"{LOSS} on relative error, scale {F_SCALE}",
+        "loss": f"{LOSS} on relative error, scale {scale}",
         "outlier_rule": f"first fit misses by > {OUTLIER_THRESHOLD:.0%}, at most {OUTLIER_MAX_SHARE:.0%} of rows",
     }
     lines = [
