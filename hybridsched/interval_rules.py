@@ -68,7 +68,9 @@ def check_quantile(q: str | float, what: str = "quantile") -> str | float:
                 f"{what} must be one of {', '.join(QUANTILES)} or a number in [0, 1], got {q!r}"
             ) from None
     if isinstance(q, bool) or not (isinstance(q, (int, float)) and 0 <= q <= 1):
-        raise ValueError(f"{what} must be one of {', '.join(QUANTILES)} or a number in [0, 1], got {q!r}")
+        raise ValueError(
+            f"{what} must be one of {', '.join(QUANTILES)} or a number in [0, 1], got {q!r}"
+        )
     return float(q)
 
 

@@ -26,8 +26,8 @@ import pandas as pd
 
 from hybridsched.cells import resolve
 from hybridsched.data import PROMPT_TEXT, gsm8k_questions, load_gsm8k
-from hybridsched.experiments import POLICIES
 from hybridsched.grid import run_cells
+from hybridsched.policy_registry import POLICIES
 from hybridsched.predictors import evaluate_predictor, parse_predictor
 from hybridsched.runner import Engine
 
