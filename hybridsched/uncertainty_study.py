@@ -43,7 +43,7 @@ __all__ = [
 
 # The paper's two configurations of LLaMA-65B on A100-80GB, B = 32.
 CLUSTERS: dict[str, dict] = {"2 x tp4": {"clients": 2, "tp": 4}, "4 x tp2": {"clients": 4, "tp": 2}}
-PREDICTORS = ("oracle", "bucket", "trained", "noisy:0.1", "noisy:0.25", "noisy:0.5", "noisy:1.0")
+PREDICTORS = ("oracle", "noisy:0.1", "bucket", "noisy:0.25", "trained", "noisy:0.5", "noisy:1.0")
 POLICIES_STUDIED = (
     "baseline",
     "hybrid",
