@@ -1,10 +1,12 @@
 """Calibration: fit the roofline's efficiency constants to measured iteration times.
 
 ``fit_profile(measurements, model, hardware)`` fits, by robust least squares on the
-relative error (``scipy.optimize.least_squares``, Cauchy loss, scale 5%), the hardware
+relative error (``scipy.optimize.least_squares``, Cauchy loss, scale 10%), the hardware
 profile's ``mfu``, ``mbu``, ``iteration_overhead_s``, ``overhead_per_extra_gpu_s``,
-``decode_per_request_s``, ``allreduce_bandwidth`` and ``allreduce_latency_s`` so that
-``RooflineLatency`` reproduces the measured prefill and decode times (docs/model.md 3).
+``decode_per_request_s``, ``allreduce_bandwidth`` and ``allreduce_latency_s``, the
+large-message share, and the prefill terms (``prefill_mbu / mbu``, ``prefill_floor_s``,
+``prefill_per_request_s``) so that ``RooflineLatency`` reproduces the measured prefill and
+decode times (docs/model.md 3).
 
 Measurements are a table with one row per measured iteration kind: ``kind`` (prefill or
 decode), ``tp``, ``batch``, ``prompt``, ``sum_tokens``, ``sum_sq_tokens``,
@@ -51,7 +53,12 @@ PARAMS = [
     "allreduce_bandwidth",
     "allreduce_large_share",
     "allreduce_latency_s",
+    "prefill_mbu_share",
+    "prefill_floor_s",
+    "prefill_per_request_s",
 ]
+# The prefill terms (docs/model.md section 3), fitted only where prefills are measured.
+PREFILL_PARAMS = ["prefill_mbu_share", "prefill_floor_s", "prefill_per_request_s"]
 # The message size beyond which all-reduce bytes move at the large-message bandwidth:
 # 2,048 tokens of d = 8192 activations in bf16 (docs/model.md section 3).
 LARGE_MESSAGE_BYTES = 32 * 2**20
@@ -65,10 +72,17 @@ _BOUNDS = {
     "allreduce_bandwidth": (1e9, 1e13, 1e11),
     "allreduce_latency_s": (0.0, 1e-2, 1e-5),
     "allreduce_large_share": (1e-3, 1.0, 0.1),  # large-message bandwidth / bandwidth
+    "prefill_mbu_share": (1e-3, 1.0, 0.1),  # prefill_mbu / mbu
+    "prefill_floor_s": (0.0, 1.0, 1e-2),
+    "prefill_per_request_s": (0.0, 1.0, 1e-3),
 }
+# Extra starting points of the first fit for the prefill memory side and floor: the max()
+# of the roofline makes the objective flat where the floor is inactive, so a fit started
+# at floor 0 keeps it there; the best of these starts is taken (deterministic).
+STARTS = [{}, {"prefill_mbu_share": 0.6}, {"prefill_mbu_share": 0.6, "prefill_floor_s": 0.03}]
 OUTLIER_THRESHOLD = 0.5
 OUTLIER_MAX_SHARE = 0.02
-LOSS, F_SCALE = "cauchy", 0.05
+LOSS, F_SCALE = "cauchy", 0.1
 
 
 def predict(model: ModelProfile, hardware: HardwareProfile, m: pd.DataFrame) -> np.ndarray:
@@ -141,6 +155,11 @@ def free_params(m: pd.DataFrame) -> list[str]:
         names.remove("decode_per_request_s")
     if max(tps) == 1:
         names = [n for n in names if not n.startswith("allreduce")]
+    pre = m[m["kind"] == "prefill"]
+    if pre.empty:
+        names = [n for n in names if n not in PREFILL_PARAMS]
+    elif not ((pre["batch"] > 1).any() and (pre["batch"] == 1).any()):
+        names.remove("prefill_per_request_s")  # one count of prompts: another overhead
     return names
 
 
@@ -150,15 +169,24 @@ def param_value(hw: HardwareProfile, name: str) -> float:
         if hw.allreduce_large_bandwidth is None:
             return 1.0
         return hw.allreduce_large_bandwidth / hw.allreduce_bandwidth
+    if name == "prefill_mbu_share":
+        return 1.0 if hw.prefill_mbu is None else hw.prefill_mbu / hw.mbu
     return float(getattr(hw, name))
 
 
 def _with(hw: HardwareProfile, values: dict) -> HardwareProfile:
     values = dict(values)
-    share = values.pop("allreduce_large_share", None)
-    hw = replace(hw, allreduce_large_message_bytes=None, allreduce_large_bandwidth=None, **values)
-    if share is None:
-        share = 1.0
+    share = values.pop("allreduce_large_share", param_value(hw, "allreduce_large_share"))
+    pshare = values.pop("prefill_mbu_share", param_value(hw, "prefill_mbu_share"))
+    hw = replace(
+        hw,
+        allreduce_large_message_bytes=None,
+        allreduce_large_bandwidth=None,
+        prefill_mbu=None,
+        **values,
+    )
+    if pshare != 1.0:
+        hw = replace(hw, prefill_mbu=float(pshare) * hw.mbu)
     return replace(
         hw,
         allreduce_large_message_bytes=float(LARGE_MESSAGE_BYTES),
@@ -171,32 +199,51 @@ def calibration_base(hw: HardwareProfile, **changes) -> HardwareProfile:
     return _with(replace(hw, allreduce_ring=True, **changes), {})
 
 
-def _solve(model, base: HardwareProfile, m: pd.DataFrame, names: list[str]) -> HardwareProfile:
+def _solve(
+    model, base: HardwareProfile, m: pd.DataFrame, names: list[str], starts=({},)
+) -> HardwareProfile:
+    """The robust fit of ``names`` from ``base`` (and each of ``starts`` over it): the best."""
     lo = np.array([_BOUNDS[n][0] for n in names])
     hi = np.array([_BOUNDS[n][1] for n in names])
     scale = np.array([_BOUNDS[n][2] for n in names])
-    x0 = np.clip([param_value(base, n) for n in names], lo + 1e-12, hi)
     y = m["time_s"].to_numpy(float)
 
     def residuals(x):
         hw = _with(base, dict(zip(names, map(float, x), strict=True)))
         return predict(model, hw, m) / y - 1.0
 
-    sol = least_squares(residuals, x0, bounds=(lo, hi), loss=LOSS, f_scale=F_SCALE, x_scale=scale)
-    return _with(base, dict(zip(names, map(float, sol.x), strict=True)))
+    best = None
+    for start in starts:
+        x0 = [start.get(n, param_value(base, n)) for n in names]
+        x0 = np.clip(x0, lo + 1e-12, hi)
+        if best is not None and not set(start) & set(names):
+            continue
+        sol = least_squares(
+            residuals, x0, bounds=(lo, hi), loss=LOSS, f_scale=F_SCALE, x_scale=scale
+        )
+        if best is None or sol.cost < best.cost:
+            best = sol
+    return _with(base, dict(zip(names, map(float, best.x), strict=True)))
 
 
 def fit_profile(
-    m: pd.DataFrame, model: ModelProfile, base: HardwareProfile, name: str | None = None
+    m: pd.DataFrame,
+    model: ModelProfile,
+    base: HardwareProfile,
+    name: str | None = None,
+    keep: tuple[str, ...] = (),
 ) -> Fit:
-    """Fit ``base``'s efficiency constants to measurements ``m`` (module docstring)."""
+    """Fit ``base``'s efficiency constants to measurements ``m`` (module docstring).
+
+    ``keep`` names constants to hold at ``base``'s values instead of fitting them.
+    """
     if len(m) < 8:
         raise ValueError(f"measurements: need at least 8 rows to fit, got {len(m)}")
     base = calibration_base(base)
     for tp in sorted(set(m["tp"])):
         RooflineLatency(model, base, int(tp))  # raises if the model cannot run at this tp
-    names = free_params(m)
-    first = _solve(model, base, m, names)
+    names = [n for n in free_params(m) if n not in keep]
+    first = _solve(model, base, m, names, STARTS)
     err = predict(model, first, m) / m["time_s"].to_numpy(float) - 1.0
     cap = int(np.floor(OUTLIER_MAX_SHARE * len(m)))
     worst = np.argsort(-np.abs(err))[:cap]
@@ -214,27 +261,6 @@ def fit_profile(
     fixed = {n: param_value(hw, n) for n in PARAMS if n not in names}
     fixed["allreduce_large_message_bytes"] = float(LARGE_MESSAGE_BYTES)
     return Fit(hw, params, fixed, errors, predictions.iloc[out_idx], predictions)
-
-
-def leave_one_tp_out(m: pd.DataFrame, model: ModelProfile, base: HardwareProfile) -> pd.DataFrame:
-    """Fit without each tp in turn and predict it: the errors per kind on the held-out tp.
-
-    The rows the fit on all of ``m`` treats as outliers are left out of both sides.
-    """
-    out = fit_profile(m, model, base).outliers
-    flagged = set(zip(out["kind"], out["row"].astype(int), strict=True))
-    m = m[[k not in flagged for k in zip(m["kind"], m["row"].astype(int), strict=True)]]
-    rows = []
-    for tp in sorted(set(m["tp"])):
-        train, test = m[m["tp"] != tp], m[m["tp"] == tp].reset_index(drop=True)
-        if train.empty:
-            continue
-        f = fit_profile(train.reset_index(drop=True), model, base)
-        rel = predict(model, f.hardware, test) / test["time_s"].to_numpy(float) - 1.0
-        t = error_table(test, rel)
-        t = t[t["tp"] != "all"].assign(held_out_tp=tp)
-        rows.append(t)
-    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
 def write_profile(fit: Fit, path: str | Path, calibration: dict) -> None:
@@ -258,6 +284,9 @@ def write_profile(fit: Fit, path: str | Path, calibration: dict) -> None:
         "allreduce_ring": hw.allreduce_ring,
         "allreduce_large_message_bytes": hw.allreduce_large_message_bytes,
         "allreduce_large_bandwidth": hw.allreduce_large_bandwidth,
+        "prefill_mbu": hw.prefill_mbu,
+        "prefill_floor_s": hw.prefill_floor_s,
+        "prefill_per_request_s": hw.prefill_per_request_s,
     }
     if hw.nvlink_bandwidth is not None:
         body["nvlink_bandwidth"] = hw.nvlink_bandwidth
@@ -309,6 +338,7 @@ def calibrate(
     name = name or out.stem
     memory = f"peak and bandwidth from {base.name}, memory {base.memory_bytes:.0f} B"
     if fmt == "vidur":
+        from hybridsched.calibration_vidur import F_SCALE as scale
         from hybridsched.calibration_vidur import fit_vidur, load_vidur
 
         ops, ar = load_vidur(measurements)
@@ -319,6 +349,7 @@ def calibrate(
         )
         fit = fit_vidur(ops, ar, model, base, name=name)
     elif fmt == "splitwise":
+        scale = F_SCALE
         m_label = measured_model or MEASURED_LABELS.get(str(model_name))
         h_label = measured_hardware or MEASURED_LABELS.get(str(hardware_name))
         m = load_splitwise(measurements, m_label, h_label)
@@ -337,7 +368,7 @@ def calibrate(
         "rows": int(len(m)),
         "fitted_on": datetime.now(UTC).date().isoformat(),
         "command": command,
-        "loss": f"{LOSS} on relative error, scale {F_SCALE}",
+        "loss": f"{LOSS} on relative error, scale {scale}",
         "outlier_rule": f"first fit misses by > {OUTLIER_THRESHOLD:.0%}, at most {OUTLIER_MAX_SHARE:.0%} of rows",
     }
     lines = [

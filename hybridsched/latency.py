@@ -6,7 +6,8 @@ Two implementations share one interface, ``LatencyModel``:
   built from a model profile and a hardware profile (YAML files in data/profiles/).
 - ``LinearLatency``: ``t_prefill = a_p + b_p * sum(s)`` and
   ``t_decode = a_d + b_d * |D| + c_d * sum(context)``, the model of the exact MIP; it is
-  fitted to the roofline by least squares (``fit_linear``).
+  fitted to the roofline by least squares (``fit_linear``); both live in
+  ``linear_latency.py`` and are re-exported here.
 
 An iteration's time depends on its requests only through a few sums, so the methods take
 those sums (scalars or numpy arrays, broadcast): a prefill needs ``sum(s)``, ``sum(s^2)``;
@@ -26,6 +27,11 @@ from typing import Protocol
 
 import numpy as np
 
+from hybridsched.linear_latency import (  # noqa: F401  (re-exported: the linear model's old home)
+    LinearFit,
+    LinearLatency,
+    fit_linear,
+)
 from hybridsched.profiles import (  # noqa: F401  (re-exported: the profiles' old home)
     HardwareProfile,
     ModelProfile,
@@ -99,6 +105,26 @@ class RooflineLatency:
         return self.tp * self.hardware.memory_bandwidth * self.hardware.mbu
 
     @cached_property
+    def prefill_bw_eff(self) -> float:
+        """The memory side of an iteration with prompt tokens: ``prefill_mbu`` (default ``mbu``)."""
+        if self.hardware.prefill_mbu is None:
+            return self.bw_eff
+        return self.tp * self.hardware.memory_bandwidth * self.hardware.prefill_mbu
+
+    def _prompt_terms(self, core, tokens, sq_tokens):
+        """The prefill terms on the roofline's max ``core``: a floor and a cost per prompt.
+
+        Both are 0 by default, and then ``core`` comes back untouched (bit for bit). The
+        prompts are counted as ``(sum s)^2 / sum s^2`` (``effective_prompts``).
+        """
+        hw = self.hardware
+        if hw.prefill_floor_s:
+            core = np.maximum(core, hw.prefill_floor_s)
+        if hw.prefill_per_request_s:
+            core = core + hw.prefill_per_request_s * effective_prompts(tokens, sq_tokens)
+        return core
+
+    @cached_property
     def kv_capacity_tokens(self) -> int:
         """``M = floor((tp * mem * usable - weight bytes) / kv bytes per token)``."""
         free = (
@@ -146,9 +172,10 @@ class RooflineLatency:
         )
         # Weights are read once; the prompt's KV is written once.
         bytes_ = m.weight_bytes + self.kv_bytes_per_token * sum_tokens
+        core = np.maximum(flops / self.peak_eff, bytes_ / self.prefill_bw_eff)
         return (
             self.overhead
-            + np.maximum(flops / self.peak_eff, bytes_ / self.bw_eff)
+            + self._prompt_terms(core, sum_tokens, sum_sq_tokens)
             + self.comm_time(sum_tokens)
         )
 
@@ -174,6 +201,8 @@ class RooflineLatency:
         (the earlier chunks' KV, read). One chunk of a whole prompt with no decode costs
         exactly ``prefill_time``; no chunk costs exactly ``decode_time``. The weights are
         read once for both, which is what chunked prefill buys on a memory-bound replica.
+        An iteration with chunk tokens takes the prefill terms (``prefill_mbu``, the
+        floor, the cost per prompt, ``chunk_tokens^2 / chunk_sq_diff`` prompts).
         """
         m = self.model
         flops = (
@@ -184,9 +213,18 @@ class RooflineLatency:
         bytes_ = m.weight_bytes + self.kv_bytes_per_token * (
             sum_context + chunk_tokens + chunk_prefix
         )
+        hw = self.hardware
+        chunked = np.asarray(chunk_tokens) > 0
+        bw = self.bw_eff
+        if hw.prefill_mbu is not None:
+            bw = np.where(chunked, self.prefill_bw_eff, self.bw_eff)
+        core = np.maximum(flops / self.peak_eff, bytes_ / bw)
+        if hw.prefill_floor_s or hw.prefill_per_request_s:
+            core = np.where(chunked, self._prompt_terms(core, chunk_tokens, chunk_sq_diff), core)
+            core = core if np.ndim(core) else float(core)
         return (
             self.overhead
-            + np.maximum(flops / self.peak_eff, bytes_ / self.bw_eff)
+            + core
             + self.comm_time(batch_size + chunk_tokens)
             + self.hardware.decode_per_request_s * batch_size
         )
@@ -270,127 +308,13 @@ class RooflineLatency:
         }
 
 
-@dataclass(frozen=True)
-class LinearLatency:
-    """``t_prefill = a_p + b_p sum(s)``; ``t_decode = a_d + b_d |D| + c_d sum(context)``."""
+def effective_prompts(tokens, sq_tokens):
+    """``(sum s)^2 / sum s^2``: the number of prompts of a prefill from its two sums.
 
-    a_p: float
-    b_p: float
-    a_d: float
-    b_d: float
-    c_d: float
-    kv_capacity_tokens: int = 10**9
-
-    def __post_init__(self) -> None:
-        for name in ("a_p", "b_p", "a_d", "b_d", "c_d"):
-            v = getattr(self, name)
-            if not math.isfinite(v) or v < 0:
-                raise ValueError(f"linear latency: {name} must be finite and >= 0, got {v!r}")
-        if self.a_p + self.b_p <= 0 or self.a_d + self.b_d <= 0:
-            raise ValueError(
-                "linear latency: every iteration must take positive time (a_p + b_p > 0, a_d + b_d > 0)"
-            )
-
-    def prefill_time(self, sum_tokens, sum_sq_tokens=0.0):
-        return self.a_p + self.b_p * sum_tokens
-
-    def decode_time(self, batch_size, sum_context):
-        return self.a_d + self.b_d * batch_size + self.c_d * sum_context
-
-    def mixed_time(
-        self, batch_size, sum_context, chunk_tokens, chunk_sq_diff=0.0, chunk_prefix=0.0
-    ):
-        """A decode step plus prompt chunks: ``a_d`` (``a_p`` without decode) + both variable parts."""
-        fixed = np.where(np.asarray(batch_size) > 0, self.a_d, self.a_p)
-        return fixed + self.b_d * batch_size + self.c_d * sum_context + self.b_p * chunk_tokens
-
-    def prefill_floor_per_token(self) -> float:
-        return self.b_p
-
-    def prefill_floors(self) -> dict[str, float]:
-        return {"compute": self.b_p, "memory": self.b_p}
-
-    def decode_fixed_cost(self) -> float:
-        return self.a_d
-
-    def decode_floors(self, context, max_batch: int) -> dict[str, np.ndarray]:
-        c = np.asarray(context, dtype=float)
-        return {
-            "memory": self.a_d / max_batch + self.b_d + self.c_d * c,
-            "compute": self.b_d + self.c_d * c,
-        }
-
-    def decode_variable_floor(self, context) -> np.ndarray:
-        return self.b_d + self.c_d * np.asarray(context, dtype=float)
-
-    def prefill_fixed_cost(self) -> float:
-        return self.a_p
-
-    def prefill_token_floor(self) -> float:
-        return self.b_p
-
-    def describe(self) -> dict:
-        return {
-            "kind": "linear",
-            "a_p": self.a_p,
-            "b_p": self.b_p,
-            "a_d": self.a_d,
-            "b_d": self.b_d,
-            "c_d": self.c_d,
-            "kv_capacity_tokens": self.kv_capacity_tokens,
-        }
-
-
-@dataclass(frozen=True)
-class LinearFit:
-    """A fitted linear model and how far it is from the roofline over the fitted range."""
-
-    model: LinearLatency
-    prefill_max_rel_error: float
-    decode_max_rel_error: float
-    prefill_rmse_s: float
-    decode_rmse_s: float
-
-
-def fit_linear(
-    roofline: RooflineLatency,
-    max_batch: int,
-    max_prefill_tokens: int = 2048,
-    prompt_tokens: tuple[int, int] = (16, 256),
-    context_tokens: tuple[int, int] = (32, 2048),
-) -> LinearFit:
-    """Least-squares linear model of the roofline over an operating range.
-
-    The exact MIP needs a linear model; fitting it to the roofline (not inventing one)
-    keeps the MIP's optimum comparable with the simulator's schedules.
+    Exact for prompts of one length (every measured batch), fewer than the count otherwise
+    (at least 1); 0 for no prompt. The latency interface carries only these sums.
     """
-    # Prefill: sets of equal prompts of length s, count k, up to the token budget.
-    rows_p, y_p = [], []
-    for s in np.linspace(*prompt_tokens, 8).round():
-        for k in range(
-            1, max(2, int(max_prefill_tokens // s)) + 1, max(1, int(max_prefill_tokens // s) // 8)
-        ):
-            rows_p.append([1.0, k * s])
-            y_p.append(float(roofline.prefill_time(k * s, k * s * s)))
-    # Decode: batches of n requests at mean context c.
-    rows_d, y_d = [], []
-    for n in range(1, max_batch + 1, max(1, max_batch // 16)):
-        for c in np.linspace(*context_tokens, 8):
-            rows_d.append([1.0, n, n * c])
-            y_d.append(float(roofline.decode_time(n, n * c)))
-    Ap, yp, Ad, yd = map(np.asarray, (rows_p, y_p, rows_d, y_d))
-    cp = np.linalg.lstsq(Ap, yp, rcond=None)[0]
-    cd = np.linalg.lstsq(Ad, yd, rcond=None)[0]
-    cp, cd = np.maximum(cp, 0.0), np.maximum(cd, 0.0)  # keep the fit physical
-    lin = LinearLatency(
-        *map(float, (cp[0], cp[1], cd[0], cd[1], cd[2])),
-        kv_capacity_tokens=roofline.kv_capacity_tokens,
-    )
-    ep, ed = Ap @ cp - yp, Ad @ cd - yd
-    return LinearFit(
-        model=lin,
-        prefill_max_rel_error=float(np.max(np.abs(ep) / yp)),
-        decode_max_rel_error=float(np.max(np.abs(ed) / yd)),
-        prefill_rmse_s=float(np.sqrt(np.mean(ep**2))),
-        decode_rmse_s=float(np.sqrt(np.mean(ed**2))),
-    )
+    t = np.asarray(tokens, dtype=float)
+    q = np.asarray(sq_tokens, dtype=float)
+    out = np.divide(t * t, q, out=np.zeros(np.broadcast(t, q).shape), where=q > 0)
+    return out if out.ndim else float(out)

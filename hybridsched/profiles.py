@@ -34,6 +34,7 @@ _OPTIONAL_NUMBERS = {
     "nvlink_bandwidth",
     "allreduce_large_message_bytes",
     "allreduce_large_bandwidth",
+    "prefill_mbu",
 }
 _UNITS = {"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
 _UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
@@ -219,7 +220,10 @@ class HardwareProfile:
     the first), ``decode_per_request_s`` (cost per request of a decode step),
     ``allreduce_ring`` (the ring factor ``2 (tp - 1) / tp`` on all-reduce bytes) and
     ``allreduce_large_bandwidth`` for the bytes of a message beyond
-    ``allreduce_large_message_bytes``.
+    ``allreduce_large_message_bytes``. Three prefill terms (an iteration with prompt
+    tokens): ``prefill_mbu`` (its memory side's bandwidth efficiency; default ``mbu``),
+    ``prefill_floor_s`` (a floor under its roofline's max) and ``prefill_per_request_s``
+    (cost per prompt).
     ``calibration`` records how a fitted profile was made.
     """
 
@@ -238,6 +242,9 @@ class HardwareProfile:
     allreduce_ring: bool = False
     allreduce_large_message_bytes: float | None = None
     allreduce_large_bandwidth: float | None = None
+    prefill_mbu: float | None = None
+    prefill_floor_s: float = 0.0
+    prefill_per_request_s: float = 0.0
     nvlink_bandwidth: float | None = field(default=None, compare=False)
     source: str = field(default="", compare=False)
     calibration: dict | None = field(default=None, compare=False, hash=False)
@@ -291,6 +298,13 @@ class HardwareProfile:
             raise ValueError(
                 f"hardware profile {self.name!r}: allreduce_large_bandwidth must be in "
                 f"(0, allreduce_bandwidth], got {large[1]!r}"
+            )
+        if self.prefill_mbu is not None and not 0 < self.prefill_mbu <= self.mbu:
+            # No faster than a decode step's weight read: keeps the prefill floors of
+            # section 5 (which use ``mbu``) lower bounds.
+            raise ValueError(
+                f"hardware profile {self.name!r}: prefill_mbu must be in (0, mbu = {self.mbu!r}], "
+                f"got {self.prefill_mbu!r}"
             )
         if self.calibration is not None and not isinstance(self.calibration, dict):
             raise ValueError(f"hardware profile {self.name!r}: calibration must be a mapping")

@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_args(args: argparse.Namespace) -> None:
     """The paths of a parsed command line, before any work (ValueError naming the flag)."""
-    check_out_dir(getattr(args, "out", None), "--out")
+    if getattr(args, "func", None) is not cmd_calibrate:  # calibrate's --out is a file
+        check_out_dir(getattr(args, "out", None), "--out")
     check_input_file(getattr(args, "requests", None), "--requests")
     w = getattr(args, "workload", None)
     if isinstance(w, str) and os.path.isdir(w):  # a named workload is no path; a folder is bad
