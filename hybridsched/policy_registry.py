@@ -15,7 +15,16 @@ policy              router           queue        online rule      admission
 ``hybrid-chunked``  MMBPP            longest      chunked prefill  reservation
 ``vllm``            round-robin      FCFS         chunked prefill  on-demand
 ``online-hybrid``   rolling-mmbpp    longest      Lagrangian       on-demand
+``hybrid-reserve-hi``  MMBPP         longest      Lagrangian       estimates from ``hi``
+``hybrid-sort-hi``  MMBPP            longest hi   Lagrangian       estimates from ``ô``
+``hybrid-amin``     MMBPP            longest      Lagrangian       estimates from ``lo``
+``amin``            round-robin      shortest lo  prefill-first    estimates from ``lo``
 ==================  ===============  ===========  ===============  ============
+
+The last four use the predictor's interval (``interval_rules.py``): a request counts
+``s_i + est_i`` KV tokens at admission, with ``est_i`` starting at a quantile of its
+interval and raised as its tokens reach it; they run under on-demand admission with
+watermark 0, which preempts by recompute if the KV held would exceed ``M``.
 
 The paper's policies plan up front (a ``static`` router with the offline stage's
 assignment: round-robin or the MMBPP); ``--router`` and ``--admission`` override a
@@ -41,12 +50,64 @@ class PolicySpec:
     description: str = ""
     router: str = "static"  # engine.ROUTERS; "static" plans with ``dispatch`` up front
     admission: str = "reservation"  # engine.ADMISSIONS
+    # Interval policies (interval_rules.py): admit by growing estimates from this quantile
+    # of the predicted interval, and optionally sort by a quantile; run on demand with
+    # this watermark unless ``admission`` is overridden.
+    reserve: str | None = None
+    sort_quantile: str | None = None
+    watermark: float | None = None
 
     @property
     def mixed(self) -> bool:
         """Runs mixed (chunked-prefill) iterations, so the mixed-iteration bound applies."""
         return self.rule == "chunked"
 
+
+# Policies that use the predictor's interval (docs/model.md section 8).
+INTERVAL_POLICIES = (
+    PolicySpec(
+        "hybrid-reserve-hi",
+        "mmbpp",
+        "longest",
+        "lagrangian",
+        "the hybrid reserving s_i + hi_i (the interval's upper end), recompute on overflow",
+        admission="on-demand",
+        reserve="hi",
+        watermark=0.0,
+    ),
+    PolicySpec(
+        "hybrid-sort-hi",
+        "mmbpp",
+        "longest",
+        "lagrangian",
+        "the hybrid with its queue sorted by hi_i, reserving s_i + ô_i, recompute on overflow",
+        admission="on-demand",
+        reserve="mid",
+        sort_quantile="hi",
+        watermark=0.0,
+    ),
+    PolicySpec(
+        "hybrid-amin",
+        "mmbpp",
+        "longest",
+        "lagrangian",
+        "the hybrid with A_min admission: estimates start at lo_i and grow, recompute",
+        admission="on-demand",
+        reserve="lo",
+        watermark=0.0,
+    ),
+    PolicySpec(
+        "amin",
+        "round_robin",
+        "shortest",
+        "prefill_first",
+        "A_min (Chen, Ye, Zhou): shortest lo_i first, estimates start at lo_i and grow, recompute",
+        admission="on-demand",
+        reserve="lo",
+        sort_quantile="lo",
+        watermark=0.0,
+    ),
+)
 
 POLICIES: dict[str, PolicySpec] = {
     p.name: p
@@ -117,6 +178,7 @@ POLICIES: dict[str, PolicySpec] = {
             router="rolling-mmbpp",
             admission="on-demand",
         ),
+        *INTERVAL_POLICIES,
     )
 }
 
@@ -180,6 +242,16 @@ def policy_spec(name: str) -> PolicySpec:
 
 
 def make_rule(spec: PolicySpec, knobs: RuleKnobs = RuleKnobs()) -> OnlineRule:
+    rule = _point_rule(spec, knobs)
+    if spec.reserve is None:
+        return rule
+    from hybridsched.interval_rules import EstimateAdmission
+
+    sort_q = spec.sort_quantile if knobs.sort is None else None
+    return EstimateAdmission(rule, spec.reserve, sort_q, name=f"estimates-{spec.reserve}")
+
+
+def _point_rule(spec: PolicySpec, knobs: RuleKnobs) -> OnlineRule:
     sort = knobs.sort or spec.sort
     if spec.rule == "prefill_first":
         return PrefillFirst(sort=sort, seed=knobs.seed)

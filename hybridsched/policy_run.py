@@ -74,6 +74,11 @@ def run_policy(
     spec = policy_spec(policy)
     info: dict = {"dispatch": "given"}
     router = router or ("static" if assignment is not None else spec.router)
+    engine_admission = admission or spec.admission
+    if admission is None and spec.watermark is not None:
+        from hybridsched.engine import Admission
+
+        engine_admission = Admission(spec.admission, spec.watermark)
     admission = admission or spec.admission
     plan = {}
 
@@ -111,7 +116,7 @@ def run_policy(
             "candidates": choice.candidates,
         }
     t0 = time.perf_counter()
-    res = simulate_run(instance, r, rule, admission, check=check)
+    res = simulate_run(instance, r, rule, engine_admission, check=check)
     elapsed = time.perf_counter() - t0
     if router == "rolling-mmbpp":
         info["replans"] = len(res.router_log)

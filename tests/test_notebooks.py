@@ -22,6 +22,7 @@ NOTEBOOKS = [
     "06_online_serving",
     "07_my_deployment",
     "08_capacity_planning",
+    "09_uncertainty",
 ]
 
 # A column header or row label of each notebook's main results table.
@@ -34,6 +35,7 @@ TABLE_MARKERS = {
     "06_online_serving": "sustained rate within the SLO (req/s)",
     "07_my_deployment": "highest load within the SLO",
     "08_capacity_planning": "max_rate",
+    "09_uncertainty": "best offline vs vllm (%)",
 }
 
 
