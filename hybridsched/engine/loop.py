@@ -146,16 +146,18 @@ def run(instance, router: Router, rule: OnlineRule, admission: str | Admission =
 
 
 def _trace(engines: list[ClientEngine], rule_name: str) -> pd.DataFrame:
-    cols = {c: [x for e in engines for x in e.cols[c]] for c in TRACE_COLUMNS}
-    trace = pd.DataFrame(cols)
-    trace = trace.astype(
-        {
-            **{c: np.int64 for c in _INT_COLUMNS},
-            "start_s": float,
-            "end_s": float,
-            "duration_s": float,
-        }
-    )
+    rows = [r for e in engines for r in e.rows]
+    n = len(rows)
+    cols = list(zip(*rows, strict=True)) if n else [()] * len(TRACE_COLUMNS)
+    data = {}
+    for name, col in zip(TRACE_COLUMNS, cols, strict=True):
+        if name in _INT_COLUMNS:
+            data[name] = np.fromiter(col, dtype=np.int64, count=n)
+        elif name in ("start_s", "end_s", "duration_s"):
+            data[name] = np.fromiter(col, dtype=float, count=n)
+        else:  # kind and the id tuples: one object per row
+            data[name] = np.fromiter(col, dtype=object, count=n)
+    trace = pd.DataFrame(data)
     trace.attrs["rule"] = rule_name
     return trace
 

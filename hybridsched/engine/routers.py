@@ -56,6 +56,7 @@ class ClusterView:
         self.kv_capacity = np.array([e.M for e in engines], dtype=np.int64)
         self.max_batch = np.array([e.st.max_batch for e in engines], dtype=np.int64)
         self.seconds_per_token = np.array([seconds_per_token(e.st) for e in engines])
+        self._kv_limit = np.array([admission.kv_limit(int(m)) for m in self.kv_capacity])
 
     def queue_len(self, j: int) -> int:
         e = self._e[j]
@@ -86,8 +87,7 @@ class ClusterView:
         need = (np.asarray(prompt) + np.asarray(predicted))[:, None]
         ok = need <= M
         if self._adm.on_demand:
-            limit = np.array([self._adm.kv_limit(int(m)) for m in self.kv_capacity])[None, :]
-            ok &= (np.asarray(prompt)[:, None] + 1) <= limit
+            ok &= (np.asarray(prompt)[:, None] + 1) <= self._kv_limit[None, :]
         return ok
 
     def fits(self, prompt: int, predicted: int, j: int) -> bool:
