@@ -61,6 +61,7 @@ def check_trace(
     for row, rid in ((f.row, f.rid), (f.crow, f.cid)):
         if (row < 0).any():
             _fail("no request invented", f"request {rid[row < 0][0]} is not in the instance")
+    del f.rid  # ids[row] from here on
     ev = _check_evictions(evictions, admission, ids)
     ev_row = f.row_of(ev["request_id"].to_numpy()) if len(ev) else np.zeros(0, np.int64)
     f.set_evictions(ev_row, ev["iteration"].to_numpy())
@@ -166,13 +167,13 @@ def _check_decodes(c: _Context) -> None:
     S = c.S
     # The first-token rows per (request, segment): a request's decodes follow its earliest.
     fr, fp, fs = f.first_token_rows()
-    fkey = fr * S + fs
+    fkey = _key(fr, fs, S)
     c.ft = (fr, fp, fs)
     ukey, inv = np.unique(fkey, return_inverse=True)
     first_pos = min_at(len(ukey), inv, fp, f.nrows)
     c.first_key, c.first_after = ukey, c.after[first_pos]
     # Decode elements by (request, segment), in time order within each.
-    dkey = f.row[d] * S + f.seg[d]
+    dkey = _key(f.row[d], f.seg[d], S)
     o = np.argsort(dkey, kind="stable")
     d, dkey = d[o], dkey[o]
     gstart, step = _groups(dkey)
@@ -185,7 +186,7 @@ def _check_decodes(c: _Context) -> None:
         p = f.pos[e]
         _fail(
             "decodes in every decode iteration from prefill to completion",
-            f"request {f.rid[e]} skips or repeats a decode iteration on client {f.client[p]} "
+            f"request {c.ids[f.row[e]]} skips or repeats a decode iteration on client {f.client[p]} "
             f"(iteration {f.iteration[p]})",
         )
     c.dec_groups = (dkey[gstart], np.diff(np.r_[gstart, len(d)]))  # per (row, seg): count
@@ -195,6 +196,11 @@ def _check_decodes(c: _Context) -> None:
     ctx = np.zeros(len(f.pos), dtype=np.int64)
     ctx[d] = c.prompt[r] + rstep + 1 + f.seg[d]
     c.context = ctx
+
+
+def _key(row: np.ndarray, seg: np.ndarray, S: int) -> np.ndarray:
+    """One int64 key per (request row, segment)."""
+    return row.astype(np.int64) * S + seg
 
 
 def _groups(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -266,7 +272,7 @@ def _row_sums(c: _Context) -> dict[str, np.ndarray]:
     }
     # Chunks: before/after within each (request, segment), in time order.
     o = np.lexsort((f.cpos, f.cseg, f.crow))
-    key = f.crow[o] * c.S + f.cseg[o]
+    key = _key(f.crow[o], f.cseg[o], c.S)
     tok = f.ctok[o]
     cs = np.cumsum(tok)
     gstart, _ = _groups(key)
@@ -338,7 +344,7 @@ def _spans(c: _Context) -> tuple[np.ndarray, ...]:
     rows, segs, first, last = [once], [np.zeros(len(once), np.int64)], [lo[once]], [hi[once]]
     if c.evicted.any():
         e, ce = c.evicted[f.row], c.evicted[f.crow]
-        key = np.concatenate([f.row[e] * c.S + f.seg[e], f.crow[ce] * c.S + f.cseg[ce]])
+        key = np.concatenate([_key(f.row[e], f.seg[e], c.S), _key(f.crow[ce], f.cseg[ce], c.S)])
         pos = np.concatenate([f.pos[e], f.cpos[ce]])
         ukey, inv = np.unique(key, return_inverse=True)
         rows.append(ukey // c.S)

@@ -16,23 +16,27 @@ from itertools import chain
 import numpy as np
 import pandas as pd
 
+# Rows, elements and segments are counted in int32 (a million requests make ~10^8
+# elements, fewer than 2^31): half the memory of the flat arrays.
+_IDX = np.int32
+
 
 def flatten(col) -> tuple[np.ndarray, np.ndarray]:
     """A sequence of tuples as (row index per element, the elements), without ``explode``."""
     vals = col.to_numpy() if isinstance(col, pd.Series) else col
     lengths = np.fromiter(map(len, vals), dtype=np.int64, count=len(vals))
     flat = np.fromiter(chain.from_iterable(vals), dtype=np.int64, count=int(lengths.sum()))
-    return np.repeat(np.arange(len(vals)), lengths), flat
+    return np.repeat(np.arange(len(vals), dtype=_IDX), lengths), flat
 
 
 def row_index(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
     """The position of each of ``values`` in ``ids`` (unique), ``-1`` where absent."""
     n = len(ids)
     if n and ids[0] == 0 and ids[-1] == n - 1 and (np.diff(ids) == 1).all():
-        out = values.copy()
+        out = values.astype(_IDX)
         out[(values < 0) | (values >= n)] = -1
         return out
-    return pd.Index(ids).get_indexer(values)
+    return pd.Index(ids).get_indexer(values).astype(_IDX)
 
 
 def min_at(n: int, idx: np.ndarray, val: np.ndarray, fill) -> np.ndarray:
@@ -75,11 +79,12 @@ class FlatTrace:
             cp, self.ctok = flatten(tr["chunk_tokens"])
             self.chunks_match = len(cp) == len(self.cpos) and bool((cp == self.cpos).all())
         else:
-            self.cpos = self.cid = self.ctok = np.zeros(0, dtype=np.int64)
+            self.cpos = np.zeros(0, dtype=_IDX)
+            self.cid = self.ctok = np.zeros(0, dtype=np.int64)
             self.chunks_match = True
         self.crow = row_index(self.ids, self.cid)
-        self.seg = np.zeros(len(self.pos), dtype=np.int64)
-        self.cseg = np.zeros(len(self.cpos), dtype=np.int64)
+        self.seg = np.zeros(len(self.pos), dtype=_IDX)
+        self.cseg = np.zeros(len(self.cpos), dtype=_IDX)
 
     def row_of(self, values: np.ndarray) -> np.ndarray:
         """Instance rows of request ids (``-1`` for an unknown id)."""
@@ -111,7 +116,7 @@ class FlatTrace:
             o = o[last]
             cr, cp, cs = self.crow[o], self.cpos[o], self.cseg[o]
         else:
-            cr = cp = cs = np.zeros(0, dtype=np.int64)
+            cr = cp = cs = np.zeros(0, dtype=_IDX)
         return (
             np.concatenate([self.row[pre], cr]),
             np.concatenate([self.pos[pre], cp]),
