@@ -159,7 +159,7 @@ def _check_decodes(c: _Context) -> None:
         )
     # Number each client's decoding iterations (decode rows, mixed rows with a batch).
     lens = np.bincount(f.pos, minlength=f.nrows)
-    is_dec = (f.kind == "decode") | ((f.kind == "mixed") & (lens > 0))
+    is_dec = f.is_decode | (f.is_mixed & (lens > 0))
     cum = np.cumsum(is_dec)
     starts = np.flatnonzero(np.r_[True, f.client[1:] != f.client[:-1]])
     base = np.repeat(cum[starts] - is_dec[starts], np.diff(np.r_[starts, f.nrows]))
@@ -172,7 +172,47 @@ def _check_decodes(c: _Context) -> None:
     ukey, inv = np.unique(fkey, return_inverse=True)
     first_pos = min_at(len(ukey), inv, fp, f.nrows)
     c.first_key, c.first_after = ukey, c.after[first_pos]
-    # Decode elements by (request, segment), in time order within each.
+    if S == 1:  # no evictions: no sort needed
+        _decode_steps_once(c, d, ndec)
+    else:
+        _decode_steps(c, d)
+
+
+def _gap_fail(c: _Context, d: np.ndarray, gap: np.ndarray) -> None:
+    f = c.f
+    e = d[gap][np.argmin(f.pos[d][gap])]
+    p = f.pos[e]
+    _fail(
+        "decodes in every decode iteration from prefill to completion",
+        f"request {c.ids[f.row[e]]} skips or repeats a decode iteration on client {f.client[p]} "
+        f"(iteration {f.iteration[p]})",
+    )
+
+
+def _decode_steps_once(c: _Context, d: np.ndarray, ndec: np.ndarray) -> None:
+    """No evictions: request ``i``'s decodes are the decoding rows ``first_i .. first_i +
+    ndec_i - 1`` of its client, each once: in range, and no (request, row) twice."""
+    f = c.f
+    first = np.full(f.n, -(2**40), dtype=np.int64)
+    first[c.first_key] = c.first_after
+    r = f.row[d]
+    step = (c.after[f.pos[d]] - 1) - first[r]
+    gap = (step < 0) | (step >= ndec[r])
+    if gap.any():
+        _gap_fail(c, d, gap)
+    slot = (np.cumsum(ndec) - ndec)[r] + step
+    gap = np.bincount(slot, minlength=len(d))[slot] != 1
+    if gap.any():
+        _gap_fail(c, d, gap)
+    c.dec_groups = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    ctx = np.zeros(len(f.pos), dtype=np.int64)
+    ctx[d] = c.prompt[r] + step + 1  # the t-th decode reads s_i + t
+    c.context = ctx
+
+
+def _decode_steps(c: _Context, d: np.ndarray) -> None:
+    """With evictions: per (request, segment), in time order (one sort)."""
+    f, S, ukey = c.f, c.S, c.first_key
     dkey = _key(f.row[d], f.seg[d], S)
     o = np.argsort(dkey, kind="stable")
     d, dkey = d[o], dkey[o]
@@ -182,13 +222,7 @@ def _check_decodes(c: _Context) -> None:
     expect = np.where(found, c.first_after[np.minimum(k, len(ukey) - 1)], -(2**62))
     gap = (c.after[f.pos[d]] - 1) != expect + step
     if gap.any():
-        e = d[gap][np.argmin(f.pos[d][gap])]
-        p = f.pos[e]
-        _fail(
-            "decodes in every decode iteration from prefill to completion",
-            f"request {c.ids[f.row[e]]} skips or repeats a decode iteration on client {f.client[p]} "
-            f"(iteration {f.iteration[p]})",
-        )
+        _gap_fail(c, d, gap)
     c.dec_groups = (dkey[gstart], np.diff(np.r_[gstart, len(d)]))  # per (row, seg): count
     # The t-th decode of a request (over all its segments) reads s_i + t + seg.
     r = f.row[d]
@@ -316,7 +350,7 @@ def _check_durations(c: _Context, agg: dict, rtol: float) -> None:
     for g, j in enumerate(reps):
         lat = clients[j].latency
         on = grow == g
-        pf, dc, mx = on & (f.kind == "prefill"), on & (f.kind == "decode"), on & (f.kind == "mixed")
+        pf, dc, mx = on & f.is_prefill, on & f.is_decode, on & f.is_mixed
         expect[pf] = lat.prefill_time(x["s"][pf], x["s2"][pf])
         expect[dc] = lat.decode_time(x["nd"][dc], x["c"][dc])
         if mx.any():

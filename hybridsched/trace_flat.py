@@ -54,8 +54,8 @@ def max_at(n: int, idx: np.ndarray, val: np.ndarray, fill) -> np.ndarray:
 class FlatTrace:
     """A trace sorted by ``(client, iteration)``, its id columns flat (module docstring).
 
-    Rows: ``tr`` (the sorted frame, index 0..), ``client``, ``iteration``, ``kind``,
-    ``start``, ``end``. Request elements (``request_ids``): ``pos``, ``rid`` (the id),
+    Rows: ``tr`` (the sorted frame, index 0..), ``client``, ``iteration``, ``is_prefill``,
+    ``is_decode``, ``is_mixed`` (the kind), ``start``, ``end``. Request elements (``request_ids``): ``pos``, ``rid`` (the id),
     ``row``, ``dec`` (the element decodes: a decode row, or the batch of a mixed row).
     Chunk elements: ``cpos``, ``cid``, ``crow``, ``ctok``.
     """
@@ -66,14 +66,18 @@ class FlatTrace:
         self.nrows = len(tr)
         self.client = tr["client"].to_numpy()
         self.iteration = tr["iteration"].to_numpy()
-        self.kind = tr["kind"].to_numpy()
+        codes, names = pd.factorize(tr["kind"])  # compare a few names, not every row's string
+        names = np.asarray(names, dtype=object)
+        self.is_prefill, self.is_decode, self.is_mixed = (
+            np.isin(codes, np.flatnonzero(names == k)) for k in ("prefill", "decode", "mixed")
+        )
         self.start = tr["start_s"].to_numpy()
         self.end = tr["end_s"].to_numpy()
         self.ids = np.asarray(ids)
         self.n = len(self.ids)
         self.pos, self.rid = flatten(tr["request_ids"])
         self.row = row_index(self.ids, self.rid)
-        self.dec = (self.kind != "prefill")[self.pos]
+        self.dec = ~self.is_prefill[self.pos]
         if "chunk_ids" in tr.columns:
             self.cpos, self.cid = flatten(tr["chunk_ids"])
             cp, self.ctok = flatten(tr["chunk_tokens"])

@@ -320,3 +320,15 @@ def test_write_trace_bytes_are_to_csv(tmp_path, gsm8k_small, memory_bound_small)
         write_trace(tr, tmp_path / f"fast{k}.csv")
         _to_csv_reference(tr, tmp_path / f"ref{k}.csv")
         assert (tmp_path / f"fast{k}.csv").read_bytes() == (tmp_path / f"ref{k}.csv").read_bytes()
+
+
+def test_repeated_decode_in_one_row(small, trace):
+    """Tests that a request listed twice in one decode row and missing from the next (same
+    token count, no gap in range) fails 'decodes in every decode iteration'."""
+    rid = multi_step_request(trace, 0)
+    mine = [k for k in rows(trace, 0, "decode") if rid in trace.at[k, "request_ids"]]
+    a, b = mine[0], mine[1]
+    trace.at[a, "request_ids"] = trace.at[a, "request_ids"] + (rid,)
+    trace.at[b, "request_ids"] = tuple(i for i in trace.at[b, "request_ids"] if i != rid)
+    with pytest.raises(TraceError, match="decodes in every decode iteration"):
+        check_trace(trace, small)
