@@ -16,8 +16,15 @@ import pandas as pd
 
 from hybridsched.engine.schema import TRACE_COLUMNS
 from hybridsched.instance import Instance
-from hybridsched.trace_flat import FlatTrace, max_at, min_at
-from hybridsched.trace_preemption import check_evictions_against_rows, kv_held
+from hybridsched.trace_flat import FlatTrace, max_at, min_at, segment_key
+from hybridsched.trace_preemption import (
+    check_eviction_table,
+    check_evictions_against_rows,
+    evicted_frames,
+    held_once,
+    kv_held,
+    spans,
+)
 
 
 class TraceError(AssertionError):
@@ -62,7 +69,7 @@ def check_trace(
         if (row < 0).any():
             _fail("no request invented", f"request {rid[row < 0][0]} is not in the instance")
     del f.rid  # ids[row] from here on
-    ev = _check_evictions(evictions, admission, ids)
+    ev = check_eviction_table(evictions, admission, ids, _fail)
     ev_row = f.row_of(ev["request_id"].to_numpy()) if len(ev) else np.zeros(0, np.int64)
     f.set_evictions(ev_row, ev["iteration"].to_numpy())
     ctx = _Context(f, instance, ev, ev_row)
@@ -167,7 +174,7 @@ def _check_decodes(c: _Context) -> None:
     S = c.S
     # The first-token rows per (request, segment): a request's decodes follow its earliest.
     fr, fp, fs = f.first_token_rows()
-    fkey = _key(fr, fs, S)
+    fkey = segment_key(fr, fs, S)
     c.ft = (fr, fp, fs)
     ukey, inv = np.unique(fkey, return_inverse=True)
     first_pos = min_at(len(ukey), inv, fp, f.nrows)
@@ -213,7 +220,7 @@ def _decode_steps_once(c: _Context, d: np.ndarray, ndec: np.ndarray) -> None:
 def _decode_steps(c: _Context, d: np.ndarray) -> None:
     """With evictions: per (request, segment), in time order (one sort)."""
     f, S, ukey = c.f, c.S, c.first_key
-    dkey = _key(f.row[d], f.seg[d], S)
+    dkey = segment_key(f.row[d], f.seg[d], S)
     o = np.argsort(dkey, kind="stable")
     d, dkey = d[o], dkey[o]
     gstart, step = _groups(dkey)
@@ -230,11 +237,6 @@ def _decode_steps(c: _Context, d: np.ndarray) -> None:
     ctx = np.zeros(len(f.pos), dtype=np.int64)
     ctx[d] = c.prompt[r] + rstep + 1 + f.seg[d]
     c.context = ctx
-
-
-def _key(row: np.ndarray, seg: np.ndarray, S: int) -> np.ndarray:
-    """One int64 key per (request row, segment)."""
-    return row.astype(np.int64) * S + seg
 
 
 def _groups(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -306,7 +308,7 @@ def _row_sums(c: _Context) -> dict[str, np.ndarray]:
     }
     # Chunks: before/after within each (request, segment), in time order.
     o = np.lexsort((f.cpos, f.cseg, f.crow))
-    key = _key(f.crow[o], f.cseg[o], c.S)
+    key = segment_key(f.crow[o], f.cseg[o], c.S)
     tok = f.ctok[o]
     cs = np.cumsum(tok)
     gstart, _ = _groups(key)
@@ -367,100 +369,10 @@ def _check_durations(c: _Context, agg: dict, rtol: float) -> None:
     c.dur = dur
 
 
-def _spans(c: _Context) -> tuple[np.ndarray, ...]:
-    """Per (request, segment): row, segment, first and last trace row holding its slot."""
-    f, n = c.f, c.f.n
-    lo = min_at(n, f.row, f.pos, f.nrows)
-    np.minimum.at(lo, f.crow, f.cpos)
-    hi = max_at(n, f.row, f.pos, -1)
-    np.maximum.at(hi, f.crow, f.cpos)
-    once = np.flatnonzero(~c.evicted)
-    rows, segs, first, last = [once], [np.zeros(len(once), np.int64)], [lo[once]], [hi[once]]
-    if c.evicted.any():
-        e, ce = c.evicted[f.row], c.evicted[f.crow]
-        key = np.concatenate([_key(f.row[e], f.seg[e], c.S), _key(f.crow[ce], f.cseg[ce], c.S)])
-        pos = np.concatenate([f.pos[e], f.cpos[ce]])
-        ukey, inv = np.unique(key, return_inverse=True)
-        rows.append(ukey // c.S)
-        segs.append(ukey % c.S)
-        first.append(min_at(len(ukey), inv, pos, f.nrows))
-        last.append(max_at(len(ukey), inv, pos, -1))
-    return tuple(np.concatenate(x) for x in (rows, segs, first, last))
-
-
-def _held_once(c: _Context, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """KV held per row by requests never evicted (trace_preemption's rule, as interval sums)."""
-    f, R = c.f, c.f.nrows
-    end = hi + 1
-    diff = np.zeros(R + 1, dtype=np.int64)
-    keep = ~c.evicted
-    fr, fp, _ = c.ft
-    d = f.dec & keep[f.row]
-    k = keep[fr]
-    # Each emitted token counts from the next row to the request's last.
-    diff += np.bincount(np.concatenate([f.pos[d], fp[k]]) + 1, minlength=R + 1)
-    diff -= np.bincount(end[np.concatenate([f.row[d], fr[k]])], minlength=R + 1)
-    ck = keep[f.crow]
-    x = f.ctok[ck]
-    diff += np.bincount(f.cpos[ck], weights=x, minlength=R + 1).astype(np.int64)
-    diff -= np.bincount(end[f.crow[ck]], weights=x, minlength=R + 1).astype(np.int64)
-    whole = keep & (np.bincount(f.crow, minlength=f.n) == 0)
-    s = c.prompt[whole]
-    diff += np.bincount(lo[whole], weights=s, minlength=R + 1).astype(np.int64)
-    diff -= np.bincount(end[whole], weights=s, minlength=R + 1).astype(np.int64)
-    return np.cumsum(diff)[:-1]
-
-
-def _evicted_frames(c: _Context, span) -> dict:
-    """The evicted requests' rows as the frames ``trace_preemption`` reads."""
-    f, ids = c.f, c.ids
-    fr, fp, fs = c.ft
-    d = f.dec & c.evicted[f.row]
-    k = c.evicted[fr]
-    epos = np.concatenate([f.pos[d], fp[k]])
-    emit = pd.DataFrame(
-        {
-            "request_id": ids[np.concatenate([f.row[d], fr[k]])],
-            "client": f.client[epos],
-            "iteration": f.iteration[epos],
-        }
-    )
-    ck = c.evicted[f.crow]
-    chunks = pd.DataFrame(
-        {
-            "request_id": f.cid[ck],
-            "client": f.client[f.cpos[ck]],
-            "iteration": f.iteration[f.cpos[ck]],
-            "tokens": f.ctok[ck],
-            "seg": f.cseg[ck],
-        }
-    )
-    r, s, a, b = (x[c.evicted[span[0]]] for x in span)
-    spans = pd.DataFrame(
-        {"seg": s, "client": f.client[a], "first": f.iteration[a], "last": f.iteration[b]},
-        index=pd.Index(ids[r], name="request_id"),
-    )
-    key = pd.MultiIndex.from_arrays([f.client, f.iteration])
-    after_of = pd.Series(c.after, index=key)
-    fkey, fafter = c.first_key, c.first_after
-    fe = c.evicted[fkey // c.S]
-    first = pd.Series(
-        fafter[fe], index=pd.MultiIndex.from_arrays([ids[fkey[fe] // c.S], fkey[fe] % c.S])
-    )
-    gk, gn = c.dec_groups
-    ge = c.evicted[gk // c.S]
-    dec_count = pd.Series(
-        gn[ge], index=pd.MultiIndex.from_arrays([ids[gk[ge] // c.S], gk[ge] % c.S])
-    )
-    return dict(
-        emit=emit, chunks=chunks, spans=spans, after_of=after_of, first=first, dec_count=dec_count
-    )
-
-
 def _check_capacity(c: _Context, agg: dict, admission: str) -> None:
     """Slots and KV memory, recomputed from who holds a slot; then the bookkeeping columns."""
     f, R = c.f, c.f.nrows
-    span = _spans(c)
+    span = spans(c)
     r, _, a, b = span
     res = c.inst.reservation.astype(np.int64)
     held_n = np.cumsum(np.bincount(a, minlength=R + 1) - np.bincount(b + 1, minlength=R + 1))[:-1]
@@ -488,9 +400,9 @@ def _check_capacity(c: _Context, agg: dict, admission: str) -> None:
     lo = np.zeros(f.n, np.int64)
     hi = np.zeros(f.n, np.int64)
     lo[r[once]], hi[r[once]] = a[once], b[once]
-    held_used = _held_once(c, lo, hi)
+    held_used = held_once(c, lo, hi)
     if c.evicted.any():
-        fr = _evicted_frames(c, span)
+        fr = evicted_frames(c, span)
         check_evictions_against_rows(
             f.tr, c.ev, fr["emit"], fr["first"], fr["after_of"], fr["dec_count"], _fail
         )
@@ -525,27 +437,3 @@ def _check_capacity(c: _Context, agg: dict, admission: str) -> None:
             )
     if (np.abs(tr["duration_s"].to_numpy() - c.dur) > 1e-9 * np.abs(c.dur) + c.clock_tol).any():
         _fail("trace column duration_s is consistent", "duration_s != end_s - start_s")
-
-
-def _check_evictions(evictions: pd.DataFrame | None, admission: str, ids) -> pd.DataFrame:
-    """The eviction table, checked: known requests, none under reservation admission."""
-    if evictions is None or len(evictions) == 0:
-        return pd.DataFrame(
-            {c: pd.Series(dtype=np.int64) for c in ("client", "iteration", "request_id")}
-            | {"generated_tokens": pd.Series(dtype=np.int64), "time_s": pd.Series(dtype=float)}
-        )
-    ev = evictions.sort_values(["request_id", "iteration"], kind="stable")
-    if admission == "reservation":
-        _fail(
-            "no preemption under reservation admission",
-            f"request {ev['request_id'].iloc[0]} is evicted",
-        )
-    unknown = ~ev["request_id"].isin(ids)
-    if unknown.any():
-        _fail("no request invented", f"evicted request {ev['request_id'][unknown].iloc[0]}")
-    # Generated tokens grow from eviction to eviction: each is re-prefilled, then decodes.
-    g = ev["generated_tokens"].to_numpy()
-    same = ev["request_id"].to_numpy()[1:] == ev["request_id"].to_numpy()[:-1]
-    if (g < 1).any() or (same & (g[1:] <= g[:-1])).any():
-        _fail("evicted requests keep their tokens", "generated tokens do not grow per eviction")
-    return ev

@@ -39,6 +39,11 @@ def row_index(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
     return pd.Index(ids).get_indexer(values).astype(_IDX)
 
 
+def segment_key(row: np.ndarray, seg: np.ndarray, S: int) -> np.ndarray:
+    """One int64 key per (request row, segment), ``S`` segments per request at most."""
+    return row.astype(np.int64) * S + seg
+
+
 def min_at(n: int, idx: np.ndarray, val: np.ndarray, fill) -> np.ndarray:
     out = np.full(n, fill, dtype=val.dtype)
     np.minimum.at(out, idx, val)
