@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hybridsched import experiments
+from hybridsched import experiments, study
 from hybridsched.bounds import lower_bound
 from hybridsched.data import load_gsm8k, sample_requests
 from hybridsched.experiments import (
@@ -274,14 +274,14 @@ def test_study_seeds_follow_first_seed():
 def test_study_reports_a_failing_case(monkeypatch):
     """Tests that a case that raises is listed in failures with its case, seed and error, not
     dropped silently, while the other cases are still run and summarized."""
-    real = experiments.sample_requests
+    real = study.sample_requests
 
     def flaky(requests, num_requests, seed):
         if seed == 2:
             raise RuntimeError("boom on seed 2")
         return real(requests, num_requests, seed)
 
-    monkeypatch.setattr(experiments, "sample_requests", flaky)
+    monkeypatch.setattr(study, "sample_requests", flaky)  # the study draws its cases
     res = run_study(
         cases=3, requests_per_case=20, policies=("baseline",), workers=1, progress=False
     )

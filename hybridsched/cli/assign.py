@@ -1,0 +1,67 @@
+"""``assign``: the offline MMBPP assignment (assignment.csv, solve.json)."""
+
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+
+from hybridsched.argcheck import (
+    positive_int_arg,
+)
+from hybridsched.cli.common import (
+    _cluster_args,
+    _instance,
+    _recorded_prediction,
+    _solve_args,
+)
+from hybridsched.cli.outputs import Outputs
+
+
+def cmd_assign(args) -> None:
+    from hybridsched.bounds import planning_sizes
+    from hybridsched.experiments import versions
+    from hybridsched.mmbpp import solve_assignment
+
+    inst, cluster = _instance(args)
+    res = solve_assignment(
+        planning_sizes(inst),
+        time_limit_s=args.time_limit,
+        mip_gap=args.mip_gap,
+        threads=args.threads,
+    )
+    out = Outputs(args.out)
+    out.add(
+        "assignment.csv",
+        pd.DataFrame({"request_id": inst.requests["request_id"], "client": res.assignment}),
+    )
+    out.add(
+        "solve.json",
+        {
+            **res.to_dict(),
+            **cluster.to_dict(),
+            "seed": args.seed,
+            **_recorded_prediction(args),
+            "versions": versions(),
+        },
+    )
+    out.commit()
+    print(
+        f"{res.status.value}: makespan {res.objective_s:.3f} s, bound {res.bound_s:.3f} s, gap {res.gap:.2e}"
+    )
+    if res.fallback_reason:
+        print(f"fallback: {res.fallback_reason}")
+
+
+def add_assign(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("assign", help="solve the offline MMBPP assignment")
+    _cluster_args(p)
+    _solve_args(p)
+    p.add_argument(
+        "--threads",
+        type=positive_int_arg,
+        default=None,
+        help="HiGHS threads (default: HiGHS's own)",
+    )
+    p.add_argument("--out", required=True)
+    return p

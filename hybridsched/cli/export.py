@@ -1,0 +1,50 @@
+"""``export``: a workload as a trace another simulator replays."""
+
+from __future__ import annotations
+
+import argparse
+
+from hybridsched.cli.common import (
+    _report_dropped,
+    _workload_args,
+    _workload_options,
+)
+
+
+def cmd_export(args) -> None:
+    from hybridsched.workloads import export_workload, load_workload, workload_info
+
+    df = load_workload(
+        args.workload or "gsm8k",
+        arrivals=args.arrivals,
+        seed=args.arrival_seed,
+        **_workload_options(args),
+    )
+    info = workload_info(df)
+    _report_dropped(info)
+    path = export_workload(df, args.out, args.export_format)
+    print(path)
+    print(
+        f"{info['workload']}: {len(df)} requests over {df['arrival_s'].max():.1f} s "
+        f"as {args.export_format}"
+    )
+
+
+def add_export(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("export", help="write a workload as a trace another simulator replays")
+    _workload_args(p, format_flag="--input-format")
+    p.add_argument(
+        "--format",
+        dest="export_format",
+        default="vidur",
+        help="vidur (default: arrived_at,num_prefill_tokens,num_decode_tokens), splitwise, "
+        "or hybridsched",
+    )
+    p.add_argument(
+        "--arrivals",
+        default="table",
+        help="zero | table (the trace's times; default) | poisson:RATE | gamma:RATE,CV",
+    )
+    p.add_argument("--arrival-seed", type=int, default=0, help="seed of the arrival process")
+    p.add_argument("--out", required=True, help="the file to write")
+    return p

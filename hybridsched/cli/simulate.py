@@ -1,0 +1,113 @@
+"""``simulate``: one policy through the serving engine (trace, requests, evictions, metrics)."""
+
+from __future__ import annotations
+
+import argparse
+
+from hybridsched.argcheck import (
+    finite_float_arg,
+    positive_int_arg,
+)
+from hybridsched.cli.common import (
+    _cluster_args,
+    _flag_names,
+    _recorded_prediction,
+    _report_dropped,
+    _serving,
+    _serving_args,
+    _solve_args,
+    cell_params,
+)
+from hybridsched.cli.outputs import Outputs
+
+
+def cmd_simulate(args) -> None:
+    from hybridsched.cells import simulate_cell
+    from hybridsched.experiments import POLICIES, SolveSettings, full_lower_bound, versions
+
+    _serving(args)  # refuse bad serving options before any work
+    try:
+        cell = simulate_cell(cell_params(args))
+    except ValueError as e:  # name the CLI's flags, not the cell's option names
+        raise ValueError(_flag_names(str(e))) from None
+    inst, run, cluster = cell.instance, cell.run, cell.instance.meta["cluster"]
+    _report_dropped(cell.workload or {})
+    solve = SolveSettings(args.time_limit, args.mip_gap)
+    lb = full_lower_bound(
+        inst, solve=solve, mixed_iterations=POLICIES[args.policy].mixed, admission=run.admission
+    )
+    m = dict(run.metrics)
+    m.update(
+        policy=args.policy,
+        lower_bound_s=lb.lower_bound_s,
+        lower_bound_parts=lb.all_parts(),
+        tight_lower_bound_s=lb.tight_lower_bound_s,
+        lower_bound_binding=lb.binding,
+        lower_bound_assumes=lb.to_dict()["assumes"],
+        gap_to_lb=(m["makespan_s"] - lb.lower_bound_s) / lb.lower_bound_s,
+        clients=cluster["num_clients"],
+        tp=cluster["tp"],
+        max_batch=cluster["max_batch"],
+        model=cluster["model"],
+        hardware=cluster["hardware"],
+        latency=cluster["latency"],
+        requests=args.workload or "gsm8k",
+        workload=cell.workload,
+        seed=args.seed,
+        arrivals=cell.params["arrivals"],
+        rate_scale=cell.params["rate_scale"],
+        **_recorded_prediction(args),
+        knobs={
+            "lambda_multiplier": args.lambda_multiplier,
+            "horizon": args.horizon,
+            "token_budget": args.token_budget,
+        },
+        offline=run.solve,
+        router=run.router,
+        admission=run.admission,
+        arrival_seed=cell.params["arrival_seed"],
+        replan_s=cell.params["replan_s"],
+        router_log=run.router_log,
+        simulate_s=run.simulate_s,
+        versions=versions(),
+    )
+    out = Outputs(args.out)
+    out.add("trace.csv", run.trace)
+    out.add("requests.csv", run.requests)
+    out.add("evictions.csv", run.evictions)
+    out.add("metrics.json", m)
+    out.commit()
+    print(
+        f"{args.policy} ({run.router}, {run.admission}): makespan {m['makespan_s']:.2f} s, "
+        f"U {m['utilization']:.1%}, T_LB {lb.lower_bound_s:.2f} s, TTFT p99 "
+        f"{m['ttft_p99_s']:.3f} s, TPOT p99 {m['tpot_p99_s']:.4f} s, "
+        f"{m['num_preemptions']} preemptions"
+    )
+
+
+def add_simulate(sub) -> argparse.ArgumentParser:
+    from hybridsched.policy_registry import POLICIES
+
+    p = sub.add_parser("simulate", help="run one policy through the simulator")
+    p.add_argument("--policy", default="baseline", choices=list(POLICIES))
+    _cluster_args(p)
+    _solve_args(p)
+    p.add_argument(
+        "--lambda-multiplier",
+        type=finite_float_arg,
+        default=1.0,
+        help="Lagrangian rule: multiplier on the default lambda",
+    )
+    p.add_argument(
+        "--horizon", type=positive_int_arg, default=64, help="Lagrangian rule: horizon H"
+    )
+    p.add_argument(
+        "--token-budget",
+        type=positive_int_arg,
+        default=None,
+        help="chunked prefill: tokens per iteration (default: the 2048-token prefill budget)",
+    )
+    p.add_argument("--check", action="store_true", help="assert the trace invariants")
+    _serving_args(p)
+    p.add_argument("--out", required=True)
+    return p
