@@ -6,11 +6,16 @@
 - ``scale``: the whole CLI (``simulate --check``: routing, simulation, metrics,
   check_trace, bound, files) on GSM8K lengths sampled with replacement and Poisson
   arrivals at about 90% of the cluster's capacity, for ``vllm`` and ``online-hybrid``:
-  wall time and peak RSS (targets for 100,000 requests on 64 clients: 30 s, 2 GiB).
+  wall time, CPU time (user + sys) and peak RSS (targets for 100,000 requests on 64
+  clients: 30 s, 2 GiB). The machine may be shared: CPU time is the steadier figure.
+- ``phases``: the same runs, phase by phase in one process (routing + simulation,
+  request table + metrics, check_trace, bound, files): wall and CPU time per phase and
+  the peak RSS reached by the end of each.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -92,7 +97,8 @@ def _cli(args: list[str]) -> tuple[float, float, str]:
         "import resource, subprocess, sys; "
         "p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
         "print(p.stdout[-400:]); print(p.stderr[-2000:], file=sys.stderr); "
-        "print('RSS', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
+        "r = resource.getrusage(resource.RUSAGE_CHILDREN); "
+        "print('RSS', r.ru_maxrss, r.ru_utime + r.ru_stime); "
         "sys.exit(p.returncode)"
     )
     p = subprocess.run(
@@ -104,8 +110,9 @@ def _cli(args: list[str]) -> tuple[float, float, str]:
     wall = time.perf_counter() - t0
     rss = [line for line in p.stdout.splitlines() if line.startswith("RSS")]
     rss_gib = int(rss[-1].split()[1]) * 1024 / 2**30 if rss else float("nan")
+    cpu = float(rss[-1].split()[2]) if rss else float("nan")
     status = "ok" if p.returncode == 0 else f"exit {p.returncode}: {p.stderr.strip()[-300:]}"
-    return wall, rss_gib, status
+    return wall, cpu, rss_gib, status
 
 
 def bench_scale(cases=((100_000, 64), (1_000_000, 256))) -> None:
@@ -122,17 +129,87 @@ def bench_scale(cases=((100_000, 64), (1_000_000, 256))) -> None:
                     "--arrivals", f"poisson:{rate:g}", "--check", "--time-limit", "10",
                     "--out", str(Path(tmp) / f"out_{policy}_{n}"),
                 ]  # fmt: skip
-                wall, rss, status = _cli(args)
+                wall, cpu, rss, status = _cli(args)
                 target = "  (target: 30 s, 2 GiB)" if n == 100_000 else ""
                 print(
                     f"  {policy:14s} {n:>9,} requests on {J:3d} clients at {rate:.0f} req/s: "
-                    f"{wall:6.1f} s, peak RSS {rss:.2f} GiB, {status}{target}"
+                    f"wall {wall:6.1f} s, CPU {cpu:6.1f} s, peak RSS {rss:.2f} GiB, {status}{target}"
                 )
 
 
+_PHASES = """
+import json, resource, sys, tempfile, time
+from hybridsched.cells import cluster_of, requests_of, resolve
+from hybridsched.cli import Outputs
+from hybridsched.experiments import POLICIES, RuleKnobs, SolveSettings, full_lower_bound, run_policy
+from hybridsched.instance import make_instance
+from hybridsched.metrics import metrics, request_table
+from hybridsched.trace import check_run
+
+policy, path, J, rate = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+out = {}
+def phase(name, fn):
+    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    value = fn()
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
+    out[name] = (time.perf_counter() - t0, cpu, r1.ru_maxrss / 2**20)
+    return value
+p = resolve(dict(policy=policy, clients=J, workload=path, arrivals="poisson:" + rate))
+inst = phase("instance", lambda: make_instance(requests_of(p), cluster_of(p)))
+solve = SolveSettings(10.0, 1e-4, replan_s=1.0)
+run = phase("routing + simulation", lambda: run_policy(inst, policy, RuleKnobs(), solve))
+def table():
+    req = request_table(run.trace, inst, run.evictions)
+    return metrics(run.trace, inst, run.evictions, req=req)
+phase("request table + metrics", table)
+phase("check_trace", lambda: check_run(run, inst))
+phase("bound", lambda: full_lower_bound(inst, solve=solve, mixed_iterations=POLICIES[policy].mixed,
+      admission=run.admission))
+def files():
+    o = Outputs(tempfile.mkdtemp())
+    for name, x in (("trace.csv", run.trace), ("requests.csv", run.requests),
+                    ("evictions.csv", run.evictions), ("metrics.json", dict(run.metrics))):
+        o.add(name, x)
+    o.commit()
+phase("files", files)
+print("PHASES", json.dumps({"iterations": len(run.trace), "phases": out}))
+"""
+
+
+def bench_phases(cases=((100_000, 64),)) -> None:
+    print("== scale, phase by phase (one process; run_policy's own metrics are in routing) ==")
+    per_client_rps = 6.3
+    with tempfile.TemporaryDirectory() as tmp:
+        for n, J in cases:
+            reqs = Path(tmp) / f"req_{n}.csv"
+            _workload(n, reqs)
+            rate = f"{0.9 * per_client_rps * J:g}"
+            for policy in ("vllm", "online-hybrid"):
+                p = subprocess.run(
+                    [sys.executable, "-c", _PHASES, policy, str(reqs), str(J), rate],
+                    capture_output=True, text=True, cwd=ROOT,
+                    env={**os.environ, "PYTHONPATH": str(ROOT)},
+                )  # fmt: skip
+                line = [x for x in p.stdout.splitlines() if x.startswith("PHASES")]
+                if not line:
+                    print(f"  {policy}: failed: {p.stderr.strip()[-300:]}")
+                    continue
+                res = json.loads(line[-1][len("PHASES") :])
+                print(
+                    f"  {policy}, {n:,} requests on {J} clients, {res['iterations']:,} iterations:"
+                )
+                for name, (wall, cpu, rss) in res["phases"].items():
+                    print(
+                        f"    {name:24s} wall {wall:6.1f} s, CPU {cpu:6.1f} s, peak RSS {rss:.2f} GiB"
+                    )
+
+
 if __name__ == "__main__":  # pragma: no cover
-    which = sys.argv[1:] or ["engine", "scale"]
+    which = sys.argv[1:] or ["engine", "scale", "phases"]
     if "engine" in which:
         bench_engine()
     if "scale" in which:
         bench_scale()
+    if "phases" in which:
+        bench_phases()

@@ -13,6 +13,7 @@ Sections:
   study  the 100-case study wall time on 2 workers, for both configurations.
   engine the serving engine against the pre-engine simulator, side by side (benchmarks/engine.py).
   scale  the whole CLI run at 100,000 requests on 64 clients and 1,000,000 on 256 (engine.py).
+  phases the 100,000-request runs phase by phase: wall, CPU and peak RSS (engine.py).
   fit    the latency calibration on the shipped Llama-2-70B measurements (A100, H100): fit
          time, median/p90 error per kind (targets: median <= 5%, p90 <= 10%), and the
          leave-one-tp-out errors (fit without one tp, predict it), twice: everything refitted,
@@ -467,7 +468,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument(
         "--only",
-        default="sim,mmbpp,mmbpp-scale,bound,mip,study,fit,engine,scale,workloads,bounds,sweep,pred",
+        default="sim,mmbpp,mmbpp-scale,bound,mip,study,fit,engine,scale,phases,workloads,bounds,sweep,pred",
         help="comma-separated sections",
     )
     p.add_argument("--sweep-cells", type=int, default=1000)
@@ -484,7 +485,7 @@ def main() -> None:
         n, m, limit, unrelated = args.scale_case.split(",")
         print(json.dumps(_scale_case(int(n), int(m), float(limit), bool(int(unrelated)))))
         return
-    from engine import bench_engine, bench_scale  # benchmarks/engine.py
+    from engine import bench_engine, bench_phases, bench_scale  # benchmarks/engine.py
 
     sections = {
         "sim": bench_sim,
@@ -496,6 +497,7 @@ def main() -> None:
         "fit": bench_fit,
         "engine": bench_engine,
         "scale": bench_scale,
+        "phases": bench_phases,
         "workloads": bench_workloads,
         "bounds": bench_bounds,
         "sweep": lambda: bench_sweep(

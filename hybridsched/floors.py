@@ -106,28 +106,65 @@ def work_floors(
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
     if on_demand and variant == "reserved":
         raise ValueError("variant 'reserved' assumes reservation admission, not on-demand")
+    cols, done = [], []  # equal clients share their column
+    for c in instance.clients:
+        col = next((x for d, x in done if d is c or d == c), None)
+        if col is None:
+            col = _work_floor(instance, c, variant, mixed, prefill_share, on_demand, caps)
+            done.append((c, col))
+        cols.append(col)
+    return np.column_stack(cols)
+
+
+def _work_floor(instance, c, variant, mixed, prefill_share, on_demand, caps) -> np.ndarray:
+    """``work_floors``' column of one client."""
     s = instance.prompt.astype(float)
     o = instance.output.astype(float)
     mid = s + o / 2.0  # mean context of the decode steps
-    cols = []
-    for c in instance.clients:
-        F, g, kind = _prefill_coefficients(c, variant, mixed, prefill_share)
-        B, M, dec_slots = c.max_batch, c.kv_capacity_tokens, None
-        if prefill_share:  # an iteration holds at most the requests there are
-            kp, kd = caps or (len(s), max(1, int((o >= 2).sum())))
-            # A mixed iteration holds decode tokens and chunks: one cap for both.
-            B, dec_slots = min(B, kp), min(B, kp if mixed else kd)
-        share = {"slot": 1.0 / B, "kv": s / M, "reservation": instance.reservation / M}[kind]
-        pre = s * g if F == 0.0 else F * share + g * s
-        if not on_demand:
-            cols.append(pre + (o - 1.0) * _decode_floor(instance, c, variant, mid, dec_slots))
-            continue
-        # A recompute prefill of x tokens may replace the decode step at context x.
-        ends = _decode_floor(instance, c, variant, np.array([0.0, 1.0]), dec_slots)
-        a1, b1 = float(ends[0]), float(ends[1] - ends[0])
-        a2, b2 = (F / B, g) if kind == "slot" else (0.0, g + F / M)
-        cols.append(pre + sum_min_affine(s, o - 1.0, a1, b1, a2, b2))
-    return np.column_stack(cols)
+    F, g, kind = _prefill_coefficients(c, variant, mixed, prefill_share)
+    B, M, dec_slots = c.max_batch, c.kv_capacity_tokens, None
+    if prefill_share:  # an iteration holds at most the requests there are
+        kp, kd = caps or (len(s), max(1, int((o >= 2).sum())))
+        # A mixed iteration holds decode tokens and chunks: one cap for both.
+        B, dec_slots = min(B, kp), min(B, kp if mixed else kd)
+    share = {"slot": 1.0 / B, "kv": s / M, "reservation": instance.reservation / M}[kind]
+    pre = s * g if F == 0.0 else F * share + g * s
+    if not on_demand:
+        return pre + (o - 1.0) * _decode_floor(instance, c, variant, mid, dec_slots)
+    # A recompute prefill of x tokens may replace the decode step at context x.
+    ends = _decode_floor(instance, c, variant, np.array([0.0, 1.0]), dec_slots)
+    a1, b1 = float(ends[0]), float(ends[1] - ends[0])
+    a2, b2 = (F / B, g) if kind == "slot" else (0.0, g + F / M)
+    return pre + sum_min_affine(s, o - 1.0, a1, b1, a2, b2)
+
+
+_CHUNK_TOKENS = 1 << 21  # decode steps per block: bounds the memory of a million requests
+
+
+def _critical_path(lat, s: np.ndarray, o: np.ndarray, on_demand: bool, mixed: bool) -> np.ndarray:
+    """``critical_paths`` on one latency model, in blocks of whole requests."""
+    steps = o - 1
+    dec = np.zeros(len(s))
+    ends = np.cumsum(steps)
+    a = 0
+    while a < len(s):
+        b = max(a + 1, int(np.searchsorted(ends, ends[a] - steps[a] + _CHUNK_TOKENS, "right")))
+        st = steps[a:b]
+        owner = np.repeat(np.arange(b - a), st)
+        t = np.arange(st.sum()) - np.repeat(np.cumsum(st) - st, st) + 1  # 1..o_i-1
+        ctx = (s[a:b][owner] + t).astype(float)
+        step = np.broadcast_to(lat.decode_time(1.0, ctx), ctx.shape)
+        if mixed and on_demand:
+            step = np.minimum(step, ctx * lat.prefill_floors()["memory"])
+        elif on_demand:
+            step = np.minimum(step, lat.prefill_time(ctx, ctx**2))
+        dec[a:b] = np.bincount(owner, weights=step, minlength=b - a)
+        a = b
+    if mixed:
+        pre = s.astype(float) * lat.prefill_floors()["memory"]
+    else:
+        pre = np.asarray(lat.prefill_time(s.astype(float), s.astype(float) ** 2), dtype=float)
+    return pre + dec
 
 
 def planning_sizes(instance: Instance) -> np.ndarray:
@@ -157,23 +194,11 @@ def critical_paths(instance: Instance, on_demand: bool = False, mixed: bool = Fa
     memory-side floor per token (``prefill_floors()["memory"]``), not a prefill iteration.
     """
     s, o = instance.prompt, instance.output
-    steps = o - 1
-    owner = np.repeat(np.arange(len(s)), steps)
-    t = np.arange(steps.sum()) - np.repeat(np.cumsum(steps) - steps, steps) + 1  # 1..o_i-1
-    ctx = (s[owner] + t).astype(float)
-    cols = []
+    cols, done = [], []  # clients with equal latency models share their column
     for c in instance.clients:
-        lat = c.latency
-        step = np.broadcast_to(lat.decode_time(1.0, ctx), ctx.shape)
-        if mixed:
-            per_token = lat.prefill_floors()["memory"]
-            pre = s.astype(float) * per_token
-            if on_demand:
-                step = np.minimum(step, ctx * per_token)
-        else:
-            pre = np.asarray(lat.prefill_time(s.astype(float), s.astype(float) ** 2), dtype=float)
-            if on_demand:
-                step = np.minimum(step, lat.prefill_time(ctx, ctx**2))
-        dec = np.bincount(owner, weights=step, minlength=len(s))
-        cols.append(pre + dec)
+        col = next((x for lat, x in done if lat is c.latency or lat == c.latency), None)
+        if col is None:
+            col = _critical_path(c.latency, s, o, on_demand, mixed)
+            done.append((c.latency, col))
+        cols.append(col)
     return np.column_stack(cols)

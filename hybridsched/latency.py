@@ -62,6 +62,16 @@ class LatencyModel(Protocol):
     def prefill_token_floor(self) -> float: ...
 
 
+def _maximum(a, b):
+    """``np.maximum``, without its overhead on two Python floats (the engine's per-iteration call)."""
+    if type(a) is float and type(b) is float:
+        if a >= b:
+            return a
+        if a < b:
+            return b
+    return np.maximum(a, b)  # arrays, or a NaN
+
+
 @dataclass(frozen=True)
 class RooflineLatency:
     """Roofline of one replica of ``tp`` GPUs: compute or memory bound, plus all-reduces."""
@@ -172,7 +182,7 @@ class RooflineLatency:
         )
         # Weights are read once; the prompt's KV is written once.
         bytes_ = m.weight_bytes + self.kv_bytes_per_token * sum_tokens
-        core = np.maximum(flops / self.peak_eff, bytes_ / self.prefill_bw_eff)
+        core = _maximum(flops / self.peak_eff, bytes_ / self.prefill_bw_eff)
         return (
             self.overhead
             + self._prompt_terms(core, sum_tokens, sum_sq_tokens)
@@ -188,7 +198,7 @@ class RooflineLatency:
         bytes_ = m.weight_bytes + self.kv_bytes_per_token * sum_context
         return (
             self.overhead
-            + np.maximum(flops / self.peak_eff, bytes_ / self.bw_eff)
+            + _maximum(flops / self.peak_eff, bytes_ / self.bw_eff)
             + self.comm_time(batch_size)
             + self.hardware.decode_per_request_s * batch_size
         )
@@ -214,12 +224,14 @@ class RooflineLatency:
             sum_context + chunk_tokens + chunk_prefix
         )
         hw = self.hardware
-        chunked = np.asarray(chunk_tokens) > 0
         bw = self.bw_eff
+        prompt_terms = hw.prefill_floor_s or hw.prefill_per_request_s
+        if hw.prefill_mbu is not None or prompt_terms:  # off by default: no array work per call
+            chunked = np.asarray(chunk_tokens) > 0
         if hw.prefill_mbu is not None:
             bw = np.where(chunked, self.prefill_bw_eff, self.bw_eff)
-        core = np.maximum(flops / self.peak_eff, bytes_ / bw)
-        if hw.prefill_floor_s or hw.prefill_per_request_s:
+        core = _maximum(flops / self.peak_eff, bytes_ / bw)
+        if prompt_terms:
             core = np.where(chunked, self._prompt_terms(core, chunk_tokens, chunk_sq_diff), core)
             core = core if np.ndim(core) else float(core)
         return (

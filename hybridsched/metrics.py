@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from hybridsched.instance import Instance
-from hybridsched.trace import first_tokens, per_chunk, per_request
+from hybridsched.trace_flat import FlatTrace, max_at, min_at
 
 
 def _pct(prefix: str, x: np.ndarray) -> dict:
@@ -52,25 +52,39 @@ def request_table(
 ) -> pd.DataFrame:
     """Per request, from the trace: arrival, client, dispatch, first scheduled, first token,
     finish, TTFT, TPOT, end-to-end latency, queueing delay, preemptions, recomputed tokens."""
-    ex = per_request(trace)
-    first = first_tokens(trace, evictions).reset_index()
-    first = first.sort_values("end_s", kind="stable").groupby("request_id").head(1)
-    first = first.set_index("request_id")
-    ch = per_chunk(trace)
-    starts = pd.concat(
-        [ex[ex["kind"] == "prefill"][["request_id", "start_s"]], ch[["request_id", "start_s"]]]
-    )
-    first_start = starts.groupby("request_id")["start_s"].min()
-    last = pd.concat([ex.set_index("request_id")["end_s"], first["end_s"]]).groupby(level=0).max()
     req = instance.requests.set_index("request_id")
+    f = FlatTrace(trace, req.index.to_numpy())
+    if (f.row < 0).any() or (f.crow < 0).any():
+        raise ValueError("request_table: the trace names a request the instance does not have")
+    if evictions is not None and len(evictions):
+        f.set_evictions(
+            f.row_of(evictions["request_id"].to_numpy()), evictions["iteration"].to_numpy()
+        )
+    fr, fp, _ = f.first_token_rows()
+    n, none = f.n, f.nrows
+    first = min_at(n, fr, fp, none)  # the earliest first token (rows are in time order per client)
+    last = max_at(n, f.row, f.pos, -1)
+    np.maximum.at(last, fr, fp)
+    start = f.first_start_pos()
+
+    def at(col: np.ndarray, p: np.ndarray, missing: np.ndarray) -> np.ndarray:
+        return (
+            np.where(missing, np.nan, col[np.where(missing, 0, p)])
+            if len(col)
+            else np.full(n, np.nan)
+        )
+
     out = pd.DataFrame(
         {
             "arrival_s": req["arrival_s"],
-            "client": first["client"].reindex(req.index),
-            "first_scheduled_s": first_start.reindex(req.index),
-            "first_token_s": first["end_s"].reindex(req.index),
-            "finish_s": last.reindex(req.index),
-        }
+            "client": f.client[first]
+            if (first < none).all()
+            else at(f.client.astype(float), first, first == none),
+            "first_scheduled_s": at(f.start, start, start == none),
+            "first_token_s": at(f.end, first, first == none),
+            "finish_s": at(f.end, last, last < 0),
+        },
+        index=req.index,
     )
     if dispatch_s is not None:
         out.insert(2, "dispatch_s", np.asarray(dispatch_s, dtype=float))

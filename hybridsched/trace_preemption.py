@@ -11,6 +11,11 @@ prefilled prompt chunks up to and including ``k`` while its (re)prefill is in ch
 then ``s_i`` plus the tokens it emitted before ``k`` (a recompute covers ``s_i + g_i``,
 so tokens emitted before an eviction still count). A prefill row thus holds the running
 contexts plus the prompts it processes; a decode row the contexts ``c_i`` it reads.
+
+The functions taking ``c`` read the check's context (``trace_check._Context``): the flat
+trace ``c.f`` and the per-request figures; requests never evicted are interval sums over
+flat arrays, evicted ones (few) go segment by segment through the frames of
+``evicted_frames``.
 """
 
 from __future__ import annotations
@@ -18,12 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-
-def emitting_rows(ex: pd.DataFrame, first_tok: pd.DataFrame) -> pd.DataFrame:
-    """Every (request, client, iteration) that emits one of the request's tokens (unsorted)."""
-    dec = ex.loc[ex["kind"] == "decode", ["request_id", "client", "iteration"]]
-    ft = first_tok.reset_index()[["request_id", "client", "iteration"]]
-    return pd.concat([dec, ft], ignore_index=True)
+from hybridsched.trace_flat import max_at, min_at, segment_key
 
 
 def check_evictions_against_rows(tr, ev, emit, first_of, after_of, dec_count, fail) -> None:
@@ -117,3 +117,119 @@ def kv_held(tr, emit, chunks, spans, prompt, evicted) -> np.ndarray:
             val[phase] = cum[np.searchsorted(ci, iters[phase], side="right") - 1]
         held[a : b + 1] += val
     return held
+
+
+def spans(c) -> tuple[np.ndarray, ...]:
+    """Per (request, segment): row, segment, first and last trace row holding its slot."""
+    f, n = c.f, c.f.n
+    lo = min_at(n, f.row, f.pos, f.nrows)
+    np.minimum.at(lo, f.crow, f.cpos)
+    hi = max_at(n, f.row, f.pos, -1)
+    np.maximum.at(hi, f.crow, f.cpos)
+    once = np.flatnonzero(~c.evicted)
+    rows, segs, first, last = [once], [np.zeros(len(once), np.int64)], [lo[once]], [hi[once]]
+    if c.evicted.any():
+        e, ce = c.evicted[f.row], c.evicted[f.crow]
+        key = np.concatenate(
+            [segment_key(f.row[e], f.seg[e], c.S), segment_key(f.crow[ce], f.cseg[ce], c.S)]
+        )
+        pos = np.concatenate([f.pos[e], f.cpos[ce]])
+        ukey, inv = np.unique(key, return_inverse=True)
+        rows.append(ukey // c.S)
+        segs.append(ukey % c.S)
+        first.append(min_at(len(ukey), inv, pos, f.nrows))
+        last.append(max_at(len(ukey), inv, pos, -1))
+    return tuple(np.concatenate(x) for x in (rows, segs, first, last))
+
+
+def held_once(c, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """KV held per row by requests never evicted (trace_preemption's rule, as interval sums)."""
+    f, R = c.f, c.f.nrows
+    end = hi + 1
+    diff = np.zeros(R + 1, dtype=np.int64)
+    keep = ~c.evicted
+    fr, fp, _ = c.ft
+    d = f.dec & keep[f.row]
+    k = keep[fr]
+    # Each emitted token counts from the next row to the request's last.
+    diff += np.bincount(np.concatenate([f.pos[d], fp[k]]) + 1, minlength=R + 1)
+    diff -= np.bincount(end[np.concatenate([f.row[d], fr[k]])], minlength=R + 1)
+    ck = keep[f.crow]
+    x = f.ctok[ck]
+    diff += np.bincount(f.cpos[ck], weights=x, minlength=R + 1).astype(np.int64)
+    diff -= np.bincount(end[f.crow[ck]], weights=x, minlength=R + 1).astype(np.int64)
+    whole = keep & (np.bincount(f.crow, minlength=f.n) == 0)
+    s = c.prompt[whole]
+    diff += np.bincount(lo[whole], weights=s, minlength=R + 1).astype(np.int64)
+    diff -= np.bincount(end[whole], weights=s, minlength=R + 1).astype(np.int64)
+    return np.cumsum(diff)[:-1]
+
+
+def evicted_frames(c, span) -> dict:
+    """The evicted requests' rows as the frames ``trace_preemption`` reads."""
+    f, ids = c.f, c.ids
+    fr, fp, fs = c.ft
+    d = f.dec & c.evicted[f.row]
+    k = c.evicted[fr]
+    epos = np.concatenate([f.pos[d], fp[k]])
+    emit = pd.DataFrame(
+        {
+            "request_id": ids[np.concatenate([f.row[d], fr[k]])],
+            "client": f.client[epos],
+            "iteration": f.iteration[epos],
+        }
+    )
+    ck = c.evicted[f.crow]
+    chunks = pd.DataFrame(
+        {
+            "request_id": f.cid[ck],
+            "client": f.client[f.cpos[ck]],
+            "iteration": f.iteration[f.cpos[ck]],
+            "tokens": f.ctok[ck],
+            "seg": f.cseg[ck],
+        }
+    )
+    r, s, a, b = (x[c.evicted[span[0]]] for x in span)
+    spans = pd.DataFrame(
+        {"seg": s, "client": f.client[a], "first": f.iteration[a], "last": f.iteration[b]},
+        index=pd.Index(ids[r], name="request_id"),
+    )
+    key = pd.MultiIndex.from_arrays([f.client, f.iteration])
+    after_of = pd.Series(c.after, index=key)
+    fkey, fafter = c.first_key, c.first_after
+    fe = c.evicted[fkey // c.S]
+    first = pd.Series(
+        fafter[fe], index=pd.MultiIndex.from_arrays([ids[fkey[fe] // c.S], fkey[fe] % c.S])
+    )
+    gk, gn = c.dec_groups
+    ge = c.evicted[gk // c.S]
+    dec_count = pd.Series(
+        gn[ge], index=pd.MultiIndex.from_arrays([ids[gk[ge] // c.S], gk[ge] % c.S])
+    )
+    return dict(
+        emit=emit, chunks=chunks, spans=spans, after_of=after_of, first=first, dec_count=dec_count
+    )
+
+
+def check_eviction_table(evictions: pd.DataFrame | None, admission: str, ids, fail) -> pd.DataFrame:
+    """The eviction table, checked: known requests, none under reservation admission."""
+    if evictions is None or len(evictions) == 0:
+        return pd.DataFrame(
+            {c: pd.Series(dtype=np.int64) for c in ("client", "iteration", "request_id")}
+            | {"generated_tokens": pd.Series(dtype=np.int64), "time_s": pd.Series(dtype=float)}
+        )
+    ev = evictions.sort_values(["request_id", "iteration"], kind="stable")
+    if admission == "reservation":
+        fail(
+            "no preemption under reservation admission",
+            f"request {ev['request_id'].iloc[0]} is evicted",
+        )
+    unknown = ~ev["request_id"].isin(ids)
+    if unknown.any():
+        fail("no request invented", f"evicted request {ev['request_id'][unknown].iloc[0]}")
+    # Generated tokens grow from eviction to eviction: each is re-prefilled, then decodes.
+    g = ev["generated_tokens"].to_numpy()
+    same = ev["request_id"].to_numpy()[1:] == ev["request_id"].to_numpy()[:-1]
+    if (g < 1).any() or (same & (g[1:] <= g[:-1])).any():
+        fail("evicted requests keep their tokens", "generated tokens do not grow per eviction")
+    return ev

@@ -292,3 +292,43 @@ def test_write_does_not_mutate(tmp_path, base_trace):
     before = base_trace.copy()
     write_trace(base_trace, tmp_path / "x.csv")
     pd.testing.assert_frame_equal(base_trace, before)
+
+
+def _to_csv_reference(trace: pd.DataFrame, path) -> None:
+    """The trace.csv format as pandas writes it: tuple columns space-joined, then to_csv."""
+    out = trace.copy()
+    for c in ("request_ids", "chunk_ids", "chunk_tokens"):
+        out[c] = [" ".join(map(str, r)) for r in out[c]]
+    out.to_csv(path, index=False)
+
+
+def test_write_trace_bytes_are_to_csv(tmp_path, gsm8k_small, memory_bound_small):
+    """Tests that the fast writer gives byte for byte the file of pandas' to_csv: a chunked
+    trace under on-demand admission with preemptions, an empty trace, and a trace with an
+    extra float column holding NaN (the fallback)."""
+    from hybridsched.engine import StaticRouter
+    from hybridsched.policies import ChunkedPrefill
+    from hybridsched.simulator import simulate_run
+
+    inst = memory_bound_small
+    res = simulate_run(
+        inst, StaticRouter(assignment=round_robin(inst)), ChunkedPrefill(), "on-demand"
+    )
+    plain = simulate(gsm8k_small, round_robin(gsm8k_small), Lagrangian())
+    nan = plain.assign(extra=np.where(np.arange(len(plain)) % 3 == 0, np.nan, 0.5))
+    for k, tr in enumerate((res.trace, plain, plain.iloc[:0], nan)):
+        write_trace(tr, tmp_path / f"fast{k}.csv")
+        _to_csv_reference(tr, tmp_path / f"ref{k}.csv")
+        assert (tmp_path / f"fast{k}.csv").read_bytes() == (tmp_path / f"ref{k}.csv").read_bytes()
+
+
+def test_repeated_decode_in_one_row(small, trace):
+    """Tests that a request listed twice in one decode row and missing from the next (same
+    token count, no gap in range) fails 'decodes in every decode iteration'."""
+    rid = multi_step_request(trace, 0)
+    mine = [k for k in rows(trace, 0, "decode") if rid in trace.at[k, "request_ids"]]
+    a, b = mine[0], mine[1]
+    trace.at[a, "request_ids"] = trace.at[a, "request_ids"] + (rid,)
+    trace.at[b, "request_ids"] = tuple(i for i in trace.at[b, "request_ids"] if i != rid)
+    with pytest.raises(TraceError, match="decodes in every decode iteration"):
+        check_trace(trace, small)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import bisect
 
 from hybridsched.engine.admission import Admission
-from hybridsched.engine.schema import TRACE_COLUMNS, KVOverflowError, PolicyError
+from hybridsched.engine.schema import KVOverflowError, PolicyError
 from hybridsched.engine.state import ClientState, Decider
 
 # Request states (``where``).
@@ -72,7 +72,8 @@ class ClientEngine:
         self.pending_prompt = 0  # on-demand: tokens partly prefilled requests still need
         self.decoding_predicted = 0  # running rows not yet past their predicted length
         self.t, self.k = 0.0, 0
-        self.cols: dict[str, list] = {c: [] for c in TRACE_COLUMNS}
+        self.rows: list[tuple] = []  # one trace row per iteration, in TRACE_COLUMNS order
+        self._row_part: tuple = ()
         self.evictions: list[tuple] = []
 
     # --- the router's side ----------------------------------------------------------------
@@ -129,13 +130,27 @@ class ClientEngine:
             if out is not None:
                 break  # else: preemption emptied the batch; ask the rule again
         dur, kv_reserved = out
-        c = self.cols
-        c["client"].append(self.j)
-        c["iteration"].append(self.k)
-        c["start_s"].append(self.t)
-        c["end_s"].append(self.t + dur)
-        c["duration_s"].append(dur)
-        c["kv_reserved_tokens"].append(kv_reserved)
+        t = self.t
+        kind, nreq, nrun, pt, ct, kvu, ids, cids, ctok = self._row_part
+        self.rows.append(
+            (
+                self.j,
+                self.k,
+                kind,
+                t,
+                t + dur,
+                dur,
+                nreq,
+                nrun,
+                pt,
+                ct,
+                kv_reserved,
+                kvu,
+                ids,
+                cids,
+                ctok,
+            )
+        )
         self.t += dur
         self.k += 1
         return self.t
@@ -186,16 +201,9 @@ class ClientEngine:
         return dur, kv_reserved
 
     def _row(self, kind, nreq, nrun, pt, ct, kvu_extra, ids, cids, ctok) -> None:
-        c = self.cols
-        c["kind"].append(kind)
-        c["num_requests"].append(nreq)
-        c["num_running"].append(nrun)
-        c["prefill_tokens"].append(pt)
-        c["context_tokens"].append(ct)
-        c["kv_used_tokens"].append(kvu_extra + self.prefilled_sum)
-        c["request_ids"].append(ids)
-        c["chunk_ids"].append(cids)
-        c["chunk_tokens"].append(ctok)
+        """The row's columns known before the step: ``step`` adds clock and reservation."""
+        kvu = kvu_extra + self.prefilled_sum
+        self._row_part = (kind, nreq, nrun, pt, ct, kvu, ids, cids, ctok)
 
     def _decode_step(self, n: int) -> None:
         """Every running request emits a token; those that reach o_i leave."""

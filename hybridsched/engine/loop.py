@@ -14,6 +14,7 @@ iterations are exactly those of the paper's per-client loop (sections 2 and 7).
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from dataclasses import dataclass, field
 
@@ -106,7 +107,7 @@ def run(instance, router: Router, rule: OnlineRule, admission: str | Admission =
     cl = _Cluster(engines, n)
     arrival = instance.arrival
     by_arrival = np.lexsort((np.arange(n), arrival))
-    times = arrival[by_arrival]
+    times = arrival[by_arrival].astype(float).tolist()  # Python floats: the loop compares them
     ap, inf, heap, name = 0, float("inf"), cl.heap, router.name
     while True:
         ta = times[ap] if ap < n else inf
@@ -114,10 +115,10 @@ def run(instance, router: Router, rule: OnlineRule, admission: str | Admission =
         if ta == inf and tc == inf:
             break
         if ta <= tc:
-            hi = int(np.searchsorted(times, ta, side="right"))
+            hi = bisect.bisect_right(times, ta, ap)
             rows = by_arrival[ap:hi].tolist()
             ap = hi
-            cl.dispatch(router.on_arrival(float(ta), rows), float(ta), view, req, name)
+            cl.dispatch(router.on_arrival(ta, rows), ta, view, req, name)
             continue
         t, j = heapq.heappop(heap)
         if router.holds:
@@ -146,16 +147,18 @@ def run(instance, router: Router, rule: OnlineRule, admission: str | Admission =
 
 
 def _trace(engines: list[ClientEngine], rule_name: str) -> pd.DataFrame:
-    cols = {c: [x for e in engines for x in e.cols[c]] for c in TRACE_COLUMNS}
-    trace = pd.DataFrame(cols)
-    trace = trace.astype(
-        {
-            **{c: np.int64 for c in _INT_COLUMNS},
-            "start_s": float,
-            "end_s": float,
-            "duration_s": float,
-        }
-    )
+    rows = [r for e in engines for r in e.rows]
+    n = len(rows)
+    cols = list(zip(*rows, strict=True)) if n else [()] * len(TRACE_COLUMNS)
+    data = {}
+    for name, col in zip(TRACE_COLUMNS, cols, strict=True):
+        if name in _INT_COLUMNS:
+            data[name] = np.fromiter(col, dtype=np.int64, count=n)
+        elif name in ("start_s", "end_s", "duration_s"):
+            data[name] = np.fromiter(col, dtype=float, count=n)
+        else:  # kind and the id tuples: one object per row
+            data[name] = np.fromiter(col, dtype=object, count=n)
+    trace = pd.DataFrame(data)
     trace.attrs["rule"] = rule_name
     return trace
 

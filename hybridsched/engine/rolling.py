@@ -60,6 +60,15 @@ class RollingMMBPP:
         eng = view._e
         self._phi_p = np.array([e.st.latency.prefill_floor_per_token() for e in eng])
         self._lat = [e.st.latency for e in eng]
+        kinds: list = []  # (latency, max batch, phi_p) of each distinct client
+        self._kind = []
+        for j, lat in enumerate(self._lat):
+            k = (lat, int(view.max_batch[j]), float(self._phi_p[j]))
+            match = next((x for x, y in enumerate(kinds) if y[0] is lat or y == k), None)
+            if match is None:
+                match = len(kinds)
+                kinds.append(k)
+            self._kind.append(match)
 
     def _due(self, t: float) -> bool:
         v = self.view
@@ -83,7 +92,7 @@ class RollingMMBPP:
         q = self.req.predicted[rows].astype(float)
         cols, cache = [], {}
         for j, lat in enumerate(self._lat):
-            key = (id(lat), int(self.view.max_batch[j]))
+            key = self._kind[j]  # clients with equal latency and batch share a column
             if key not in cache:
                 dec = lat.decode_floors(s + q / 2.0, int(self.view.max_batch[j]))["memory"]
                 cache[key] = s * self._phi_p[j] + (q - 1.0) * dec

@@ -56,6 +56,10 @@ class ClusterView:
         self.kv_capacity = np.array([e.M for e in engines], dtype=np.int64)
         self.max_batch = np.array([e.st.max_batch for e in engines], dtype=np.int64)
         self.seconds_per_token = np.array([seconds_per_token(e.st) for e in engines])
+        self._kv_limit = np.array([admission.kv_limit(int(m)) for m in self.kv_capacity])
+        self._M, self._lim = self.kv_capacity.tolist(), self._kv_limit.tolist()
+        self._fast = admission.name in ("reservation", "on-demand")
+        self._free = not admission.on_demand
 
     def queue_len(self, j: int) -> int:
         e = self._e[j]
@@ -86,13 +90,15 @@ class ClusterView:
         need = (np.asarray(prompt) + np.asarray(predicted))[:, None]
         ok = need <= M
         if self._adm.on_demand:
-            limit = np.array([self._adm.kv_limit(int(m)) for m in self.kv_capacity])[None, :]
-            ok &= (np.asarray(prompt)[:, None] + 1) <= limit
+            ok &= (np.asarray(prompt)[:, None] + 1) <= self._kv_limit[None, :]
         return ok
 
     def fits(self, prompt: int, predicted: int, j: int) -> bool:
         """Whether a request, by its predicted length, can run alone on client ``j``."""
-        return self._adm.fits_alone(int(prompt), int(predicted), int(self.kv_capacity[j]))
+        p = int(prompt)
+        if self._fast:  # Admission.fits_alone of the two shipped modes, on cached limits
+            return p + int(predicted) <= self._M[j] and (self._free or p + 1 <= self._lim[j])
+        return self._adm.fits_alone(p, int(predicted), int(self.kv_capacity[j]))
 
 
 def seconds_per_token(st) -> float:
