@@ -242,3 +242,23 @@ def test_vllm_and_online_hybrid_quick(inst, admission):
             run_checked(inst, policy, admission)
         except KVOverflowError:
             assert admission == "reservation" and not exact(inst)
+
+
+def test_a_chunk_goes_ahead_when_decode_growth_passed_the_watermark():
+    """Regression: on-demand, the running batch's decode growth took the KV charged past
+    M - watermark (123 - 2 = 121) while a prompt was half prefilled. The next chunk of that
+    prompt admits nothing new, so it must run (preemption keeps the KV under M); the engine
+    refused it as an admission over the watermark."""
+    arrival = [0.1485504877623157, 0.18424998069380935, 0.23552658439582408, 0.253918970904915,
+               0.2624008716222159, 0.26250016336812204, 0.3010015970987549, 0.3343312443323914,
+               0.4286666680195889, 0.5321625305252393]  # fmt: skip
+    req = pd.DataFrame(
+        {
+            "prompt_tokens": [5, 12, 27, 39, 6, 38, 27, 23, 27, 20],
+            "output_tokens": [14, 24, 51, 54, 18, 58, 23, 42, 37, 8],
+            "arrival_s": arrival,
+        }
+    )
+    inst = Instance(req, (Client(5, 123, FAST), Client(5, 123, FAST)), prefill_budget_tokens=8)
+    res = run_checked(inst, "vllm", "on-demand")
+    assert len(res.requests) == 10 and res.requests["finish_s"].notna().all()

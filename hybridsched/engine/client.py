@@ -326,7 +326,10 @@ class ClientEngine:
             if self.on_demand
             else st.kv_reserved_tokens
         )
-        if charged + kv > st.kv_limit:
+        # Only admissions are held to the limit: decode growth of the running batch can pass
+        # the watermark (preemption keeps it under M), and then a chunk of a request already
+        # being prefilled still goes ahead.
+        if new and charged + kv > st.kv_limit:
             raise PolicyError(
                 self._err(
                     f"{what} would take more than M={st.kv_limit} KV tokens"
