@@ -366,3 +366,11 @@ def test_round_robin_plan_ignores_true_lengths():
     b = run(inst.replace(requests=longer), RoundRobin(), PrefillFirst(), "on-demand")
     np.testing.assert_array_equal(a.dispatch_client, b.dispatch_client)
     assert not a.trace.equals(b.trace)
+
+
+def test_lpt_with_loads_one_request_goes_to_the_least_loaded_allowed_client():
+    sizes = np.array([[3.0, 1.0, 2.0]])
+    allowed = np.array([[True, False, True]])
+    # client 1 would finish first but cannot hold it; 0 + 3 > 0.5 + 2 picks client 2
+    assert lpt_with_loads(sizes, np.array([0.0, 0.0, 0.5]), allowed).tolist() == [2]
+    assert lpt_with_loads(sizes, np.array([0.0, 0.0, 1.5]), allowed).tolist() == [0]

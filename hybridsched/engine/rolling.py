@@ -26,6 +26,10 @@ from hybridsched.engine.routers import ClusterView, RequestView
 
 def lpt_with_loads(sizes: np.ndarray, loads: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     """Longest processing time first onto the least loaded allowed client (``sizes``: m x J)."""
+    if len(sizes) == 1:  # the common replan online: one new request, the least loaded client
+        return np.array(
+            [np.argmin(np.where(allowed[0], np.asarray(loads, float) + sizes[0], np.inf))]
+        )
     loads = np.asarray(loads, dtype=float).copy()
     out = np.empty(len(sizes), dtype=np.int64)
     for i in np.argsort(-sizes.max(axis=1), kind="stable"):
@@ -69,6 +73,8 @@ class RollingMMBPP:
                 match = len(kinds)
                 kinds.append(k)
             self._kind.append(match)
+        self._kind_idx = np.array(self._kind, dtype=np.int64)
+        self._kind_first = [self._kind.index(x) for x in range(len(kinds))]
 
     def _due(self, t: float) -> bool:
         v = self.view
@@ -90,14 +96,11 @@ class RollingMMBPP:
         """Predicted work floors (seconds) of ``rows`` on each client: m x J."""
         s = self.req.prompt[rows].astype(float)
         q = self.req.predicted[rows].astype(float)
-        cols, cache = [], {}
-        for j, lat in enumerate(self._lat):
-            key = self._kind[j]  # clients with equal latency and batch share a column
-            if key not in cache:
-                dec = lat.decode_floors(s + q / 2.0, int(self.view.max_batch[j]))["memory"]
-                cache[key] = s * self._phi_p[j] + (q - 1.0) * dec
-            cols.append(cache[key])
-        return np.column_stack(cols)
+        cols = []  # clients with equal latency and batch share a column: one per kind
+        for j in self._kind_first:
+            dec = self._lat[j].decode_floors(s + q / 2.0, int(self.view.max_batch[j]))["memory"]
+            cols.append(s * self._phi_p[j] + (q - 1.0) * dec)
+        return np.column_stack(cols)[:, self._kind_idx]
 
     def _replan(self, t: float):
         rows = np.array(self.held, dtype=np.int64)
