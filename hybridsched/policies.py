@@ -26,6 +26,7 @@ import numpy as np
 
 from hybridsched.engine import DECODE, Action, ClientState, Decider
 from hybridsched.instance import Instance
+from hybridsched.latency import scalar_prefill_time
 
 SORT_KEYS = ("fcfs", "longest", "shortest", "prompt", "random")
 
@@ -150,12 +151,12 @@ class Lagrangian:
         lam = self.multiplier(instance, client)
         lat = instance.clients[client].latency
         phi_p = lat.prefill_floor_per_token()
-        prefill_time = lat.prefill_time
+        prefill_time = scalar_prefill_time(lat)
         H_cap, min_k, fillable = self.horizon, self.min_prefill, self.idle_price == "fillable"
 
         def waste(head: _Head, k: int) -> float:
             s = head.cum_s[k - 1]
-            return float(prefill_time(s, head.cum_s2[k - 1])) - phi_p * s
+            return prefill_time(s, head.cum_s2[k - 1]) - phi_p * s
 
         def decide(st: ClientState) -> Action:
             queue, running = st.queue, st.running
@@ -177,23 +178,24 @@ class Lagrangian:
                 rho0 = float("inf")
             else:
                 rho0 = waste(head, k0) / k0
-            # Predicted departures: (steps from now, reservation freed), soonest first.
+            # Predicted departures, soonest first: a row leaves in max(1, pf - dc) steps
+            # and frees its reservation (rows leaving at one step are taken together).
             pf, dc, res = st.predicted_finish, st.decode_count, st.reservation
-            deps = sorted((max(1, pf[i] - dc), res[i]) for i in running)
-            H = min(H_cap, deps[-1][0])
+            deps = sorted(running, key=pf.__getitem__)
+            H = min(H_cap, max(1, pf[deps[-1]] - dc))
             best = float("inf")
             acc, prev, e, free, kmax = 0.0, 0, e0, kv_free, min(B, nq, head.k_budget)
             idx, nd = 0, len(deps)
             while idx < nd:
-                d = deps[idx][0]
+                d = max(1, pf[deps[idx]] - dc)
                 if d > H:
                     break
                 acc += lam * (min(e, nq) if fillable else e) * (d - prev)
                 if acc / kmax > min(rho0, best):
                     break  # waste >= 0, so no later m can be cheaper
-                while idx < nd and deps[idx][0] == d:
+                while idx < nd and max(1, pf[deps[idx]] - dc) == d:
                     e += 1
-                    free += deps[idx][1]
+                    free += res[deps[idx]]
                     idx += 1
                 prev = d
                 k = head.size(e, free)

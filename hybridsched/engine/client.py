@@ -3,55 +3,38 @@
 ``ClientEngine.step(t)`` runs one iteration at an iteration boundary (docs/model.md
 sections 2 and 11): it takes in the requests the router dispatched since the last
 boundary (in the rule's queue order), asks the online rule what to run, checks the
-decision against the slots, the admission rule and the token budget, preempts under
-on-demand admission when the decode step would not fit, advances the client's clock by
-the latency model and appends one trace row. The global clock (``loop.py``) calls it in
-time order across clients.
+decision against the slots, the admission rule and the token budget
+(``action_checks.py``), preempts under on-demand admission when the decode step would
+not fit, advances the client's clock by the latency model and appends one entry to its trace buffer (``trace_buffer.py``).
+The global clock (``loop.py``) calls it in time order across clients.
 
-Per-request lists are shared by all clients (a request lives on one client), indexed by
-row: ``gen[i]`` tokens emitted so far, ``where[i]`` the request's state.
+Per-request lists are shared by all clients (``shared.py``; a request lives on one
+client), indexed by row. This is the simulator's hot loop: each action writes its trace
+entry in one call, and iteration times come from the latency model's scalar form
+(``latency.scalar_decode_time``: the same arithmetic, bit for bit).
 """
 
 from __future__ import annotations
 
 import bisect
 
-from hybridsched.engine.admission import Admission
+from hybridsched.engine import action_checks as checks
 from hybridsched.engine.schema import KVOverflowError, PolicyError
+from hybridsched.engine.shared import DONE, PREFILLING, QUEUED, RUNNING, Shared
 from hybridsched.engine.state import ClientState, Decider
-
-# Request states (``where``).
-NEW, QUEUED, PREFILLING, RUNNING, DONE = 0, 1, 2, 3, 4
-
-
-class Shared:
-    """Per-request lists every client reads and updates (a request lives on one client)."""
-
-    def __init__(self, instance, rank: list[int], admission: Admission):
-        self.prompt0 = instance.prompt.tolist()
-        self.prompt = list(self.prompt0)  # tokens the next prefill processes
-        self.output = instance.output.tolist()
-        self.predicted = instance.predicted.tolist()
-        self.reservation = instance.reservation.tolist()
-        self.charge = (
-            [p + 1 for p in self.prompt0] if admission.on_demand else list(self.reservation)
-        )
-        self.ids = instance.requests["request_id"].tolist()
-        self.rank = rank
-        n = len(self.prompt0)
-        self.gen = [0] * n
-        self.where = [NEW] * n
-        self.fin_step = [0] * n
-        self.predicted_finish = [0] * n
-        self.prefilled = [0] * n
+from hybridsched.engine.trace_buffer import DECODE, MIXED, PREFILL, TraceBuffer
+from hybridsched.latency import scalar_decode_time, scalar_mixed_time, scalar_prefill_time
 
 
 class ClientEngine:
-    """Client ``j``: its queue, running batch, KV accounting and trace columns."""
+    """Client ``j``: its queue, running batch, KV accounting and trace rows."""
 
     def __init__(self, j: int, client, instance, sh: Shared, decide: Decider, admission, rule):
         self.j, self.sh, self.decide, self.rule_name = j, sh, decide, rule
         self.lat, self.M = client.latency, client.kv_capacity_tokens
+        self._decode_time = scalar_decode_time(client.latency)
+        self._prefill_time = scalar_prefill_time(client.latency)
+        self._mixed_time = scalar_mixed_time(client.latency)
         self.on_demand = admission.on_demand
         self.kv_limit = admission.kv_limit(self.M)
         st = self.st = ClientState()
@@ -72,8 +55,8 @@ class ClientEngine:
         self.pending_prompt = 0  # on-demand: tokens partly prefilled requests still need
         self.decoding_predicted = 0  # running rows not yet past their predicted length
         self.t, self.k = 0.0, 0
-        self.rows: list[tuple] = []  # one trace row per iteration, in TRACE_COLUMNS order
-        self._row_part: tuple = ()
+        self.buf = TraceBuffer(j)  # one entry per iteration
+        self._add = self.buf.add
         self.evictions: list[tuple] = []
 
     # --- the router's side ----------------------------------------------------------------
@@ -120,42 +103,20 @@ class ClientEngine:
             action = self.decide(st)
             kind = action.kind
             if kind == "decode":
-                out = self._decode()
+                end = self._decode()
             elif kind == "prefill":
-                out = self._prefill(action.rows)
+                end = self._prefill(action.rows)
             elif kind == "mixed":
-                out = self._mixed(action.rows, action.tokens)
+                end = self._mixed(action.rows, action.tokens)
             else:
-                raise PolicyError(self._err(f"unknown action kind {kind!r}"))
-            if out is not None:
+                raise PolicyError(self.err(f"unknown action kind {kind!r}"))
+            if end is not None:
                 break  # else: preemption emptied the batch; ask the rule again
-        dur, kv_reserved = out
-        t = self.t
-        kind, nreq, nrun, pt, ct, kvu, ids, cids, ctok = self._row_part
-        self.rows.append(
-            (
-                self.j,
-                self.k,
-                kind,
-                t,
-                t + dur,
-                dur,
-                nreq,
-                nrun,
-                pt,
-                ct,
-                kv_reserved,
-                kvu,
-                ids,
-                cids,
-                ctok,
-            )
-        )
-        self.t += dur
+        self.t = end
         self.k += 1
-        return self.t
+        return end
 
-    def _err(self, what: str) -> str:
+    def err(self, what: str) -> str:
         return f"rule {self.rule_name!r} on client {self.j} at t={self.t:.6f}s: {what}"
 
     def _held_column(self) -> int:
@@ -164,61 +125,50 @@ class ClientEngine:
             return self.context_sum + self.prefilled_sum
         return self.st.kv_reserved_tokens
 
-    def _check_reserved_kv(self, extra: int) -> None:
-        held = self.context_sum + self.prefilled_sum + extra
-        if held > self.M:
-            raise KVOverflowError(
-                f"client {self.j} at t={self.t:.6f}s: the requests hold {held} KV tokens, more "
-                f"than M={self.M}; predicted_output_tokens under-predict and the reservation was "
-                "too small (use on-demand admission, which preempts)"
-            )
-
     def _decode(self):
         st = self.st
-        if self.on_demand and self.context_sum + self.prefilled_sum + len(st.running) > self.M:
+        running = st.running
+        if self.on_demand and self.context_sum + self.prefilled_sum + len(running) > self.M:
             self._make_room(0)
-            if not st.running:
+            if not running:
                 return None
-        n = len(st.running)
+        n = len(running)
         if n == 0:
-            raise PolicyError(self._err("decode with an empty running batch"))
-        if not self.on_demand:
-            self._check_reserved_kv(0)
-        dur = float(self.lat.decode_time(n, self.context_sum))
-        kv_reserved = self._held_column()  # held during the step, before departures
-        self._row(
-            "decode",
-            n,
-            n + len(st.prefilling),
-            0,
-            self.context_sum,
-            self.context_sum,
-            tuple(st.running.values()),
-            (),
-            (),
-        )
+            raise PolicyError(self.err("decode with an empty running batch"))
+        cs, ps = self.context_sum, self.prefilled_sum
+        if self.on_demand:
+            kv_reserved = cs + ps  # held during the step, before departures
+        else:
+            if cs + ps > self.M:
+                checks.check_reserved_kv(self, 0)
+            kv_reserved = st.kv_reserved_tokens
+        dur = self._decode_time(n, cs)
+        t = self.t
+        self._add(DECODE, t, dur, n, n + len(st.prefilling), 0, cs, kv_reserved, cs + ps,
+                  tuple(running.values()), (), ())  # fmt: skip
         self._decode_step(n)
-        return dur, kv_reserved
-
-    def _row(self, kind, nreq, nrun, pt, ct, kvu_extra, ids, cids, ctok) -> None:
-        """The row's columns known before the step: ``step`` adds clock and reservation."""
-        kvu = kvu_extra + self.prefilled_sum
-        self._row_part = (kind, nreq, nrun, pt, ct, kvu, ids, cids, ctok)
+        return t + dur
 
     def _decode_step(self, n: int) -> None:
         """Every running request emits a token; those that reach o_i leave."""
-        st, sh = self.st, self.sh
+        st = self.st
         st.decode_count += 1
         dc = st.decode_count
         self.context_sum += n
         st.outstanding_tokens -= self.decoding_predicted
-        pf = sh.predicted_finish
-        for i in self.pfin_at.pop(dc, ()):
-            if pf[i] == dc and sh.where[i] == RUNNING:
-                self.decoding_predicted -= 1
-        for i in self.finish_at.pop(dc, ()):
-            del st.running[i]
-            self._leave(i, sh.prompt0[i] + sh.output[i])
+        due = self.pfin_at.pop(dc, None)
+        if due:
+            sh = self.sh
+            pf, where = sh.predicted_finish, sh.where
+            for i in due:
+                if pf[i] == dc and where[i] == RUNNING:
+                    self.decoding_predicted -= 1
+        done = self.finish_at.pop(dc, None)
+        if done:
+            sh, running = self.sh, st.running
+            for i in done:
+                del running[i]
+                self._leave(i, sh.prompt0[i] + sh.output[i])
 
     def _leave(self, i: int, context: int) -> None:
         """Row ``i`` emitted its last token: free its slot and memory."""
@@ -306,81 +256,28 @@ class ClientEngine:
         queue[:] = [queue[x] for x in keep]
         qr[:] = [qr[x] for x in keep]
 
-    def _check_admit(self, new, what: str) -> None:
-        st, sh = self.st, self.sh
-        n = len(sh.where)
-        for i in new:
-            if not (isinstance(i, int) and 0 <= i < n) or sh.where[i] != QUEUED:
-                raise PolicyError(self._err(f"{what}: row {i} is not waiting in the queue"))
-        if len(set(new)) != len(new):
-            raise PolicyError(self._err(f"{what} lists a row twice: {tuple(new)}"))
-        if len(st.running) + len(st.prefilling) + len(new) > st.max_batch:
-            raise PolicyError(
-                self._err(
-                    f"{what} of {len(new)} with {len(st.running)} running exceeds B={st.max_batch} slots"
-                )
-            )
-        kv = sum(sh.charge[i] for i in new)
-        charged = (
-            self.context_sum + self.prefilled_sum + self.pending_prompt
-            if self.on_demand
-            else st.kv_reserved_tokens
-        )
-        # Only admissions are held to the limit: decode growth of the running batch can pass
-        # the watermark (preemption keeps it under M), and then a chunk of a request already
-        # being prefilled still goes ahead.
-        if new and charged + kv > st.kv_limit:
-            raise PolicyError(
-                self._err(
-                    f"{what} would take more than M={st.kv_limit} KV tokens"
-                    if not self.on_demand
-                    else f"{what} would take more than M - watermark = {st.kv_limit} KV tokens"
-                )
-            )
-
     def _prefill(self, P):
         st, sh = self.st, self.sh
-        if not P:
-            raise PolicyError(self._err("prefill of no request"))
-        self._check_admit(P, "prefill")
+        s_sum = checks.check_prefill(self, P)
         prompt = sh.prompt
-        s_sum = sum(prompt[i] for i in P)
-        if s_sum > st.prefill_budget_tokens and len(P) > 1:
-            raise PolicyError(
-                self._err(
-                    f"prefill of {s_sum} tokens exceeds the budget {st.prefill_budget_tokens}"
-                )
-            )
-        if not self.on_demand:
-            self._check_reserved_kv(s_sum)
-        dur = float(self.lat.prefill_time(s_sum, sum(prompt[i] ** 2 for i in P)))
+        dur = self._prefill_time(s_sum, sum(prompt[i] ** 2 for i in P))
         nrun = len(st.running) + len(st.prefilling) + len(P)
-        self._row(
-            "prefill",
-            len(P),
-            nrun,
-            s_sum,
-            0,
-            self.context_sum + s_sum,
-            tuple(sh.ids[i] for i in P),
-            (),
-            (),
-        )
+        kvu = self.context_sum + s_sum + self.prefilled_sum
         if not self.on_demand:
             st.kv_reserved_tokens += sum(sh.reservation[i] for i in P)
         kv_reserved = self._held_column() + (s_sum if self.on_demand else 0)
+        t, ids = self.t, sh.ids
+        self._add(PREFILL, t, dur, len(P), nrun, s_sum, 0, kv_reserved, kvu,
+                  tuple(ids[i] for i in P), (), ())  # fmt: skip
         self._leave_queue(P)
         st.outstanding_tokens -= s_sum
         for i in P:
             self._first_token(i)
-        return dur, kv_reserved
+        return t + dur
 
     def _mixed(self, C, toks):
         st, sh = self.st, self.sh
-        if len(C) != len(toks):
-            raise PolicyError(self._err("mixed iteration: rows and tokens differ in length"))
-        if len(set(C)) != len(C):
-            raise PolicyError(self._err(f"mixed iteration lists a row twice: {C}"))
+        checks.check_mixed_shape(self, C, toks)
         c_tok = sum(toks)
         if self.on_demand:
             if self.context_sum + self.prefilled_sum + len(st.running) + c_tok > self.M:
@@ -389,26 +286,13 @@ class ClientEngine:
         if not C and n == 0:
             if self.on_demand:
                 return None
-            raise PolicyError(self._err("mixed iteration with no chunk and an empty running batch"))
+            raise PolicyError(self.err("mixed iteration with no chunk and an empty running batch"))
         prefilling, prefilled, prompt = st.prefilling, sh.prefilled, sh.prompt
         new = [i for i in C if i not in prefilling]
-        self._check_admit(new, "mixed iteration")
-        if any(i not in prefilling and sh.where[i] != QUEUED for i in C):
-            raise PolicyError(
-                self._err("mixed iteration: a row is neither waiting nor being prefilled")
-            )
-        for i, x in zip(C, toks, strict=True):
-            if x < 1 or prefilled[i] + x > prompt[i]:
-                raise PolicyError(self._err(f"a chunk of {x} tokens does not fit row {i}'s prompt"))
-        if c_tok > st.prefill_budget_tokens:
-            raise PolicyError(
-                self._err(f"chunks of {c_tok} tokens exceed the budget {st.prefill_budget_tokens}")
-            )
-        if not self.on_demand:
-            self._check_reserved_kv(c_tok)
+        checks.check_mixed(self, C, toks, new, c_tok)
         sq = sum((prefilled[i] + x) ** 2 - prefilled[i] ** 2 for i, x in zip(C, toks, strict=True))
         prefix = sum(prefilled[i] for i in C)
-        dur = float(self.lat.mixed_time(n, self.context_sum, c_tok, sq, prefix))
+        dur = self._mixed_time(n, self.context_sum, c_tok, sq, prefix)
         if new:
             self._leave_queue(new)
             for i in new:
@@ -420,18 +304,10 @@ class ClientEngine:
                     st.kv_reserved_tokens += sh.reservation[i]
         self.prefilled_sum += c_tok
         self.pending_prompt -= c_tok if self.on_demand else 0
-        kv_reserved = self._held_column()
-        self._row(
-            "mixed",
-            n + len(C),
-            n + len(prefilling),
-            c_tok,
-            self.context_sum if n else 0,
-            self.context_sum,
-            tuple(st.running.values()),
-            tuple(sh.ids[i] for i in C),
-            tuple(int(x) for x in toks),
-        )
+        cs, t = self.context_sum, self.t
+        self._add(MIXED, t, dur, n + len(C), n + len(prefilling), c_tok, cs if n else 0,
+                  self._held_column(), cs + self.prefilled_sum, tuple(st.running.values()),
+                  tuple(sh.ids[i] for i in C), tuple(int(x) for x in toks))  # fmt: skip
         st.outstanding_tokens -= c_tok
         if n:
             self._decode_step(n)
@@ -445,4 +321,4 @@ class ClientEngine:
             if self.on_demand:
                 self.pending_prompt -= 1
             self._first_token(i)
-        return dur, kv_reserved
+        return t + dur

@@ -59,6 +59,7 @@ class RollingMMBPP:
     def start(self, requests: RequestView, view: ClusterView) -> None:
         self.req, self.view = requests, view
         self.held: list[int] = []
+        self._one_memo: dict = {}
         self.next_replan = 0.0
         self._log = []
         eng = view._e
@@ -77,8 +78,8 @@ class RollingMMBPP:
         self._kind_first = [self._kind.index(x) for x in range(len(kinds))]
 
     def _due(self, t: float) -> bool:
-        v = self.view
-        return t >= self.next_replan or any(v.queue_len(j) == 0 for j in range(v.num_clients))
+        # view.queue_len(j) == 0 for some client, read straight off the engines (per arrival)
+        return t >= self.next_replan or any(not e.st.queue and not e.inbox for e in self.view._e)
 
     def on_arrival(self, t: float, rows: list[int]):
         self.held.extend(int(i) for i in rows)
@@ -103,6 +104,8 @@ class RollingMMBPP:
         return np.column_stack(cols)[:, self._kind_idx]
 
     def _replan(self, t: float):
+        if len(self.held) == 1 and (self.solve is None or self.min_solve > 1):
+            return self._replan_one(t)
         rows = np.array(self.held, dtype=np.int64)
         self.held = []
         self.next_replan = t + self.replan_s
@@ -147,3 +150,48 @@ class RollingMMBPP:
             }
         )
         return list(zip(rows.tolist(), a.tolist(), strict=True))
+
+    def _replan_one(self, t: float):
+        """A replan of one request: LPT's one-row case (least loaded allowed client) in Python.
+
+        The same arithmetic as ``_replan`` on numpy (``lpt_with_loads``, the objective),
+        so the same plan and log; the request's sizes and fits are kept per
+        ``(prompt, predicted)`` pair.
+        """
+        (i,) = self.held
+        self.held = []
+        self.next_replan = t + self.replan_s
+        t0 = time.perf_counter()
+        s, q = int(self.req.prompt[i]), int(self.req.predicted[i])
+        col, ok = self._one_memo.get((s, q)) or self._one_sizes(i, s, q)
+        if not any(ok):
+            raise ValueError(
+                f"request {self.req.request_id[i]} (row {i}) fits no client's KV memory"
+            )
+        tokens = max(1, s + q)
+        loads = [
+            e.st.outstanding_tokens * (c / tokens) for e, c in zip(self.view._e, col, strict=True)
+        ]
+        inf = float("inf")
+        cand = [x + c if a else inf for x, c, a in zip(loads, col, ok, strict=True)]
+        j = min(range(len(cand)), key=cand.__getitem__)
+        loads[j] += col[j]
+        status = "no solver" if self.solve is None else "small batch"
+        self._log.append(
+            {
+                "time_s": t,
+                "requests": 1,
+                "method": "lpt",
+                "status": status,
+                "objective_s": float(max(loads)),
+                "solve_s": time.perf_counter() - t0,
+            }
+        )
+        return [(int(i), j)]
+
+    def _one_sizes(self, i: int, s: int, q: int):
+        rows = np.array([i], dtype=np.int64)
+        col = self.sizes(rows)[0].tolist()
+        ok = self.view.fits_matrix(self.req.prompt[rows], self.req.predicted[rows])[0].tolist()
+        self._one_memo[(s, q)] = (col, ok)
+        return col, ok
