@@ -438,3 +438,21 @@ def test_readme_commands_use_the_venv_and_parse():
     from hybridsched.paths import repo_root
 
     assert "\nvenv: $(STAMP)" in (repo_root() / "Makefile").read_text()
+
+
+def test_simulate_writes_every_replan_to_replans_csv(tmp_path, small_csv):
+    """Tests that a rolling-mmbpp run logs one row per replan in replans.csv, covering every
+    request once, and that metrics.json summarises the same log."""
+    out = tmp_path / "run"
+    args = ["simulate", "--policy", "online-hybrid", "--requests", str(small_csv)]
+    assert main([*args, "--arrivals", "poisson:20", "--out", str(out)]) == 0
+    log = pd.read_csv(out / "replans.csv")
+    assert list(log.columns) == ["time_s", "requests", "method", "status", "objective_s", "solve_s"]
+    m = json.loads((out / "metrics.json").read_text())
+    assert log["requests"].sum() == m["num_requests"] == m["replans"]["requests"]
+    assert m["replans"]["count"] == len(log) > 1 and "router_log" not in m
+    assert sum(m["replans"]["by_method"].values()) == len(log)
+    assert log["time_s"].is_monotonic_increasing
+    base = tmp_path / "base"
+    assert main(["simulate", "--requests", str(small_csv), "--out", str(base)]) == 0
+    assert pd.read_csv(base / "replans.csv").empty  # a static plan has no replans

@@ -374,3 +374,27 @@ def test_lpt_with_loads_one_request_goes_to_the_least_loaded_allowed_client():
     # client 1 would finish first but cannot hold it; 0 + 3 > 0.5 + 2 picks client 2
     assert lpt_with_loads(sizes, np.array([0.0, 0.0, 0.5]), allowed).tolist() == [2]
     assert lpt_with_loads(sizes, np.array([0.0, 0.0, 1.5]), allowed).tolist() == [0]
+
+
+class _NumpyOnly(RollingMMBPP):
+    """The rolling MMBPP with its one-request shortcut off: every replan on numpy."""
+
+    def _replan_one(self, t):
+        return self._replan_numpy(t)
+
+
+@pytest.mark.parametrize("hetero", [True, False])
+@pytest.mark.parametrize("admission", ["reservation", "on-demand"])
+def test_rolling_one_request_shortcut_makes_the_numpy_plans(hetero, admission):
+    """Tests that the pure-Python one-request replan dispatches, logs and schedules exactly
+    as the numpy replan, on heterogeneous and identical clients."""
+    inst = hetero_instance(n=60, seed=3)
+    if not hetero:
+        inst = inst.replace(clients=(Client(4, 400, LAT),) * 3)
+    a = run(inst, RollingMMBPP(replan_s=0.2), Lagrangian(), admission)
+    b = run(inst, _NumpyOnly(replan_s=0.2), Lagrangian(), admission)
+    assert sum(r["requests"] == 1 for r in a.router_log) >= 5  # the shortcut was taken
+    pd.testing.assert_frame_equal(a.trace, b.trace)
+    np.testing.assert_array_equal(a.dispatch_client, b.dispatch_client)
+    drop = lambda log: [{k: v for k, v in r.items() if k != "solve_s"} for r in log]  # noqa: E731
+    assert drop(a.router_log) == drop(b.router_log)

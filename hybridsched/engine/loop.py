@@ -115,7 +115,10 @@ def _run(instance, router: Router, rule: OnlineRule, admission: str | Admission)
     arrival = instance.arrival
     by_arrival = np.lexsort((np.arange(n), arrival))
     times = arrival[by_arrival].astype(float).tolist()  # Python floats: the loop compares them
+    order = by_arrival.tolist()
     ap, inf, heap, name = 0, float("inf"), cl.heap, router.name
+    steps, holds, dispatch = [e.step for e in engines], router.holds, cl.dispatch
+    pop, push, in_heap = heapq.heappop, heapq.heappush, cl.in_heap
     while True:
         ta = times[ap] if ap < n else inf
         tc = heap[0][0] if heap else inf
@@ -123,20 +126,26 @@ def _run(instance, router: Router, rule: OnlineRule, admission: str | Admission)
             break
         if ta <= tc:
             hi = bisect.bisect_right(times, ta, ap)
-            rows = by_arrival[ap:hi].tolist()
+            rows = order[ap:hi]
             ap = hi
-            cl.dispatch(router.on_arrival(ta, rows), ta, view, req, name)
+            pairs = router.on_arrival(ta, rows)
+            if pairs:
+                dispatch(pairs, ta, view, req, name)
             continue
-        t, j = heapq.heappop(heap)
-        if router.holds:
-            cl.dispatch(router.on_boundary(t, j), t, view, req, name)
-        nxt = engines[j].step(t)
+        t, j = pop(heap)
+        if holds:
+            pairs = router.on_boundary(t, j)
+            if pairs:
+                dispatch(pairs, t, view, req, name)
+        nxt = steps[j](t)
         if nxt is None:
-            cl.in_heap[j] = False
-            if router.holds:  # the client ran dry: the router may send it work now
-                cl.dispatch(router.on_boundary(t, j), t, view, req, name)
+            in_heap[j] = False
+            if holds:  # the client ran dry: the router may send it work now
+                pairs = router.on_boundary(t, j)
+                if pairs:
+                    dispatch(pairs, t, view, req, name)
         else:
-            heapq.heappush(heap, (nxt, j))
+            push(heap, (nxt, j))
     lost = np.flatnonzero(cl.client < 0)
     if len(lost):
         raise PolicyError(

@@ -76,6 +76,8 @@ class RollingMMBPP:
             self._kind.append(match)
         self._kind_idx = np.array(self._kind, dtype=np.int64)
         self._kind_first = [self._kind.index(x) for x in range(len(kinds))]
+        self._one_kind = len(kinds) == 1
+        self._states = [e.st for e in eng]
 
     def _due(self, t: float) -> bool:
         # view.queue_len(j) == 0 for some client, read straight off the engines (per arrival)
@@ -106,6 +108,9 @@ class RollingMMBPP:
     def _replan(self, t: float):
         if len(self.held) == 1 and (self.solve is None or self.min_solve > 1):
             return self._replan_one(t)
+        return self._replan_numpy(t)
+
+    def _replan_numpy(self, t: float):
         rows = np.array(self.held, dtype=np.int64)
         self.held = []
         self.next_replan = t + self.replan_s
@@ -169,11 +174,18 @@ class RollingMMBPP:
                 f"request {self.req.request_id[i]} (row {i}) fits no client's KV memory"
             )
         tokens = max(1, s + q)
-        loads = [
-            e.st.outstanding_tokens * (c / tokens) for e, c in zip(self.view._e, col, strict=True)
-        ]
-        inf = float("inf")
-        cand = [x + c if a else inf for x, c, a in zip(loads, col, ok, strict=True)]
+        outs = [st.outstanding_tokens for st in self._states]
+        if self._one_kind:  # every client has the same size: one factor for all
+            c0 = col[0]
+            k = c0 / tokens
+            loads = [x * k for x in outs]
+            cand = [x + c0 for x in loads]
+        else:
+            loads = [x * (c / tokens) for x, c in zip(outs, col, strict=True)]
+            cand = [x + c for x, c in zip(loads, col, strict=True)]
+        if not all(ok):
+            inf = float("inf")
+            cand = [x if a else inf for x, a in zip(cand, ok, strict=True)]
         j = min(range(len(cand)), key=cand.__getitem__)
         loads[j] += col[j]
         status = "no solver" if self.solve is None else "small batch"
