@@ -16,7 +16,10 @@ import pandas as pd
 
 from hybridsched.engine.schema import TRACE_COLUMNS
 from hybridsched.instance import Instance
-from hybridsched.trace_flat import FlatTrace, max_at, min_at, segment_key
+from hybridsched.trace_decodes import check_decodes
+from hybridsched.trace_errors import TraceError
+from hybridsched.trace_errors import fail as _fail
+from hybridsched.trace_flat import FlatTrace, groups, max_at, min_at, segment_key
 from hybridsched.trace_preemption import (
     check_eviction_table,
     check_evictions_against_rows,
@@ -26,13 +29,7 @@ from hybridsched.trace_preemption import (
     spans,
 )
 
-
-class TraceError(AssertionError):
-    """A trace breaks an invariant; the message names which one and where."""
-
-
-def _fail(invariant: str, detail: str) -> None:
-    raise TraceError(f"{invariant}: {detail}")
+__all__ = ["TraceError", "check_trace"]
 
 
 def check_trace(
@@ -75,7 +72,7 @@ def check_trace(
     ctx = _Context(f, instance, ev, ev_row)
     _check_prompts(ctx)
     _check_placement(ctx, assignment)
-    _check_decodes(ctx)
+    check_decodes(ctx)
     _check_times(ctx)
     agg = _row_sums(ctx)
     _check_durations(ctx, agg, rtol)
@@ -151,102 +148,6 @@ def _check_placement(c: _Context, assignment) -> None:
             _fail("assignment honoured", f"request {c.ids[i]} runs on client {c.req_client[i]}")
 
 
-def _check_decodes(c: _Context) -> None:
-    """Exactly ``o_i`` tokens, decoded in every decoding iteration from its first token on."""
-    f, n = c.f, c.f.n
-    d = np.flatnonzero(f.dec)
-    ndec = np.bincount(f.row[d], minlength=n)
-    out = c.inst.output
-    bad = ndec != out - 1 - c.n_ev
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        _fail(
-            "emits exactly o_i tokens",
-            f"request {c.ids[i]} emits {1 + ndec[i]} tokens, o_i = {out[i]}",
-        )
-    # Number each client's decoding iterations (decode rows, mixed rows with a batch).
-    lens = np.bincount(f.pos, minlength=f.nrows)
-    is_dec = f.is_decode | (f.is_mixed & (lens > 0))
-    cum = np.cumsum(is_dec)
-    starts = np.flatnonzero(np.r_[True, f.client[1:] != f.client[:-1]])
-    base = np.repeat(cum[starts] - is_dec[starts], np.diff(np.r_[starts, f.nrows]))
-    c.after = cum - base  # decoding rows of the client up to and including a row
-    S = c.S
-    # The first-token rows per (request, segment): a request's decodes follow its earliest.
-    fr, fp, fs = f.first_token_rows()
-    fkey = segment_key(fr, fs, S)
-    c.ft = (fr, fp, fs)
-    ukey, inv = np.unique(fkey, return_inverse=True)
-    first_pos = min_at(len(ukey), inv, fp, f.nrows)
-    c.first_key, c.first_after = ukey, c.after[first_pos]
-    if S == 1:  # no evictions: no sort needed
-        _decode_steps_once(c, d, ndec)
-    else:
-        _decode_steps(c, d)
-
-
-def _gap_fail(c: _Context, d: np.ndarray, gap: np.ndarray) -> None:
-    f = c.f
-    e = d[gap][np.argmin(f.pos[d][gap])]
-    p = f.pos[e]
-    _fail(
-        "decodes in every decode iteration from prefill to completion",
-        f"request {c.ids[f.row[e]]} skips or repeats a decode iteration on client {f.client[p]} "
-        f"(iteration {f.iteration[p]})",
-    )
-
-
-def _decode_steps_once(c: _Context, d: np.ndarray, ndec: np.ndarray) -> None:
-    """No evictions: request ``i``'s decodes are the decoding rows ``first_i .. first_i +
-    ndec_i - 1`` of its client, each once: in range, and no (request, row) twice."""
-    f = c.f
-    first = np.full(f.n, -(2**40), dtype=np.int64)
-    first[c.first_key] = c.first_after
-    r = f.row[d]
-    step = (c.after[f.pos[d]] - 1) - first[r]
-    gap = (step < 0) | (step >= ndec[r])
-    if gap.any():
-        _gap_fail(c, d, gap)
-    slot = (np.cumsum(ndec) - ndec)[r] + step
-    gap = np.bincount(slot, minlength=len(d))[slot] != 1
-    if gap.any():
-        _gap_fail(c, d, gap)
-    c.dec_groups = (np.zeros(0, np.int64), np.zeros(0, np.int64))
-    ctx = np.zeros(len(f.pos), dtype=np.int64)
-    ctx[d] = c.prompt[r] + step + 1  # the t-th decode reads s_i + t
-    c.context = ctx
-
-
-def _decode_steps(c: _Context, d: np.ndarray) -> None:
-    """With evictions: per (request, segment), in time order (one sort)."""
-    f, S, ukey = c.f, c.S, c.first_key
-    dkey = segment_key(f.row[d], f.seg[d], S)
-    o = np.argsort(dkey, kind="stable")
-    d, dkey = d[o], dkey[o]
-    gstart, step = _groups(dkey)
-    k = np.searchsorted(ukey, dkey)
-    found = (k < len(ukey)) & (ukey[np.minimum(k, len(ukey) - 1)] == dkey)
-    expect = np.where(found, c.first_after[np.minimum(k, len(ukey) - 1)], -(2**62))
-    gap = (c.after[f.pos[d]] - 1) != expect + step
-    if gap.any():
-        _gap_fail(c, d, gap)
-    c.dec_groups = (dkey[gstart], np.diff(np.r_[gstart, len(d)]))  # per (row, seg): count
-    # The t-th decode of a request (over all its segments) reads s_i + t + seg.
-    r = f.row[d]
-    _, rstep = _groups(r)
-    ctx = np.zeros(len(f.pos), dtype=np.int64)
-    ctx[d] = c.prompt[r] + rstep + 1 + f.seg[d]
-    c.context = ctx
-
-
-def _groups(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Runs of equal ``key``: the start of each run, and each element's rank within its run."""
-    if len(key) == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-    return starts, np.arange(len(key)) - np.repeat(starts, np.diff(np.r_[starts, len(key)]))
-
-
 def _check_times(c: _Context) -> None:
     """No overlap on a client; no request starts before it arrives."""
     f = c.f
@@ -311,7 +212,7 @@ def _row_sums(c: _Context) -> dict[str, np.ndarray]:
     key = segment_key(f.crow[o], f.cseg[o], c.S)
     tok = f.ctok[o]
     cs = np.cumsum(tok)
-    gstart, _ = _groups(key)
+    gstart, _ = groups(key)
     base = np.repeat(cs[gstart] - tok[gstart], np.diff(np.r_[gstart, len(o)]))
     before = np.empty(len(o), dtype=np.int64)
     before[o] = cs - tok - base

@@ -56,6 +56,14 @@ def max_at(n: int, idx: np.ndarray, val: np.ndarray, fill) -> np.ndarray:
     return out
 
 
+def groups(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Runs of equal ``key``: the start of each run, and each element's rank within its run."""
+    if len(key) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    return starts, np.arange(len(key)) - np.repeat(starts, np.diff(np.r_[starts, len(key)]))
+
+
 class FlatTrace:
     """A trace sorted by ``(client, iteration)``, its id columns flat (module docstring).
 
