@@ -139,6 +139,7 @@ def bench_scale(cases=((100_000, 64), (1_000_000, 256))) -> None:
 
 _PHASES = """
 import json, resource, sys, tempfile, time
+import pandas as pd
 from hybridsched.cells import cluster_of, requests_of, resolve
 from hybridsched.cli import Outputs
 from hybridsched.experiments import POLICIES, RuleKnobs, SolveSettings, full_lower_bound, run_policy
@@ -169,7 +170,8 @@ phase("bound", lambda: full_lower_bound(inst, solve=solve, mixed_iterations=POLI
 def files():
     o = Outputs(tempfile.mkdtemp())
     for name, x in (("trace.csv", run.trace), ("requests.csv", run.requests),
-                    ("evictions.csv", run.evictions), ("metrics.json", dict(run.metrics))):
+                    ("evictions.csv", run.evictions), ("replans.csv", pd.DataFrame(run.router_log)),
+                    ("metrics.json", dict(run.metrics))):
         o.add(name, x)
     o.commit()
 phase("files", files)

@@ -12,13 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pcsv
 
+from hybridsched.csv_writer import write_csv
 from hybridsched.instance import Instance
 from hybridsched.trace_check import TraceError, check_trace
-from hybridsched.trace_flat import flatten
 
 __all__ = [
     "TraceError",
@@ -109,51 +106,9 @@ def write_trace(trace: pd.DataFrame, path: str | Path) -> None:
     """CSV with the tuple columns (``request_ids``, ``chunk_ids``, ``chunk_tokens``) space-separated.
 
     The bytes are those of ``DataFrame.to_csv`` (floats as numpy prints them, the tuple
-    columns joined), written through pyarrow when every column allows it.
+    columns joined), written through pyarrow when every column allows it (``csv_writer``).
     """
-    try:
-        table = _arrow_table(trace)
-    except (TypeError, ValueError, pa.ArrowException):
-        table = None
-    if table is None:
-        out = trace.copy()
-        for c in _TUPLE_COLUMNS:
-            if c in out.columns:
-                out[c] = [" ".join(map(str, r)) for r in out[c]]
-        out.to_csv(path, index=False)
-        return
-    with open(path, "wb") as fh:
-        fh.write((",".join(map(str, trace.columns)) + "\n").encode())
-        pcsv.write_csv(table, fh, pcsv.WriteOptions(include_header=False, quoting_style="none"))
-
-
-def _arrow_table(trace: pd.DataFrame):
-    """The trace as string/int columns formatted as ``to_csv`` would; ``None`` if not possible."""
-    if any(not isinstance(c, str) or any(x in c for x in ',"\n') for c in trace.columns):
-        return None
-    cols = {}
-    for c in trace.columns:
-        v = trace[c].to_numpy()
-        if c in _TUPLE_COLUMNS:
-            _, flat = flatten(v)
-            lens = np.fromiter(map(len, v), dtype=np.int64, count=len(v))
-            off = np.zeros(len(v) + 1, dtype=np.int32 if lens.sum() < 2**31 else np.int64)
-            np.cumsum(lens, out=off[1:])
-            lst = (pa.ListArray if off.dtype == np.int32 else pa.LargeListArray).from_arrays(
-                pa.array(off), pc.cast(pa.array(flat), pa.string())
-            )
-            cols[c] = pc.binary_join(lst, " ")
-        elif v.dtype.kind == "f":
-            if np.isnan(v).any():
-                return None  # to_csv writes NaN as an empty field
-            cols[c] = pa.array(list(map(repr, v.tolist())), type=pa.string())  # as numpy prints
-        elif v.dtype.kind in "iu":
-            cols[c] = pa.array(v)
-        elif v.dtype == object and all(type(x) is str for x in set(v)):
-            cols[c] = pa.array(v, type=pa.string())
-        else:
-            return None
-    return pa.table(cols)
+    write_csv(trace, path, _TUPLE_COLUMNS)
 
 
 def read_trace(path: str | Path) -> pd.DataFrame:

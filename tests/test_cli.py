@@ -456,3 +456,24 @@ def test_simulate_writes_every_replan_to_replans_csv(tmp_path, small_csv):
     base = tmp_path / "base"
     assert main(["simulate", "--requests", str(small_csv), "--out", str(base)]) == 0
     assert pd.read_csv(base / "replans.csv").empty  # a static plan has no replans
+
+
+def test_simulate_check_failure_leaves_no_files(tmp_path, small_csv, monkeypatch):
+    """Tests that when --check fails (it runs beside the file writing) no output file is
+    left, complete or partial."""
+    import hybridsched.trace as trace_mod
+    from hybridsched.trace_errors import TraceError
+
+    def broken(run, inst, **kw):
+        raise TraceError("an invariant: planted")
+
+    monkeypatch.setattr(trace_mod, "check_run", broken)
+    out = tmp_path / "run"
+    with pytest.raises(TraceError, match="planted"):
+        main(["simulate", "--requests", str(small_csv), "--check", "--out", str(out)])
+    assert not out.exists() or list(out.iterdir()) == []
+    monkeypatch.undo()
+    assert main(["simulate", "--requests", str(small_csv), "--check", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "evictions.csv", "metrics.json", "replans.csv", "requests.csv", "trace.csv"
+    ]  # fmt: skip

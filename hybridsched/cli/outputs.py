@@ -34,10 +34,15 @@ class Outputs:
     def add(self, name: str, content) -> None:
         self.files[name] = content
 
-    def commit(self) -> None:
+    def write(self) -> None:
+        """Write the files added so far as ``NAME.partial``; nothing looks complete until
+        ``commit``. Files added later are written by the next ``write`` or ``commit``."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = []
+        self._tmp = getattr(self, "_tmp", [])
+        done = {dst.name for _, dst in self._tmp}
         for name, content in self.files.items():
+            if name in done:
+                continue
             path = self.dir / (name + ".partial")
             if isinstance(content, pd.DataFrame):
                 if name.startswith("trace"):
@@ -45,11 +50,23 @@ class Outputs:
 
                     write_trace(content, path)
                 else:
-                    content.to_csv(path, index=False)
+                    from hybridsched.csv_writer import write_csv
+
+                    write_csv(content, path)  # the bytes of to_csv(index=False)
             else:
                 path.write_text(json.dumps(content, indent=2, default=_json_default) + "\n")
-            tmp.append((path, self.dir / name))
-        for src, dst in tmp:
+            self._tmp.append((path, self.dir / name))
+
+    def discard(self) -> None:
+        """Remove the partial files of ``write`` (a check failed after them)."""
+        for src, _ in getattr(self, "_tmp", []):
+            src.unlink(missing_ok=True)
+        self._tmp = []
+
+    def commit(self) -> None:
+        """Write (unless ``write`` did) and rename every file into place; print the paths."""
+        self.write()
+        for src, dst in self._tmp:
             os.replace(src, dst)
-        for _, dst in tmp:
+        for _, dst in self._tmp:
             print(dst)

@@ -22,22 +22,61 @@ from hybridsched.cli.outputs import Outputs
 
 
 def cmd_simulate(args) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
     import pandas as pd
 
     from hybridsched.cells import simulate_cell
-    from hybridsched.experiments import POLICIES, SolveSettings, full_lower_bound, versions
+    from hybridsched.experiments import POLICIES, SolveSettings, full_lower_bound
+    from hybridsched.trace import check_run
 
     _serving(args)  # refuse bad serving options before any work
     try:
-        cell = simulate_cell(cell_params(args))
+        cell = simulate_cell({**cell_params(args), "check": False})
     except ValueError as e:  # name the CLI's flags, not the cell's option names
         raise ValueError(_flag_names(str(e))) from None
-    inst, run, cluster = cell.instance, cell.run, cell.instance.meta["cluster"]
+    inst, run = cell.instance, cell.run
     _report_dropped(cell.workload or {})
+    # --check and the bound read the finished run in worker threads (numpy and the solver
+    # release the GIL) while the files are written; metrics.json waits for the bound, and
+    # nothing is renamed into place before the check has passed.
     solve = SolveSettings(args.time_limit, args.mip_gap)
-    lb = full_lower_bound(
-        inst, solve=solve, mixed_iterations=POLICIES[args.policy].mixed, admission=run.admission
+    mixed = POLICIES[args.policy].mixed
+    out = Outputs(args.out)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        checked = pool.submit(check_run, run, inst) if args.check else None
+        bound = pool.submit(
+            full_lower_bound, inst, solve=solve, mixed_iterations=mixed, admission=run.admission
+        )
+        out.add("trace.csv", run.trace)
+        out.add("requests.csv", run.requests)
+        out.add("evictions.csv", run.evictions)
+        out.add("replans.csv", pd.DataFrame(run.router_log, columns=REPLAN_COLUMNS))
+        try:
+            out.write()
+            lb = bound.result()
+            m = _metrics_json(args, cell, lb)
+            out.add("metrics.json", m)
+            out.write()
+            if checked is not None:
+                checked.result()
+        except BaseException:
+            out.discard()
+            raise
+    out.commit()
+    print(
+        f"{args.policy} ({run.router}, {run.admission}): makespan {m['makespan_s']:.2f} s, "
+        f"U {m['utilization']:.1%}, T_LB {lb.lower_bound_s:.2f} s, TTFT p99 "
+        f"{m['ttft_p99_s']:.3f} s, TPOT p99 {m['tpot_p99_s']:.4f} s, "
+        f"{m['num_preemptions']} preemptions"
     )
+
+
+def _metrics_json(args, cell, lb) -> dict:
+    """``metrics.json``: the run's metrics, the bound with its parts, the cell and versions."""
+    from hybridsched.experiments import versions
+
+    run, cluster = cell.run, cell.instance.meta["cluster"]
     m = dict(run.metrics)
     m.update(
         policy=args.policy,
@@ -73,19 +112,7 @@ def cmd_simulate(args) -> None:
         simulate_s=run.simulate_s,
         versions=versions(),
     )
-    out = Outputs(args.out)
-    out.add("trace.csv", run.trace)
-    out.add("requests.csv", run.requests)
-    out.add("evictions.csv", run.evictions)
-    out.add("replans.csv", pd.DataFrame(run.router_log, columns=REPLAN_COLUMNS))
-    out.add("metrics.json", m)
-    out.commit()
-    print(
-        f"{args.policy} ({run.router}, {run.admission}): makespan {m['makespan_s']:.2f} s, "
-        f"U {m['utilization']:.1%}, T_LB {lb.lower_bound_s:.2f} s, TTFT p99 "
-        f"{m['ttft_p99_s']:.3f} s, TPOT p99 {m['tpot_p99_s']:.4f} s, "
-        f"{m['num_preemptions']} preemptions"
-    )
+    return m
 
 
 REPLAN_COLUMNS = ["time_s", "requests", "method", "status", "objective_s", "solve_s"]
