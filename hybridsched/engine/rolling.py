@@ -186,7 +186,7 @@ class RollingMMBPP:
         if not all(ok):
             inf = float("inf")
             cand = [x if a else inf for x, a in zip(cand, ok, strict=True)]
-        j = min(range(len(cand)), key=cand.__getitem__)
+        j = cand.index(min(cand))  # the first least, as argmin
         loads[j] += col[j]
         status = "no solver" if self.solve is None else "small batch"
         self._log.append(
