@@ -22,30 +22,55 @@ from hybridsched.trace_flat import flatten
 _QUOTED = (",", '"', "\n", "\r")
 
 
+CHUNK_ROWS = 1 << 18  # rows formatted at a time: the writer's memory stays small at any size
+
+
 def write_csv(frame: pd.DataFrame, path: str | Path, tuple_columns=()) -> None:
-    """``frame`` to ``path`` as ``to_csv(index=False)``, ``tuple_columns`` space-joined."""
+    """``frame`` to ``path`` as ``to_csv(index=False)``, ``tuple_columns`` space-joined.
+
+    Rows are written in slices of ``CHUNK_ROWS``; each slice goes through pyarrow when
+    every column allows it, else through ``to_csv`` (its rows are the same bytes).
+    """
     tuple_columns = [c for c in tuple_columns if c in frame.columns]
-    try:
-        table = _arrow_table(frame, tuple_columns)
-    except (TypeError, ValueError, pa.ArrowException):
-        table = None
-    if table is None:
-        out = frame.copy() if tuple_columns else frame
-        for c in tuple_columns:
-            out[c] = [" ".join(map(str, r)) for r in out[c]]
-        out.to_csv(path, index=False)
+    if not _plain_names(frame):
+        _to_csv(frame, tuple_columns, path)
         return
     with open(path, "wb") as fh:
         fh.write((",".join(map(str, frame.columns)) + "\n").encode())
-        pcsv.write_csv(table, fh, pcsv.WriteOptions(include_header=False, quoting_style="none"))
+        for start in range(0, len(frame), CHUNK_ROWS):
+            part = frame.iloc[start : start + CHUNK_ROWS]
+            try:
+                table = _arrow_table(part, tuple_columns)
+            except (TypeError, ValueError, pa.ArrowException):
+                table = None
+            if table is None:
+                _to_csv(part, tuple_columns, fh, header=False)
+            else:
+                opts = pcsv.WriteOptions(include_header=False, quoting_style="none")
+                pcsv.write_csv(table, fh, opts)
+
+
+def _to_csv(frame: pd.DataFrame, tuple_columns, target, header: bool = True) -> None:
+    out = frame.copy() if tuple_columns else frame
+    for c in tuple_columns:
+        out[c] = [" ".join(map(str, r)) for r in out[c]]
+    if isinstance(target, (str, Path)):
+        out.to_csv(target, index=False, header=header)
+        return
+    target.write(out.to_csv(index=False, header=header).encode())
+
+
+def _plain_names(frame: pd.DataFrame) -> bool:
+    """Column names ``to_csv`` writes as they are (no quoting), each once."""
+    names = frame.columns
+    return names.is_unique and all(
+        isinstance(c, str) and not any(x in c for x in _QUOTED) for c in names
+    )
 
 
 def _arrow_table(frame: pd.DataFrame, tuple_columns):
-    """The frame as string/int columns formatted as ``to_csv`` would; ``None`` if not possible."""
-    if any(not isinstance(c, str) or any(x in c for x in _QUOTED) for c in frame.columns):
-        return None
-    if not frame.columns.is_unique:
-        return None
+    """The frame as string/int columns formatted as ``to_csv`` would; ``None`` if not possible
+    (names are checked by ``write_csv``)."""
     cols = {}
     for c in frame.columns:
         v = frame[c].to_numpy()
