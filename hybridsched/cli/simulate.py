@@ -37,25 +37,23 @@ def cmd_simulate(args) -> None:
         raise ValueError(_flag_names(str(e))) from None
     inst, run = cell.instance, cell.run
     _report_dropped(cell.workload or {})
-    # --check and the bound read the finished run in worker threads (numpy and the solver
-    # release the GIL) while the files are written; metrics.json waits for the bound, and
-    # nothing is renamed into place before the check has passed.
+    # --check reads the finished run in a worker thread (its numpy work releases the GIL)
+    # while the bound is computed and the files are written; nothing is renamed into
+    # place before the check has passed.
     solve = SolveSettings(args.time_limit, args.mip_gap)
     mixed = POLICIES[args.policy].mixed
     out = Outputs(args.out)
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=1) as pool:
         checked = pool.submit(check_run, run, inst) if args.check else None
-        bound = pool.submit(
-            full_lower_bound, inst, solve=solve, mixed_iterations=mixed, admission=run.admission
-        )
-        out.add("trace.csv", run.trace)
-        out.add("requests.csv", run.requests)
-        out.add("evictions.csv", run.evictions)
-        out.add("replans.csv", pd.DataFrame(run.router_log, columns=REPLAN_COLUMNS))
         try:
-            out.write()
-            lb = bound.result()
+            lb = full_lower_bound(
+                inst, solve=solve, mixed_iterations=mixed, admission=run.admission
+            )
             m = _metrics_json(args, cell, lb)
+            out.add("trace.csv", run.trace)
+            out.add("requests.csv", run.requests)
+            out.add("evictions.csv", run.evictions)
+            out.add("replans.csv", pd.DataFrame(run.router_log, columns=REPLAN_COLUMNS))
             out.add("metrics.json", m)
             out.write()
             if checked is not None:
