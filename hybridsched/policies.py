@@ -26,7 +26,7 @@ import numpy as np
 
 from hybridsched.engine import DECODE, Action, ClientState, Decider
 from hybridsched.instance import Instance
-from hybridsched.latency import scalar_prefill_time
+from hybridsched.scalar_latency import scalar_prefill_time
 
 SORT_KEYS = ("fcfs", "longest", "shortest", "prompt", "random")
 

@@ -13,11 +13,9 @@ from hybridsched.latency import (
     RooflineLatency,
     load_hardware_profile,
     load_model_profile,
-    scalar_decode_time,
-    scalar_mixed_time,
-    scalar_prefill_time,
 )
 from hybridsched.paths import data_dir
+from hybridsched.scalar_latency import scalar_decode_time, scalar_mixed_time, scalar_prefill_time
 
 MODELS = sorted(p.stem for p in (data_dir() / "profiles" / "models").glob("*.yaml"))
 HARDWARE = sorted(p.stem for p in (data_dir() / "profiles" / "hardware").glob("*.yaml"))

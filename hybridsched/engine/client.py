@@ -11,7 +11,7 @@ The global clock (``loop.py``) calls it in time order across clients.
 Per-request lists are shared by all clients (``shared.py``; a request lives on one
 client), indexed by row. This is the simulator's hot loop: each action writes its trace
 entry in one call, and iteration times come from the latency model's scalar form
-(``latency.scalar_decode_time``: the same arithmetic, bit for bit).
+(``scalar_latency.py``: the same arithmetic, bit for bit).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from hybridsched.engine.schema import KVOverflowError, PolicyError
 from hybridsched.engine.shared import DONE, PREFILLING, QUEUED, RUNNING, Shared
 from hybridsched.engine.state import ClientState, Decider
 from hybridsched.engine.trace_buffer import DECODE, MIXED, PREFILL, TraceBuffer
-from hybridsched.latency import scalar_decode_time, scalar_mixed_time, scalar_prefill_time
+from hybridsched.scalar_latency import scalar_decode_time, scalar_mixed_time, scalar_prefill_time
 
 
 class ClientEngine:
