@@ -181,15 +181,10 @@ class Lagrangian:
             # Predicted departures, soonest first: a row leaves in max(1, pf - dc) steps
             # and frees its reservation (rows leaving at one step are taken together).
             pf, dc, res = st.predicted_finish, st.decode_count, st.reservation
-            kmax = min(B, nq, head.k_budget)
-            H = min(H_cap, max(1, max(map(pf.__getitem__, running)) - dc))
-            d1 = max(1, min(map(pf.__getitem__, running)) - dc)
-            if d1 > H or lam * (min(e0, nq) if fillable else e0) * d1 / kmax > rho0:
-                # the loop below would stop at the first departure: no sort needed
-                return Action("prefill", tuple(queue[:k0])) if rho0 < float("inf") else DECODE
             deps = sorted(running, key=pf.__getitem__)
+            H = min(H_cap, max(1, pf[deps[-1]] - dc))
             best = float("inf")
-            acc, prev, e, free = 0.0, 0, e0, kv_free
+            acc, prev, e, free, kmax = 0.0, 0, e0, kv_free, min(B, nq, head.k_budget)
             idx, nd = 0, len(deps)
             while idx < nd:
                 d = max(1, pf[deps[idx]] - dc)

@@ -30,6 +30,7 @@ class Outputs:
     def __init__(self, out: str | Path):
         self.dir = Path(out)
         self.files: dict[str, object] = {}
+        self._tmp: list[tuple[Path, Path]] = []  # (partial file, final name), as written
 
     def add(self, name: str, content) -> None:
         self.files[name] = content
@@ -38,7 +39,6 @@ class Outputs:
         """Write the files added so far as ``NAME.partial``; nothing looks complete until
         ``commit``. Files added later are written by the next ``write`` or ``commit``."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._tmp = getattr(self, "_tmp", [])
         done = {dst.name for _, dst in self._tmp}
         for name, content in self.files.items():
             if name in done:
@@ -59,12 +59,12 @@ class Outputs:
 
     def discard(self) -> None:
         """Remove the partial files of ``write`` (a check failed after them)."""
-        for src, _ in getattr(self, "_tmp", []):
+        for src, _ in self._tmp:
             src.unlink(missing_ok=True)
         self._tmp = []
 
     def commit(self) -> None:
-        """Write (unless ``write`` did) and rename every file into place; print the paths."""
+        """Write what ``write`` has not, rename every file into place, print the paths."""
         self.write()
         for src, dst in self._tmp:
             os.replace(src, dst)

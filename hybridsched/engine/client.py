@@ -145,11 +145,8 @@ class ClientEngine:
             raise PolicyError(self.err("decode with an empty running batch"))
         dur = self._decode_time(n, cs)
         t = self.t
-        b = self.buf  # TraceBuffer.add, inlined: the most frequent row
-        b.kind.append(DECODE)
-        b.times.extend((t, dur))
-        b.ints.extend((n, n + len(st.prefilling), 0, cs, kv_reserved, cs + ps))
-        b.ids.extend((tuple(running.values()), (), ()))
+        self._add(DECODE, t, dur, n, n + len(st.prefilling), 0, cs, kv_reserved, cs + ps,
+                  tuple(running.values()), (), ())  # fmt: skip
         self._decode_step(n)
         return t + dur
 

@@ -76,7 +76,6 @@ class RollingMMBPP:
             self._kind.append(match)
         self._kind_idx = np.array(self._kind, dtype=np.int64)
         self._kind_first = [self._kind.index(x) for x in range(len(kinds))]
-        self._one_kind = len(kinds) == 1
         self._states = [e.st for e in eng]
 
     def _due(self, t: float) -> bool:
@@ -175,14 +174,8 @@ class RollingMMBPP:
             )
         tokens = max(1, s + q)
         outs = [st.outstanding_tokens for st in self._states]
-        if self._one_kind:  # every client has the same size: one factor for all
-            c0 = col[0]
-            k = c0 / tokens
-            loads = [x * k for x in outs]
-            cand = [x + c0 for x in loads]
-        else:
-            loads = [x * (c / tokens) for x, c in zip(outs, col, strict=True)]
-            cand = [x + c for x, c in zip(loads, col, strict=True)]
+        loads = [x * (c / tokens) for x, c in zip(outs, col, strict=True)]
+        cand = [x + c for x, c in zip(loads, col, strict=True)]
         if not all(ok):
             inf = float("inf")
             cand = [x if a else inf for x, a in zip(cand, ok, strict=True)]
