@@ -6,8 +6,10 @@
 - ``scale``: the whole CLI (``simulate --check``: routing, simulation, metrics,
   check_trace, bound, files) on GSM8K lengths sampled with replacement and Poisson
   arrivals at about 90% of the cluster's capacity, for ``vllm`` and ``online-hybrid``:
-  wall time, CPU time (user + sys) and peak RSS (targets for 100,000 requests on 64
-  clients: 30 s, 2 GiB). The machine may be shared: CPU time is the steadier figure.
+  wall time, CPU time (user + sys), peak memory (PSS summed over the CLI and its check
+  process) and the largest process's peak RSS (targets for 100,000 requests on 64
+  clients: 30 s, 2 GiB), ``repeat`` times each. The machine may be shared: CPU time is
+  the steadier figure.
 - ``phases``: the same runs, phase by phase in one process (routing + simulation,
   request table + metrics, check_trace, bound, files): wall and CPU time per phase and
   the peak RSS reached by the end of each.
@@ -91,50 +93,93 @@ def _workload(n: int, path: Path, seed: int = 0) -> None:
     df.drop(columns=["arrival_s"]).to_csv(path, index=False)
 
 
-def _cli(args: list[str]) -> tuple[float, float, str]:
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Linux ``/proc``)."""
+    out = [pid]
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as fh:
+                for child in fh.read().split():
+                    out += _tree(int(child))
+    except OSError:
+        pass
+    return out
+
+
+def _pss(pid: int) -> int:
+    """Proportional set size in bytes: shared pages split between the processes sharing them."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _cli(args: list[str], every_s: float = 0.2) -> tuple[float, float, float, float, str]:
+    """Run the CLI: wall s, CPU s (user + sys), peak memory GiB, peak RSS GiB, status.
+
+    Peak memory is the PSS summed over the CLI and its children (the ``--check`` process
+    shares the parent's pages copy-on-write, so their RSS would count those twice),
+    sampled every ``every_s``; peak RSS is the largest single process's (``ru_maxrss``).
+    """
+    import resource
+
     t0 = time.perf_counter()
-    code = (
-        "import resource, subprocess, sys; "
-        "p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
-        "print(p.stdout[-400:]); print(p.stderr[-2000:], file=sys.stderr); "
-        "r = resource.getrusage(resource.RUSAGE_CHILDREN); "
-        "print('RSS', r.ru_maxrss, r.ru_utime + r.ru_stime); "
-        "sys.exit(p.returncode)"
-    )
-    p = subprocess.run(
-        [sys.executable, "-c", code, sys.executable, "-m", "hybridsched", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "hybridsched", *args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    peak = 0
+    while p.poll() is None:
+        peak = max(peak, sum(_pss(q) for q in _tree(p.pid)))
+        time.sleep(every_s)
+    err = p.stderr.read()
+    p.stderr.close()
     wall = time.perf_counter() - t0
-    rss = [line for line in p.stdout.splitlines() if line.startswith("RSS")]
-    rss_gib = int(rss[-1].split()[1]) * 1024 / 2**30 if rss else float("nan")
-    cpu = float(rss[-1].split()[2]) if rss else float("nan")
-    status = "ok" if p.returncode == 0 else f"exit {p.returncode}: {p.stderr.strip()[-300:]}"
-    return wall, cpu, rss_gib, status
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = r.ru_utime + r.ru_stime - before.ru_utime - before.ru_stime
+    rss_gib = r.ru_maxrss * 1024 / 2**30
+    mem_gib = peak / 2**30 if peak else float("nan")
+    status = "ok" if p.returncode == 0 else f"exit {p.returncode}: {err.strip()[-300:]}"
+    return wall, cpu, mem_gib, rss_gib, status
 
 
-def bench_scale(cases=((100_000, 64), (1_000_000, 256))) -> None:
+def bench_scale(cases=((100_000, 64, 3), (1_000_000, 256, 1))) -> None:
+    """Each case ``(requests, clients, repeat)``: ``repeat`` runs per policy, then the median."""
     print("== scale: the whole CLI run (simulate --check), GSM8K lengths, Poisson arrivals ==")
     per_client_rps = 6.3  # measured: 2 x tp=4 serve the single case at about 14 requests/s
     with tempfile.TemporaryDirectory() as tmp:
-        for n, J in cases:
+        for n, J, repeat in cases:
             reqs = Path(tmp) / f"req_{n}.csv"
             _workload(n, reqs)
             rate = 0.9 * per_client_rps * J
+            target = "  (target: 30 s, 2 GiB)" if n == 100_000 else ""
             for policy in ("vllm", "online-hybrid"):
                 args = [
                     "simulate", "--policy", policy, "--clients", str(J), "--requests", str(reqs),
                     "--arrivals", f"poisson:{rate:g}", "--check", "--time-limit", "10",
                     "--out", str(Path(tmp) / f"out_{policy}_{n}"),
                 ]  # fmt: skip
-                wall, cpu, rss, status = _cli(args)
-                target = "  (target: 30 s, 2 GiB)" if n == 100_000 else ""
-                print(
-                    f"  {policy:14s} {n:>9,} requests on {J:3d} clients at {rate:.0f} req/s: "
-                    f"wall {wall:6.1f} s, CPU {cpu:6.1f} s, peak RSS {rss:.2f} GiB, {status}{target}"
-                )
+                runs = []
+                for _ in range(repeat):
+                    wall, cpu, mem, rss, status = _cli(args)
+                    runs.append((wall, cpu, mem))
+                    print(
+                        f"  {policy:14s} {n:>9,} requests on {J:3d} clients at {rate:.0f} req/s: "
+                        f"wall {wall:6.1f} s, CPU {cpu:6.1f} s, peak memory {mem:.2f} GiB "
+                        f"(largest process {rss:.2f} GiB), {status}{target}"
+                    )
+                if repeat > 1:
+                    w, c, m = (sorted(x)[len(x) // 2] for x in zip(*runs, strict=True))
+                    print(
+                        f"  {policy:14s} median of {repeat}: wall {w:6.1f} s, CPU {c:6.1f} s, "
+                        f"peak memory {m:.2f} GiB; wall {min(r[0] for r in runs):.1f}-"
+                        f"{max(r[0] for r in runs):.1f} s"
+                    )
 
 
 _PHASES = """

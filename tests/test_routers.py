@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hybridsched.engine import (
     Admission,
@@ -18,6 +20,7 @@ from hybridsched.engine import (
     lpt_with_loads,
     run,
 )
+from hybridsched.engine.rolling import least_loaded_one
 from hybridsched.engine.schema import PolicyError
 from hybridsched.instance import Client, Instance
 from hybridsched.latency import LinearLatency
@@ -374,6 +377,26 @@ def test_lpt_with_loads_one_request_goes_to_the_least_loaded_allowed_client():
     # client 1 would finish first but cannot hold it; 0 + 3 > 0.5 + 2 picks client 2
     assert lpt_with_loads(sizes, np.array([0.0, 0.0, 0.5]), allowed).tolist() == [2]
     assert lpt_with_loads(sizes, np.array([0.0, 0.0, 1.5]), allowed).tolist() == [0]
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    outs=st.lists(st.integers(0, 2**40), min_size=1, max_size=80),
+    c=st.floats(1e-9, 1e4, allow_nan=False),
+    tokens=st.integers(1, 2**40),
+    tie=st.booleans(),
+)
+def test_least_loaded_one_uniform_shortcut_is_the_general_arithmetic(outs, c, tokens, tie):
+    """Tests that on identical clients the one-pass choice (least outstanding tokens) and
+    objective are bit for bit those of the priced loads, ties and all."""
+    if tie:  # many clients with equal outstanding work, as when several are idle
+        outs = [min(outs)] * (len(outs) // 2) + outs
+    J = len(outs)
+    fast = least_loaded_one(outs, [c] * J, [True] * J, True, tokens)
+    slow = least_loaded_one(outs, [c] * J, [True] * J, False, tokens)
+    assert fast == slow
+    j, obj = slow
+    assert outs[j] == min(outs) and outs.index(outs[j]) == j
 
 
 class _NumpyOnly(RollingMMBPP):

@@ -22,10 +22,9 @@ from hybridsched.cli.outputs import Outputs
 
 
 def cmd_simulate(args) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
     import pandas as pd
 
+    from hybridsched import background
     from hybridsched.cells import simulate_cell
     from hybridsched.experiments import POLICIES, SolveSettings, full_lower_bound
     from hybridsched.trace import check_run
@@ -37,30 +36,29 @@ def cmd_simulate(args) -> None:
         raise ValueError(_flag_names(str(e))) from None
     inst, run = cell.instance, cell.run
     _report_dropped(cell.workload or {})
-    # --check reads the finished run in a worker thread (its numpy work releases the GIL)
-    # while the bound is computed and the files are written; nothing is renamed into
-    # place before the check has passed.
+    # --check reads the finished run in the background (a forked process, on the other
+    # core) while the bound is computed and the files are written; nothing is renamed
+    # into place before the check has passed.
     solve = SolveSettings(args.time_limit, args.mip_gap)
     mixed = POLICIES[args.policy].mixed
     out = Outputs(args.out)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        checked = pool.submit(check_run, run, inst) if args.check else None
-        try:
-            lb = full_lower_bound(
-                inst, solve=solve, mixed_iterations=mixed, admission=run.admission
-            )
-            m = _metrics_json(args, cell, lb)
-            out.add("trace.csv", run.trace)
-            out.add("requests.csv", run.requests)
-            out.add("evictions.csv", run.evictions)
-            out.add("replans.csv", pd.DataFrame(run.router_log, columns=REPLAN_COLUMNS))
-            out.add("metrics.json", m)
-            out.write()
-            if checked is not None:
-                checked.result()
-        except BaseException:
-            out.discard()
-            raise
+    checked = background.start(check_run, run, inst) if args.check else None
+    try:
+        lb = full_lower_bound(inst, solve=solve, mixed_iterations=mixed, admission=run.admission)
+        m = _metrics_json(args, cell, lb)
+        out.add("trace.csv", run.trace)
+        out.add("requests.csv", run.requests)
+        out.add("evictions.csv", run.evictions)
+        out.add("replans.csv", pd.DataFrame(run.router_log, columns=REPLAN_COLUMNS))
+        out.add("metrics.json", m)
+        out.write()
+        if checked is not None:
+            checked.result()
+    except BaseException:
+        if checked is not None:
+            checked.cancel()
+        out.discard()
+        raise
     out.commit()
     print(
         f"{args.policy} ({run.router}, {run.admission}): makespan {m['makespan_s']:.2f} s, "

@@ -40,6 +40,33 @@ def lpt_with_loads(sizes: np.ndarray, loads: np.ndarray, allowed: np.ndarray) ->
     return out
 
 
+def least_loaded_one(outs: list[int], col: list[float], ok: list[bool], uniform: bool, tokens: int):
+    """One request onto the least loaded allowed client: ``(client, objective)``.
+
+    Client ``j``'s load is its outstanding tokens ``x_j`` priced at the request's size per
+    token, ``x_j * (col_j / tokens)``; the request goes to the first client with the least
+    ``load_j + col_j`` among the allowed (``ok``), and the objective is the largest load
+    after it (``lpt_with_loads`` on one row, the same floating-point operations). With
+    ``uniform`` (every client allowed, one size ``c > 0``), ``x * (c / tokens)`` is strictly
+    increasing in the integer ``x`` (distinct integers below 2**50 stay distinct after the
+    product and the sum), so the first least ``x_j`` is the choice and the largest ``x_j``
+    gives the other loads' maximum: one pass over the clients instead of three.
+    """
+    if uniform:
+        c = col[0]
+        k = c / tokens
+        least = min(outs)
+        return outs.index(least), max(max(outs) * k, least * k + c)
+    loads = [x * (c / tokens) for x, c in zip(outs, col, strict=True)]
+    cand = [x + c for x, c in zip(loads, col, strict=True)]
+    if not all(ok):
+        inf = float("inf")
+        cand = [x if a else inf for x, a in zip(cand, ok, strict=True)]
+    j = cand.index(min(cand))  # the first least, as argmin
+    loads[j] += col[j]
+    return j, max(loads)
+
+
 @dataclass
 class RollingMMBPP:
     """Re-solve the MMBPP over the cluster queue (module docstring)."""
@@ -160,27 +187,20 @@ class RollingMMBPP:
 
         The same arithmetic as ``_replan`` on numpy (``lpt_with_loads``, the objective),
         so the same plan and log; the request's sizes and fits are kept per
-        ``(prompt, predicted)`` pair.
+        ``(prompt, predicted)`` pair (``least_loaded_one``).
         """
         (i,) = self.held
         self.held = []
         self.next_replan = t + self.replan_s
         t0 = time.perf_counter()
         s, q = int(self.req.prompt[i]), int(self.req.predicted[i])
-        col, ok = self._one_memo.get((s, q)) or self._one_sizes(i, s, q)
+        col, ok, uniform = self._one_memo.get((s, q)) or self._one_sizes(i, s, q)
         if not any(ok):
             raise ValueError(
                 f"request {self.req.request_id[i]} (row {i}) fits no client's KV memory"
             )
-        tokens = max(1, s + q)
         outs = [st.outstanding_tokens for st in self._states]
-        loads = [x * (c / tokens) for x, c in zip(outs, col, strict=True)]
-        cand = [x + c for x, c in zip(loads, col, strict=True)]
-        if not all(ok):
-            inf = float("inf")
-            cand = [x if a else inf for x, a in zip(cand, ok, strict=True)]
-        j = cand.index(min(cand))  # the first least, as argmin
-        loads[j] += col[j]
+        j, objective = least_loaded_one(outs, col, ok, uniform, max(1, s + q))
         status = "no solver" if self.solve is None else "small batch"
         self._log.append(
             {
@@ -188,7 +208,7 @@ class RollingMMBPP:
                 "requests": 1,
                 "method": "lpt",
                 "status": status,
-                "objective_s": float(max(loads)),
+                "objective_s": float(objective),
                 "solve_s": time.perf_counter() - t0,
             }
         )
@@ -198,5 +218,6 @@ class RollingMMBPP:
         rows = np.array([i], dtype=np.int64)
         col = self.sizes(rows)[0].tolist()
         ok = self.view.fits_matrix(self.req.prompt[rows], self.req.predicted[rows])[0].tolist()
-        self._one_memo[(s, q)] = (col, ok)
-        return col, ok
+        uniform = all(ok) and col[0] > 0 and all(c == col[0] for c in col)
+        self._one_memo[(s, q)] = (col, ok, uniform)
+        return col, ok, uniform
