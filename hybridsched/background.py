@@ -104,6 +104,8 @@ def _child(fn, args, write: int) -> None:
         except Exception:
             payload = pickle.dumps(RuntimeError(f"{type(e).__name__}: {e}"))
     try:
+        sys.stdout.flush()  # what the job printed (os._exit flushes nothing)
+        sys.stderr.flush()
         with os.fdopen(write, "wb") as fh:
             fh.write(payload)
     finally:

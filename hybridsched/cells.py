@@ -231,12 +231,17 @@ def _metrics_row(c: CellRun) -> dict:
     return {**c.run.metrics, **c.slo}
 
 
-def simulate_cell(params: dict, tables: dict | None = None) -> CellRun:
-    """Run one cell (module docstring); raises ``ValueError`` on bad options."""
+def simulate_cell(params: dict, tables: dict | None = None, on_instance=None) -> CellRun:
+    """Run one cell (module docstring); raises ``ValueError`` on bad options.
+
+    ``on_instance(instance)``, when given, is called once the instance is built, before the
+    run (the command line starts the bound beside the simulation there)."""
     p = resolve(params)
     reqs = requests_of(p, tables)
     info = reqs.attrs.get("workload")
     instance = make_instance(reqs, cluster_of(p), max_context=p["max_context"])
+    if on_instance is not None:
+        on_instance(instance)
     knobs = RuleKnobs(
         lambda_multiplier=p["lambda_multiplier"],
         horizon=p["horizon"],

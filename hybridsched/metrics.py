@@ -49,11 +49,17 @@ def request_table(
     instance: Instance,
     evictions: pd.DataFrame | None = None,
     dispatch_s=None,
+    flat: FlatTrace | None = None,
 ) -> pd.DataFrame:
     """Per request, from the trace: arrival, client, dispatch, first scheduled, first token,
-    finish, TTFT, TPOT, end-to-end latency, queueing delay, preemptions, recomputed tokens."""
+    finish, TTFT, TPOT, end-to-end latency, queueing delay, preemptions, recomputed tokens.
+
+    ``flat``: the trace read into flat arrays (``FlatTrace(trace, request ids)``), when the
+    caller keeps it for more; its segments are numbered by ``evictions`` here."""
     req = instance.requests.set_index("request_id")
-    f = FlatTrace(trace, req.index.to_numpy())
+    f = FlatTrace(trace, req.index.to_numpy()) if flat is None else flat
+    if not f.matches(trace, req.index.to_numpy()):
+        raise ValueError("request_table: flat was not read from this trace and instance")
     if (f.row < 0).any() or (f.crow < 0).any():
         raise ValueError("request_table: the trace names a request the instance does not have")
     if evictions is not None and len(evictions):
@@ -161,7 +167,8 @@ def metrics(
     dur = trace["duration_s"].to_numpy()
     kind = trace["kind"].to_numpy()
     # Decode requests per row: all of a decode row, the running batch of a mixed row.
-    n = np.where(kind == "prefill", 0, trace["request_ids"].map(len).to_numpy()).astype(float)
+    ids = trace["request_ids"].to_numpy()
+    n = np.where(kind == "prefill", 0, np.fromiter(map(len, ids), np.int64, len(ids))).astype(float)
     prompts = trace["num_requests"].to_numpy() - n  # prompts (whole or chunks) per row
     dec = n > 0
     has_prompt = prompts > 0

@@ -17,6 +17,7 @@ from hybridsched.instance import Instance
 from hybridsched.metrics import metrics, request_table
 from hybridsched.policies import round_robin
 from hybridsched.policy_registry import RuleKnobs, SolveSettings, make_rule, policy_spec
+from hybridsched.trace_flat import FlatTrace
 
 
 def offline_assignment(instance: Instance, dispatch: str, solve: SolveSettings = SolveSettings()):
@@ -49,6 +50,7 @@ class RunResult:
     router: str = "static"
     admission: str = "reservation"
     router_log: list = field(default_factory=list)
+    flat: FlatTrace | None = None  # the trace as flat arrays (trace_flat.FlatTrace)
 
 
 def run_policy(
@@ -120,7 +122,10 @@ def run_policy(
     elapsed = time.perf_counter() - t0
     if router == "rolling-mmbpp":
         info["replans"] = len(res.router_log)
-    req = request_table(res.trace, instance, res.evictions, res.dispatch_s)
+    # The trace read into flat arrays once: the request table's, and kept for the check
+    # and the CSV writer of the command line (``RunResult.flat``).
+    flat = FlatTrace(res.trace, instance.requests["request_id"].to_numpy())
+    req = request_table(res.trace, instance, res.evictions, res.dispatch_s, flat)
     m = metrics(res.trace, instance, res.evictions, slo_ttft_s, slo_tpot_s, req=req)
     return RunResult(
         policy,
@@ -134,6 +139,7 @@ def run_policy(
         router,
         res.admission,
         res.router_log,
+        flat,
     )
 
 

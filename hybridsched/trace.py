@@ -16,6 +16,7 @@ import pandas as pd
 from hybridsched.csv_writer import write_csv
 from hybridsched.instance import Instance
 from hybridsched.trace_check import TraceError, check_trace
+from hybridsched.trace_flat import in_order
 
 __all__ = [
     "TraceError",
@@ -102,13 +103,20 @@ def _segments(part: pd.DataFrame, ev: pd.DataFrame) -> np.ndarray:
 _TUPLE_COLUMNS = ("request_ids", "chunk_ids", "chunk_tokens")
 
 
-def write_trace(trace: pd.DataFrame, path: str | Path) -> None:
+def write_trace(
+    trace: pd.DataFrame, path: str | Path, request_ids_flat: np.ndarray | None = None
+) -> None:
     """CSV with the tuple columns (``request_ids``, ``chunk_ids``, ``chunk_tokens``) space-separated.
 
     The bytes are those of ``DataFrame.to_csv`` (floats as numpy prints them, the tuple
     columns joined), written through pyarrow when every column allows it (``csv_writer``).
+    ``request_ids_flat``: the engine's flat copy of ``request_ids``
+    (``EngineResult.request_ids_flat``), used when the rows are in the engine's order.
     """
-    write_csv(trace, path, _TUPLE_COLUMNS)
+    flat = None
+    if request_ids_flat is not None and in_order(trace):
+        flat = {"request_ids": request_ids_flat}
+    write_csv(trace, path, _TUPLE_COLUMNS, flat)
 
 
 def read_trace(path: str | Path) -> pd.DataFrame:
@@ -119,8 +127,9 @@ def read_trace(path: str | Path) -> pd.DataFrame:
     return tr
 
 
-def check_run(result, instance: Instance, assignment=None, rtol: float = 1e-9) -> None:
-    """``check_trace`` on an ``EngineResult``: the trace with its evictions and admission mode."""
+def check_run(result, instance: Instance, assignment=None, rtol: float = 1e-9, flat=None) -> None:
+    """``check_trace`` on an ``EngineResult`` (or a ``RunResult``): the trace with its
+    evictions and admission mode; ``flat``: the trace's ``FlatTrace`` (``check_trace``)."""
     check_trace(
         result.trace,
         instance,
@@ -128,4 +137,5 @@ def check_run(result, instance: Instance, assignment=None, rtol: float = 1e-9) -
         rtol=rtol,
         evictions=result.evictions,
         admission=result.admission,
+        flat=flat,
     )

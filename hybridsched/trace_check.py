@@ -11,6 +11,8 @@ seconds. Evicted requests (few) go through the segment-by-segment checks of
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 
@@ -39,11 +41,15 @@ def check_trace(
     rtol: float = 1e-9,
     evictions: pd.DataFrame | None = None,
     admission: str = "reservation",
+    flat: FlatTrace | None = None,
 ) -> None:
     """Assert every invariant of docs/model.md section 9; raise ``TraceError`` naming the first broken one.
 
     ``T >= T_LB`` is checked where the bound is computed (``bounds.py``), since the bound
-    needs more than the trace.
+    needs more than the trace. ``flat``: this trace already read into flat arrays
+    (``FlatTrace(trace, request ids)``, as ``run_policy`` keeps it), read instead of the
+    id tuples; it must have been read from this very frame, unchanged since (a frame
+    changed in place after it was read would be checked as it was). It is not modified.
     """
     missing = [c for c in TRACE_COLUMNS if c not in trace.columns]
     if missing:
@@ -59,7 +65,9 @@ def check_trace(
         bad = cl[(cl < 0) | (cl >= instance.num_clients)][0]
         _fail("schema", f"client {bad} is not in the cluster (0..{instance.num_clients - 1})")
     ids = instance.requests["request_id"].to_numpy()
-    f = FlatTrace(trace, ids)
+    if flat is not None and not flat.matches(trace, ids):
+        raise ValueError("check_trace: flat was not read from this trace and instance")
+    f = FlatTrace(trace, ids) if flat is None else copy.copy(flat)
     if not f.chunks_match:
         _fail("schema", "chunk_ids and chunk_tokens differ in length")
     for row, rid in ((f.row, f.rid), (f.crow, f.cid)):

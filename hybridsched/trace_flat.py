@@ -29,6 +29,15 @@ def flatten(col) -> tuple[np.ndarray, np.ndarray]:
     return np.repeat(np.arange(len(vals), dtype=_IDX), lengths), flat
 
 
+def in_order(trace: pd.DataFrame) -> bool:
+    """The rows are sorted by ``(client, iteration)`` already (an engine's trace is)."""
+    c, k = trace["client"].to_numpy(), trace["iteration"].to_numpy()
+    if len(c) < 2:
+        return True
+    dc = np.diff(c)
+    return bool(((dc > 0) | ((dc == 0) & (np.diff(k) > 0))).all())
+
+
 def row_index(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
     """The position of each of ``values`` in ``ids`` (unique), ``-1`` where absent."""
     n = len(ids)
@@ -74,7 +83,9 @@ class FlatTrace:
     """
 
     def __init__(self, trace: pd.DataFrame, ids: np.ndarray, presorted: bool = False):
-        tr = trace if presorted else trace.sort_values(["client", "iteration"], kind="stable")
+        self.source = trace  # the frame it was read from (``matches``)
+        ordered = presorted or in_order(trace)
+        tr = trace if ordered else trace.sort_values(["client", "iteration"], kind="stable")
         self.tr = tr = tr.reset_index(drop=True)
         self.nrows = len(tr)
         self.client = tr["client"].to_numpy()
@@ -103,12 +114,20 @@ class FlatTrace:
         self.seg = np.zeros(len(self.pos), dtype=_IDX)
         self.cseg = np.zeros(len(self.cpos), dtype=_IDX)
 
+    def matches(self, trace: pd.DataFrame, ids: np.ndarray) -> bool:
+        """It was read from ``trace`` (the same object) with these instance ids."""
+        return self.source is trace and len(self.ids) == len(ids) and bool((self.ids == ids).all())
+
     def row_of(self, values: np.ndarray) -> np.ndarray:
         """Instance rows of request ids (``-1`` for an unknown id)."""
         return row_index(self.ids, np.asarray(values, dtype=np.int64))
 
     def set_evictions(self, ev_row: np.ndarray, ev_iteration: np.ndarray) -> None:
-        """Number the segments: per element, the evictions of its request up to its iteration."""
+        """Number the segments: per element, the evictions of its request up to its iteration.
+
+        The segment arrays are new ones: a shallow copy of a flat trace numbers its own."""
+        self.seg = np.zeros(len(self.pos), dtype=_IDX)
+        self.cseg = np.zeros(len(self.cpos), dtype=_IDX)
         if len(ev_row) == 0:
             return
         K = int(max(self.iteration.max(initial=0), ev_iteration.max())) + 2

@@ -5,8 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
-from hybridsched.csv_writer import _arrow_table, write_csv
+from hybridsched.csv_writer import (
+    _ARROW_FLOATS,
+    _arrow_floats_agree,
+    _arrow_table,
+    _floats,
+    write_csv,
+)
 
 
 def _frame(n: int = 500, seed: int = 0) -> pd.DataFrame:
@@ -82,3 +91,61 @@ def test_tuple_columns_in_chunks(tmp_path, monkeypatch):
     ref.to_csv(tmp_path / "ref.csv", index=False)
     assert (tmp_path / "fast.csv").read_bytes() == (tmp_path / "ref.csv").read_bytes()
     assert df["ids"].tolist() == ids  # the caller's frame is untouched
+
+
+def test_flat_elements_give_the_bytes_of_the_tuples(tmp_path, monkeypatch):
+    """Tests that a column written from its flat elements (as the engine keeps request ids)
+    has the bytes of the same column written from its tuples, in every slice."""
+    import hybridsched.csv_writer as cw
+
+    monkeypatch.setattr(cw, "CHUNK_ROWS", 7)
+    ids = [tuple(range(k, k + k % 5)) for k in range(40)]
+    df = pd.DataFrame({"k": np.arange(40), "ids": ids, "t": np.linspace(0, 1, 40)})
+    flat = np.array([x for r in ids for x in r], dtype=np.int64)
+    write_csv(df, tmp_path / "flat.csv", ["ids"], flat={"ids": flat})
+    write_csv(df, tmp_path / "tuples.csv", ["ids"])
+    assert (tmp_path / "flat.csv").read_bytes() == (tmp_path / "tuples.csv").read_bytes()
+
+
+def test_flat_elements_that_do_not_match_the_column_are_refused(tmp_path):
+    ids = [(1, 2), (3,), ()]
+    df = pd.DataFrame({"ids": ids})
+    with pytest.raises(ValueError, match="ids: 2 flat elements for 3"):
+        write_csv(df, tmp_path / "x.csv", ["ids"], flat={"ids": np.array([1, 2])})
+
+
+def _repr_text(v: np.ndarray) -> list[str]:
+    return ["" if np.isnan(x) else repr(x) for x in v.tolist()]
+
+
+@settings(max_examples=300, deadline=None)
+@given(hnp.arrays(np.float64, st.integers(0, 60), elements=st.floats(allow_subnormal=True)))
+def test_floats_are_repr_text_anywhere(v):
+    """Tests that any doubles (NaN, infinities, zeros, subnormals, huge) are written as
+    repr writes them, whichever path the column takes."""
+    assert _floats(v).to_pylist() == _repr_text(v)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    hnp.arrays(
+        np.float64,
+        st.integers(1, 60),
+        elements=st.one_of(
+            st.floats(_ARROW_FLOATS[0], _ARROW_FLOATS[1], exclude_max=True),
+            st.floats(-_ARROW_FLOATS[1], -_ARROW_FLOATS[0], exclude_min=True),
+            st.integers(-(10**9), 10**9).map(float),
+            st.sampled_from([0.0, -0.0, np.nan, np.inf, -np.inf]),
+        ),
+    )
+)
+def test_floats_in_the_arrow_range_are_repr_text(v):
+    """Tests the pyarrow path itself (every value in its range): repr's text, '.0' on
+    integral values, NaN empty."""
+    assert _floats(v).to_pylist() == _repr_text(v)
+
+
+def test_this_pyarrow_takes_the_fast_float_path():
+    """The shipped pyarrow writes repr's text in the range (else every float column would
+    fall back to repr one by one: correct, and slow)."""
+    assert _arrow_floats_agree()

@@ -116,6 +116,21 @@ def test_request_table(result, two_requests, hand):
     assert rt.loc[1, "tpot_s"] == pytest.approx(hand["t_d1"], rel=1e-12)
 
 
+def test_request_table_reads_a_kept_flat_trace_and_refuses_another(result, two_requests):
+    """Tests that the table read from a kept FlatTrace is the table read afresh, and that
+    a FlatTrace read from another frame (even an equal copy) is refused."""
+    from hybridsched.trace_flat import FlatTrace
+
+    trace, _ = result
+    ids = two_requests.requests["request_id"].to_numpy()
+    pd.testing.assert_frame_equal(
+        request_table(trace, two_requests, flat=FlatTrace(trace, ids)),
+        request_table(trace, two_requests),
+    )
+    with pytest.raises(ValueError, match="not read from this trace"):
+        request_table(trace, two_requests, flat=FlatTrace(trace.copy(), ids))
+
+
 def test_arrivals_shift_latencies(linear_client):
     """Tests that TTFT and e2e are measured from each request's arrival and that idle time
     before an arrival lowers the busy fraction: one request (s=10, o=2) arriving at 4 s."""

@@ -332,3 +332,36 @@ def test_repeated_decode_in_one_row(small, trace):
     trace.at[b, "request_ids"] = tuple(i for i in trace.at[b, "request_ids"] if i != rid)
     with pytest.raises(TraceError, match="decodes in every decode iteration"):
         check_trace(trace, small)
+
+
+def test_check_on_a_kept_flat_trace(small, base_trace, trace):
+    """Tests that check_trace reads a kept FlatTrace as it reads the frame, leaves it as it
+    was, and refuses one read from another frame (so a changed copy is checked afresh)."""
+    from hybridsched.trace_flat import FlatTrace
+
+    ids = small.requests["request_id"].to_numpy()
+    flat = FlatTrace(base_trace, ids)
+    before = {k: v.copy() for k, v in vars(flat).items() if isinstance(v, np.ndarray)}
+    check_trace(base_trace, small, flat=flat)
+    for k, v in before.items():
+        np.testing.assert_array_equal(getattr(flat, k), v)
+    assert hasattr(flat, "rid")  # the check drops the ids from its own copy only
+    r = rows(trace, 0, "decode")[0]
+    trace.loc[r, "duration_s"] *= 0.5  # the changed copy fails; the stale flat is refused
+    with pytest.raises(ValueError, match="not read from this trace"):
+        check_trace(trace, small, flat=flat)
+    with pytest.raises(TraceError):
+        check_trace(trace, small, flat=FlatTrace(trace, ids))
+
+
+def test_write_trace_from_kept_flat_ids(tmp_path, small, base_trace):
+    """Tests that the trace written from a kept FlatTrace's ids is the file written from the
+    tuples, and that ids of another length are refused."""
+    from hybridsched.trace_flat import FlatTrace
+
+    flat = FlatTrace(base_trace, small.requests["request_id"].to_numpy())
+    write_trace(base_trace, tmp_path / "flat.csv", request_ids_flat=flat.rid)
+    write_trace(base_trace, tmp_path / "tuples.csv")
+    assert (tmp_path / "flat.csv").read_bytes() == (tmp_path / "tuples.csv").read_bytes()
+    with pytest.raises(ValueError, match="request_ids"):
+        write_trace(base_trace, tmp_path / "bad.csv", request_ids_flat=flat.rid[:-1])

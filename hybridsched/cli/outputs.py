@@ -30,10 +30,14 @@ class Outputs:
     def __init__(self, out: str | Path):
         self.dir = Path(out)
         self.files: dict[str, object] = {}
+        self.options: dict[str, dict] = {}  # per file: keyword arguments of its writer
         self._tmp: list[tuple[Path, Path]] = []  # (partial file, final name), as written
 
-    def add(self, name: str, content) -> None:
+    def add(self, name: str, content, **options) -> None:
+        """``content``: a DataFrame (CSV; a name starting with ``trace`` is written by
+        ``write_trace``, which takes ``options``) or anything JSON can hold."""
         self.files[name] = content
+        self.options[name] = options
 
     def write(self) -> None:
         """Write the files added so far as ``NAME.partial``; nothing looks complete until
@@ -48,7 +52,7 @@ class Outputs:
                 if name.startswith("trace"):
                     from hybridsched.trace import write_trace
 
-                    write_trace(content, path)
+                    write_trace(content, path, **self.options.get(name, {}))
                 else:
                     from hybridsched.csv_writer import write_csv
 

@@ -22,6 +22,8 @@ from hybridsched.cli.outputs import Outputs
 
 
 def cmd_simulate(args) -> None:
+    import functools
+
     import pandas as pd
 
     from hybridsched import background
@@ -30,33 +32,47 @@ def cmd_simulate(args) -> None:
     from hybridsched.trace import check_run
 
     _serving(args)  # refuse bad serving options before any work
-    try:
-        cell = simulate_cell({**cell_params(args), "check": False})
-    except ValueError as e:  # name the CLI's flags, not the cell's option names
-        raise ValueError(_flag_names(str(e))) from None
-    inst, run = cell.instance, cell.run
-    _report_dropped(cell.workload or {})
-    # --check reads the finished run in the background (a forked process, on the other
-    # core) while the bound is computed and the files are written; nothing is renamed
-    # into place before the check has passed.
+    # The bound needs only the instance: it is computed in the background (a forked
+    # process, on the other core) while the policy runs. --check reads the finished run
+    # there too while the files are written; nothing is renamed into place before the
+    # check has passed.
     solve = SolveSettings(args.time_limit, args.mip_gap)
-    mixed = POLICIES[args.policy].mixed
+    spec = POLICIES[args.policy]
+    jobs: dict = {}
+
+    def start_bound(inst) -> None:
+        bound = functools.partial(
+            full_lower_bound,
+            solve=solve,
+            mixed_iterations=spec.mixed,
+            admission=args.admission or spec.admission,
+        )
+        jobs["bound"] = background.start(bound, inst)
+
     out = Outputs(args.out)
-    checked = background.start(check_run, run, inst) if args.check else None
     try:
-        lb = full_lower_bound(inst, solve=solve, mixed_iterations=mixed, admission=run.admission)
-        m = _metrics_json(args, cell, lb)
-        out.add("trace.csv", run.trace)
+        try:
+            cell = simulate_cell({**cell_params(args), "check": False}, on_instance=start_bound)
+        except ValueError as e:  # name the CLI's flags, not the cell's option names
+            raise ValueError(_flag_names(str(e))) from None
+        inst, run = cell.instance, cell.run
+        _report_dropped(cell.workload or {})
+        if args.check:
+            jobs["check"] = background.start(functools.partial(check_run, flat=run.flat), run, inst)
+        out.add("trace.csv", run.trace, request_ids_flat=run.flat.rid)
         out.add("requests.csv", run.requests)
         out.add("evictions.csv", run.evictions)
         out.add("replans.csv", pd.DataFrame(run.router_log, columns=REPLAN_COLUMNS))
+        out.write()
+        lb = jobs["bound"].result()
+        m = _metrics_json(args, cell, lb)
         out.add("metrics.json", m)
         out.write()
-        if checked is not None:
-            checked.result()
+        if "check" in jobs:
+            jobs["check"].result()
     except BaseException:
-        if checked is not None:
-            checked.cancel()
+        for job in jobs.values():
+            job.cancel()
         out.discard()
         raise
     out.commit()
