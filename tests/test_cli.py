@@ -477,3 +477,34 @@ def test_simulate_check_failure_leaves_no_files(tmp_path, small_csv, monkeypatch
     assert sorted(p.name for p in out.iterdir()) == [
         "evictions.csv", "metrics.json", "replans.csv", "requests.csv", "trace.csv"
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("policy, admission", [("online-hybrid", None), ("hybrid", "on-demand")])
+def test_simulate_background_bound_is_the_bound_of_the_run(tmp_path, small_csv, policy, admission):
+    """Tests that the bound computed beside the run (another process) is the bound of the
+    run's instance and admission, every part, as computed in this process."""
+    from hybridsched.cells import simulate_cell
+    from hybridsched.experiments import POLICIES, SolveSettings, full_lower_bound
+
+    out = tmp_path / "run"
+    extra = ["--admission", admission] if admission else []
+    args = ["simulate", "--policy", policy, "--requests", str(small_csv), "--arrivals", "poisson:5"]
+    assert main([*args, *extra, "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    cell = simulate_cell(
+        {
+            "policy": policy,
+            "workload": str(small_csv),
+            "arrivals": "poisson:5",
+            "admission": admission,
+        }
+    )
+    assert m["admission"] == cell.run.admission == (admission or POLICIES[policy].admission)
+    lb = full_lower_bound(
+        cell.instance,
+        solve=SolveSettings(),
+        mixed_iterations=POLICIES[policy].mixed,
+        admission=cell.run.admission,
+    )
+    assert m["lower_bound_s"] == lb.lower_bound_s
+    assert m["lower_bound_parts"] == json.loads(json.dumps(lb.all_parts()))
