@@ -81,11 +81,14 @@ def _decode_steps_once(c, d: np.ndarray, ndec: np.ndarray, lens: np.ndarray) -> 
     if gap.any():
         _fail_gap(c, d, gap)
     # Each step is in range and a request has ndec_i decodes: they are its ndec_i distinct
-    # rows unless one (request, slot) is counted twice.
+    # rows unless one (request, slot) is counted twice. There are as many slots as
+    # elements (sum ndec_i = |d|), so none is counted twice iff every slot is hit.
     slot = (np.cumsum(ndec) - ndec)[r] + step
-    counts = np.bincount(slot, minlength=len(d))
-    if len(counts) and counts.max() > 1:
-        _fail_gap(c, d, counts[slot] != 1)
+    hit = np.zeros(len(d), dtype=bool)
+    hit[slot] = True
+    if not hit.all():
+        _fail_gap(c, d, np.bincount(slot, minlength=len(d))[slot] != 1)
+    del hit
     c.dec_groups = (np.zeros(0, np.int64), np.zeros(0, np.int64))
     ctx = np.zeros(len(f.pos), dtype=np.int64)
     step += 1
