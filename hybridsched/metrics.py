@@ -57,9 +57,10 @@ def request_table(
     ``flat``: the trace read into flat arrays (``FlatTrace(trace, request ids)``), when the
     caller keeps it for more; its segments are numbered by ``evictions`` here."""
     req = instance.requests.set_index("request_id")
-    f = FlatTrace(trace, req.index.to_numpy()) if flat is None else flat
-    if not f.matches(trace, req.index.to_numpy()):
+    ids = req.index.to_numpy()
+    if flat is not None and not flat.matches(trace, ids):
         raise ValueError("request_table: flat was not read from this trace and instance")
+    f = FlatTrace(trace, ids) if flat is None else flat
     if (f.row < 0).any() or (f.crow < 0).any():
         raise ValueError("request_table: the trace names a request the instance does not have")
     if evictions is not None and len(evictions):

@@ -110,8 +110,9 @@ def write_trace(
 
     The bytes are those of ``DataFrame.to_csv`` (floats as numpy prints them, the tuple
     columns joined), written through pyarrow when every column allows it (``csv_writer``).
-    ``request_ids_flat``: the engine's flat copy of ``request_ids``
-    (``EngineResult.request_ids_flat``), used when the rows are in the engine's order.
+    ``request_ids_flat``: ``request_ids`` one after the other in row order (the ``rid``
+    of the trace's ``FlatTrace``, as ``RunResult.flat`` keeps it), used when the rows are
+    in ``(client, iteration)`` order.
     """
     flat = None
     if request_ids_flat is not None and in_order(trace):
