@@ -80,6 +80,17 @@ _BOUNDS = {
 # of the roofline makes the objective flat where the floor is inactive, so a fit started
 # at floor 0 keeps it there; the best of these starts is taken (deterministic).
 STARTS = [{}, {"prefill_mbu_share": 0.6}, {"prefill_mbu_share": 0.6, "prefill_floor_s": 0.03}]
+# The value at which a constant adds nothing to the roofline. A fitted constant that the data
+# do not need (the fit with it at its neutral value costs no more, within SIMPLER_TOLERANCE)
+# is set to it, so a term the data cannot see never depends on the optimizer's path.
+NEUTRAL = {
+    "prefill_floor_s": 0.0,
+    "prefill_per_request_s": 0.0,
+    "decode_per_request_s": 0.0,
+    "allreduce_large_share": 1.0,
+    "prefill_mbu_share": 1.0,
+}
+SIMPLER_TOLERANCE = (1e-4, 1e-9)  # relative to the cost, absolute
 OUTLIER_THRESHOLD = 0.5
 OUTLIER_MAX_SHARE = 0.02
 LOSS, F_SCALE = "cauchy", 0.1
@@ -202,7 +213,24 @@ def calibration_base(hw: HardwareProfile, **changes) -> HardwareProfile:
 def _solve(
     model, base: HardwareProfile, m: pd.DataFrame, names: list[str], starts=({},)
 ) -> HardwareProfile:
-    """The robust fit of ``names`` from ``base`` (and each of ``starts`` over it): the best."""
+    """The robust fit of ``names`` from ``base`` (and each of ``starts`` over it), simplified.
+
+    The best start wins; then each constant in ``NEUTRAL`` that the data do not need is set
+    to its neutral value (:func:`_simplify`).
+    """
+    best = None
+    for start in starts:
+        if best is not None and not set(start) & set(names):
+            continue
+        sol = _least_squares(model, base, m, names, start)
+        if best is None or sol.cost < best.cost:
+            best = sol
+    hw = _with(base, dict(zip(names, map(float, best.x), strict=True)))
+    return _simplify(model, hw, m, names, best.cost)
+
+
+def _least_squares(model, base: HardwareProfile, m: pd.DataFrame, names: list[str], start: dict):
+    """One robust least-squares fit of ``names``, started at ``base`` with ``start`` over it."""
     lo = np.array([_BOUNDS[n][0] for n in names])
     hi = np.array([_BOUNDS[n][1] for n in names])
     scale = np.array([_BOUNDS[n][2] for n in names])
@@ -212,18 +240,38 @@ def _solve(
         hw = _with(base, dict(zip(names, map(float, x), strict=True)))
         return predict(model, hw, m) / y - 1.0
 
-    best = None
-    for start in starts:
-        x0 = [start.get(n, param_value(base, n)) for n in names]
-        x0 = np.clip(x0, lo + 1e-12, hi)
-        if best is not None and not set(start) & set(names):
+    x0 = np.clip([start.get(n, param_value(base, n)) for n in names], lo + 1e-12, hi)
+    return least_squares(residuals, x0, bounds=(lo, hi), loss=LOSS, f_scale=F_SCALE, x_scale=scale)
+
+
+def _simplify(model, hw: HardwareProfile, m: pd.DataFrame, names: list[str], cost: float):
+    """``hw`` with every constant the data do not need at its neutral value (``NEUTRAL``).
+
+    In ``NEUTRAL``'s order, each fitted constant away from its neutral value is pinned there
+    and the others refitted; the pin stays when the cost rises by no more than
+    ``SIMPLER_TOLERANCE``. A floor or a per-request cost that no measurement activates is
+    otherwise left wherever the optimizer's path put it, and it would move predictions at
+    settings the data do not cover (another tp, say).
+    """
+    rel, absolute = SIMPLER_TOLERANCE
+    for name, neutral in NEUTRAL.items():
+        if name not in names or param_value(hw, name) == neutral:
             continue
-        sol = least_squares(
-            residuals, x0, bounds=(lo, hi), loss=LOSS, f_scale=F_SCALE, x_scale=scale
-        )
-        if best is None or sol.cost < best.cost:
-            best = sol
-    return _with(base, dict(zip(names, map(float, best.x), strict=True)))
+        rest = [n for n in names if n != name]
+        pinned = _with(hw, {name: neutral})
+        sol = _least_squares(model, pinned, m, rest, {}) if rest else None
+        trial = _with(pinned, dict(zip(rest, map(float, sol.x), strict=True))) if rest else pinned
+        trial_cost = sol.cost if rest else _cost(model, trial, m)
+        if trial_cost <= cost * (1 + rel) + absolute:
+            hw, cost = trial, trial_cost
+    return hw
+
+
+def _cost(model, hw: HardwareProfile, m: pd.DataFrame) -> float:
+    """The robust loss of ``hw`` on ``m`` (as ``least_squares`` reports it)."""
+    r = predict(model, hw, m) / m["time_s"].to_numpy(float) - 1.0
+    z = (r / F_SCALE) ** 2
+    return float(0.5 * F_SCALE**2 * np.sum(np.log1p(z)))
 
 
 def fit_profile(

@@ -73,6 +73,18 @@ def test_fit_recovers_known_constants():
     assert "allreduce_latency_s" in fit.fixed  # two tp values cannot separate it
 
 
+def test_terms_the_data_do_not_need_are_fitted_to_their_neutral_values():
+    """Tests that a floor or per-request cost no measurement activates comes out at its
+    neutral value, whatever path the optimizer took (the fit must not depend on it)."""
+    model = load_model_profile("llama-2-70b")
+    base = load_hardware_profile("h100-80gb-sxm")
+    truth = cal.calibration_base(base, overhead_per_extra_gpu_s=2e-3, iteration_overhead_s=5e-3)
+    fit = cal.fit_profile(synthetic(truth, model), model, base)
+    for name, neutral in cal.NEUTRAL.items():
+        assert fit.params[name] == neutral, name
+    assert fit.errors["max"].max() < 1e-5
+
+
 def test_outliers_are_capped_and_reported():
     """Tests that a wildly wrong row is flagged, that at most 2% of rows are, and that the
     errors are reported without it."""
