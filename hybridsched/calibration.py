@@ -254,16 +254,17 @@ def _simplify(model, hw: HardwareProfile, m: pd.DataFrame, names: list[str], cos
     settings the data do not cover (another tp, say).
     """
     rel, absolute = SIMPLER_TOLERANCE
+    names = list(names)
     for name, neutral in NEUTRAL.items():
-        if name not in names or param_value(hw, name) == neutral:
+        if name not in names:
             continue
-        rest = [n for n in names if n != name]
+        rest = [n for n in names if n != name]  # a pinned constant stays pinned
         pinned = _with(hw, {name: neutral})
         sol = _least_squares(model, pinned, m, rest, {}) if rest else None
         trial = _with(pinned, dict(zip(rest, map(float, sol.x), strict=True))) if rest else pinned
         trial_cost = sol.cost if rest else _cost(model, trial, m)
         if trial_cost <= cost * (1 + rel) + absolute:
-            hw, cost = trial, trial_cost
+            hw, cost, names = trial, trial_cost, rest
     return hw
 
 
