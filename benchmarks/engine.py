@@ -86,7 +86,7 @@ def bench_engine() -> None:
 def _workload(n: int, path: Path, seed: int = 0) -> None:
     import numpy as np
 
-    from hybridsched.data import load_gsm8k
+    from hybridsched.workloads.requests import load_gsm8k
 
     g = load_gsm8k()
     rows = np.random.default_rng(seed).integers(0, len(g), n)

@@ -42,12 +42,9 @@ def tiny_instance(rng: np.random.Generator, regime: str, latency):
 
 
 def linear_latency():
-    from hybridsched.latency import (
-        RooflineLatency,
-        fit_linear,
-        load_hardware_profile,
-        load_model_profile,
-    )
+    from hybridsched.latency.linear import fit_linear
+    from hybridsched.latency.profiles import load_hardware_profile, load_model_profile
+    from hybridsched.latency.roofline import RooflineLatency
 
     roof = RooflineLatency(
         load_model_profile("llama-65b"), load_hardware_profile("a100-80gb-sxm"), 4
@@ -56,7 +53,8 @@ def linear_latency():
 
 
 def fuzz(count: int = 1000, seed: int = 0, time_limit_s: float = 30.0) -> pd.DataFrame:
-    from hybridsched.experiments import run_policy, solve_exact
+    from hybridsched.studies.exact import solve_exact
+    from hybridsched.studies.run import run_policy
 
     lat = linear_latency()
     rng = np.random.default_rng(seed)

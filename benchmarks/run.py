@@ -42,9 +42,10 @@ import numpy as np
 
 
 def bench_sim(repeat: int = 5) -> None:
-    from hybridsched.experiments import POLICIES, make_rule, offline_assignment
     from hybridsched.instance import make_instance
-    from hybridsched.simulator import simulate
+    from hybridsched.policies.registry import POLICIES, make_rule
+    from hybridsched.policies.static import simulate
+    from hybridsched.studies.run import offline_assignment
 
     inst = make_instance()
     print("== simulator: default single case (1,319 requests, 2 clients, tp=4, B=32), one core ==")
@@ -97,14 +98,12 @@ def bench_sim(repeat: int = 5) -> None:
 
 
 def bench_mmbpp(time_limit_s: float = 10.0) -> None:
-    from hybridsched.bounds import planning_sizes
+    from hybridsched.bounds.floors import planning_sizes
     from hybridsched.instance import Cluster, make_instance
-    from hybridsched.mmbpp import (
-        build_assignment_model,
-        lpt_assignment,
-        solve_assignment,
-        trivial_bound,
-    )
+    from hybridsched.offline.heuristics import lpt_assignment
+    from hybridsched.offline.mmbpp import solve_assignment
+    from hybridsched.offline.mmbpp_model import build_assignment_model
+    from hybridsched.offline.mmbpp_problem import trivial_bound
 
     print(
         "== offline MMBPP: 1,319 GSM8K requests, tp=4 clients, gap target 0.1%, time limit "
@@ -149,7 +148,7 @@ def _peak_rss_mb() -> float:
 
 def _scale_case(n: int, m: int, limit: float, unrelated: bool, seed: int = 0) -> dict:
     """One MMBPP case in this process: sizes ~ U(0.05, 5) s from default_rng(seed)."""
-    from hybridsched.mmbpp import solve_assignment
+    from hybridsched.offline.mmbpp import solve_assignment
 
     rng = np.random.default_rng(seed)
     if unrelated:
@@ -183,7 +182,7 @@ def bench_mmbpp_scale() -> None:
 
 def _bound_case(n: int, m: int, seed: int = 0) -> dict:
     """The lower bound's MMBPP part on (n, m) sizes with equal columns, in this process."""
-    from hybridsched.mmbpp import assignment_bound
+    from hybridsched.offline.mmbpp import assignment_bound
 
     sizes = np.tile(np.random.default_rng(seed).uniform(0.05, 5.0, n)[:, None], (1, m))
     t0 = time.perf_counter()
@@ -205,13 +204,11 @@ def bench_bound() -> None:
 
 
 def bench_mip(limit_s: float = 60.0) -> None:
-    from hybridsched.iteration_mip import LinearCoefficients, solve_iteration_mip
-    from hybridsched.latency import (
-        RooflineLatency,
-        fit_linear,
-        load_hardware_profile,
-        load_model_profile,
-    )
+    from hybridsched.latency.linear import fit_linear
+    from hybridsched.latency.profiles import load_hardware_profile, load_model_profile
+    from hybridsched.latency.roofline import RooflineLatency
+    from hybridsched.offline.iteration_instance import LinearCoefficients
+    from hybridsched.offline.iteration_mip import solve_iteration_mip
 
     roof = RooflineLatency(
         load_model_profile("llama-65b"), load_hardware_profile("a100-80gb-sxm"), 4
@@ -248,7 +245,7 @@ def bench_mip(limit_s: float = 60.0) -> None:
 
 
 def bench_study(workers: int = 2) -> None:
-    from hybridsched.experiments import run_study
+    from hybridsched.studies.study import run_study
 
     print(
         f"== 100-case study (1,000 of 1,319 requests per case), {workers} workers (target: <= 60 s each) =="
@@ -271,9 +268,9 @@ def bench_study(workers: int = 2) -> None:
 
 
 def bench_pred() -> None:
-    from hybridsched.data import load_gsm8k
-    from hybridsched.length_model import training_table
-    from hybridsched.predictors import evaluate_predictor
+    from hybridsched.workloads.length_model import training_table
+    from hybridsched.workloads.predictors import evaluate_predictor
+    from hybridsched.workloads.requests import load_gsm8k
 
     print("== length predictors on the GSM8K test split (1,319 requests, truth: 175B outputs) ==")
     print(
@@ -303,16 +300,17 @@ def bench_pred() -> None:
 def bench_fit() -> None:
     from dataclasses import replace
 
-    from hybridsched import calibration as cal
-    from hybridsched import calibration_holdout as holdout
+    from hybridsched.latency import calibration as cal
+    from hybridsched.latency import holdout
+    from hybridsched.latency.measurements import load_splitwise
+    from hybridsched.latency.profiles import load_hardware_profile, load_model_profile
     from hybridsched.paths import data_dir
-    from hybridsched.profiles import load_hardware_profile, load_model_profile
 
     csv = data_dir() / "latency" / "splitwise" / "perf_model_measured.csv"
     model = load_model_profile("llama-2-70b")
     print("== calibration: Llama-2-70B measured iteration times (splitwise), tp 2 and 8 ==")
     for hw, label in (("a100-80gb-sxm", "a100-80gb"), ("h100-80gb-sxm", "h100-80gb")):
-        m = cal.load_splitwise(csv, "llama2-70b", label)
+        m = load_splitwise(csv, "llama2-70b", label)
         base = replace(load_hardware_profile(hw), memory_bytes=80 * 2**30)
         t0 = time.perf_counter()
         fit = cal.fit_profile(m, model, base)
@@ -354,7 +352,7 @@ def bench_workloads(repeat: int = 3) -> None:
     import tempfile
     from pathlib import Path
 
-    from hybridsched.workloads import WORKLOADS, export_workload, load_workload
+    from hybridsched.workloads.catalogue import WORKLOADS, export_workload, load_workload
 
     print("== workloads: load (best of 3) and export as a Vidur trace ==")
     with tempfile.TemporaryDirectory() as tmp:
@@ -388,10 +386,11 @@ def _tiny_instance(rng, fits):
 
 
 def bench_bounds(num_tiny: int = 200, budget_s: float = 120.0, seed: int = 0) -> None:
-    from hybridsched.bounds import arrival_volume, lower_bound, tau_sweep
-    from hybridsched.experiments import full_lower_bound, solve_exact
+    from hybridsched.bounds.lower_bound import arrival_volume, lower_bound, tau_sweep
     from hybridsched.instance import Cluster
-    from hybridsched.latency import fit_linear
+    from hybridsched.latency.linear import fit_linear
+    from hybridsched.studies.bounds import full_lower_bound
+    from hybridsched.studies.exact import solve_exact
 
     n = 1_000_000
     rng = np.random.default_rng(seed)
@@ -435,8 +434,8 @@ def bench_sweep(
 ) -> None:
     import tempfile
 
-    from hybridsched.grid import expand_grid, run_cells, workload_tables
-    from hybridsched.runner import Engine
+    from hybridsched.jobs.executor import Executor
+    from hybridsched.studies.grid import expand_grid, run_cells, workload_tables
 
     grid = {"num_requests": num_requests, "policy": "baseline", "seed": list(range(cells))}
     todo = expand_grid(grid).cells
@@ -446,10 +445,10 @@ def bench_sweep(
     )
     for kind in kinds:
         with tempfile.TemporaryDirectory() as tmp:
-            from hybridsched.store import ResultStore
+            from hybridsched.jobs.store import ResultStore
 
             t0 = time.perf_counter()
-            with Engine(kind, workers) as eng:
+            with Executor(kind, workers) as eng:
                 started = time.perf_counter() - t0
                 t1 = time.perf_counter()
                 rows = run_cells(todo, eng, ResultStore(tmp), tables=tables)

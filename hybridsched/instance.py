@@ -14,15 +14,10 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from hybridsched.data import check_context, load_gsm8k, validate_requests
-from hybridsched.latency import (
-    LatencyModel,
-    LinearLatency,
-    RooflineLatency,
-    fit_linear,
-    load_hardware_profile,
-    load_model_profile,
-)
+from hybridsched.latency.linear import LinearLatency, fit_linear
+from hybridsched.latency.profiles import load_hardware_profile, load_model_profile
+from hybridsched.latency.roofline import LatencyModel, RooflineLatency
+from hybridsched.workloads.requests import check_context, load_gsm8k, validate_requests
 
 DEFAULT_PREFILL_BUDGET_TOKENS = 2048
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import settings
 
 from hybridsched.instance import Client, Cluster, Instance, make_instance
-from hybridsched.latency import LinearLatency
+from hybridsched.latency.linear import LinearLatency
 
 settings.register_profile("ci", max_examples=60, deadline=None)
 settings.register_profile("dev", max_examples=30, deadline=None)
@@ -19,7 +19,7 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 @pytest.fixture(scope="session")
 def gsm8k_small() -> Instance:
     """The first 60 GSM8K test requests on the default cluster (2 clients, tp=4, B=32)."""
-    from hybridsched.data import load_gsm8k
+    from hybridsched.workloads.requests import load_gsm8k
 
     return make_instance(load_gsm8k().iloc[:60].reset_index(drop=True), Cluster())
 
@@ -27,7 +27,7 @@ def gsm8k_small() -> Instance:
 @pytest.fixture(scope="session")
 def memory_bound_small() -> Instance:
     """120 GSM8K requests on 4 clients of tp=2: KV memory (about 5.1k tokens), not B, limits the batch."""
-    from hybridsched.data import load_gsm8k
+    from hybridsched.workloads.requests import load_gsm8k
 
     return make_instance(
         load_gsm8k().iloc[:120].reset_index(drop=True), Cluster(num_clients=4, tp=2)

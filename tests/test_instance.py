@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hybridsched.data import COLUMNS
 from hybridsched.instance import Client, Cluster, Instance, linear_instance, make_instance
-from hybridsched.latency import LinearLatency, RooflineLatency
+from hybridsched.latency.linear import LinearLatency
+from hybridsched.latency.roofline import RooflineLatency
+from hybridsched.workloads.requests import COLUMNS
 
 LIN = LinearLatency(1.0, 0.01, 0.5, 0.1, 0.001)
 

@@ -1,7 +1,7 @@
 """The repository's notebooks: committed clean, and each renders with smoke parameters.
 
 The smoke renders run once per session (about 20-40 s on 2 cores, kernel starts
-included) through ``report.render``, i.e. papermill then nbconvert, into a temporary
+included) through ``reports.render``, i.e. papermill then nbconvert, into a temporary
 folder; the per-notebook tests then read what it wrote.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from hybridsched import report
+from hybridsched import reports
 from hybridsched.paths import repo_root
 
 NOTEBOOKS = [
@@ -45,7 +45,7 @@ def _read(name: str) -> nbformat.NotebookNode:
 
 def test_all_notebooks_present():
     """Tests that notebooks/ holds exactly the workbook notebooks render() picks up."""
-    assert [p.stem for p in report.find_notebooks()] == NOTEBOOKS
+    assert [p.stem for p in reports.find_notebooks()] == NOTEBOOKS
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -81,7 +81,7 @@ def test_notebook_has_one_parameters_cell_of_literals(name):
 def smoke_reports(tmp_path_factory):
     """All the notebooks rendered with smoke=True into a temporary folder (executed notebooks kept)."""
     out = tmp_path_factory.mktemp("reports")
-    report.render(out, smoke=True, keep_ipynb=True, progress=False)
+    reports.render(out, smoke=True, keep_ipynb=True, progress=False)
     return out
 
 
@@ -101,7 +101,7 @@ def test_notebook_smoke_render_has_no_error_and_writes_results(smoke_reports, na
         if o.output_type == "error"
     ]
     assert errors == []
-    jsons = [p for p in (smoke_reports / name).glob("*.json") if p.name != report.RENDER_JSON]
+    jsons = [p for p in (smoke_reports / name).glob("*.json") if p.name != reports.RENDER_JSON]
     assert len(jsons) == 1
     doc = json.loads(jsons[0].read_text())
     assert doc["notebook_parameters"]["smoke"] is True
@@ -140,7 +140,7 @@ def test_my_deployment_renders_from_the_command_line_with_a_parameter(tmp_path, 
     out = tmp_path / "r"
     argv = ["render", "--smoke", "--notebooks", "07_my_deployment", "-p", "clients=2"]
     assert main([*argv, "--out", str(out)]) == 0
-    meta = json.loads((out / "07_my_deployment" / report.RENDER_JSON).read_text())
+    meta = json.loads((out / "07_my_deployment" / reports.RENDER_JSON).read_text())
     assert meta["parameters"]["clients"] == 2
     doc = json.loads((out / "07_my_deployment" / "my_deployment.json").read_text())
     assert doc["cell"]["clients"] == 2 and doc["verdict"]["winner"] in doc["policies"]

@@ -55,7 +55,7 @@ import argparse
 import os
 import sys
 
-from hybridsched.argcheck import (
+from hybridsched.cli.argcheck import (
     OneLineParser,
     check_input_file,
     check_out_dir,
@@ -65,9 +65,7 @@ from hybridsched.argcheck import (
 from hybridsched.cli.assign import add_assign, cmd_assign
 from hybridsched.cli.calibrate import add_calibrate, cmd_calibrate
 from hybridsched.cli.capacity import add_capacity, cmd_capacity
-from hybridsched.cli.common import _workload_options, cell_params  # noqa: F401  (re-exported)
 from hybridsched.cli.export import add_export, cmd_export
-from hybridsched.cli.outputs import Outputs  # noqa: F401  (re-exported)
 from hybridsched.cli.render import add_render, cmd_render
 from hybridsched.cli.simulate import add_simulate, cmd_simulate
 from hybridsched.cli.study import add_single_case, add_study, cmd_single_case, cmd_study

@@ -6,22 +6,15 @@ import argparse
 
 import pandas as pd
 
-from hybridsched.argcheck import (
-    positive_int_arg,
-)
-from hybridsched.cli.common import (
-    _cluster_args,
-    _instance,
-    _recorded_prediction,
-    _solve_args,
-)
+from hybridsched.cli.argcheck import positive_int_arg
+from hybridsched.cli.options import _cluster_args, _instance, _recorded_prediction, _solve_args
 from hybridsched.cli.outputs import Outputs
 
 
 def cmd_assign(args) -> None:
-    from hybridsched.bounds import planning_sizes
-    from hybridsched.experiments import versions
-    from hybridsched.mmbpp import solve_assignment
+    from hybridsched.bounds.floors import planning_sizes
+    from hybridsched.offline.mmbpp import solve_assignment
+    from hybridsched.provenance import versions
 
     inst, cluster = _instance(args)
     res = solve_assignment(

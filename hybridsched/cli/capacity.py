@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from hybridsched.cli.common import (
-    _engine_args,
-)
+from hybridsched.cli.options import _engine_args
 from hybridsched.cli.outputs import Outputs
 
 
 def cmd_capacity(args) -> None:
-    from hybridsched.capacity import gpus_needed, plan_capacity, read_prices
-    from hybridsched.experiments import versions
+    from hybridsched.provenance import versions
+    from hybridsched.studies.capacity import gpus_needed, plan_capacity, read_prices
 
     res = plan_capacity(
         workload=args.workload,
@@ -64,7 +62,7 @@ def cmd_capacity(args) -> None:
 
 
 def add_capacity(sub) -> argparse.ArgumentParser:
-    from hybridsched.policy_registry import POLICIES
+    from hybridsched.policies.registry import POLICIES
 
     p = sub.add_parser(
         "capacity", help="the cheapest cluster that sustains a request rate under an SLO"

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from hybridsched.cli.common import (
-    _report_dropped,
-    _workload_args,
-    _workload_options,
-)
+from hybridsched.cli.options import _report_dropped, _workload_args, _workload_options
 
 
 def cmd_export(args) -> None:
-    from hybridsched.workloads import export_workload, load_workload, workload_info
+    from hybridsched.workloads.catalogue import export_workload, load_workload, workload_info
 
     df = load_workload(
         args.workload or "gsm8k",

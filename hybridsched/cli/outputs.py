@@ -50,11 +50,11 @@ class Outputs:
             path = self.dir / (name + ".partial")
             if isinstance(content, pd.DataFrame):
                 if name.startswith("trace"):
-                    from hybridsched.trace import write_trace
+                    from hybridsched.trace.io import write_trace
 
                     write_trace(content, path, **self.options.get(name, {}))
                 else:
-                    from hybridsched.csv_writer import write_csv
+                    from hybridsched.trace.csv_writer import write_csv
 
                     write_csv(content, path)  # the bytes of to_csv(index=False)
             else:

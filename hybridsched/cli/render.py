@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hybridsched.argcheck import (
-    parameter_arg,
-)
+from hybridsched.cli.argcheck import parameter_arg
 
 
 def cmd_render(args) -> None:
-    from hybridsched.report import RenderError, render
+    from hybridsched.reports.rendering import RenderError, render
 
     try:
         render(

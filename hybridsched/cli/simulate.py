@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from hybridsched.argcheck import (
-    finite_float_arg,
-    positive_int_arg,
-)
-from hybridsched.cli.common import (
+from hybridsched.cli.argcheck import finite_float_arg, positive_int_arg
+from hybridsched.cli.options import (
     _cluster_args,
     _flag_names,
     _recorded_prediction,
@@ -26,10 +23,11 @@ def cmd_simulate(args) -> None:
 
     import pandas as pd
 
-    from hybridsched import background
-    from hybridsched.cells import simulate_cell
-    from hybridsched.experiments import POLICIES, SolveSettings, full_lower_bound
-    from hybridsched.trace import check_run
+    from hybridsched.jobs import background
+    from hybridsched.policies.registry import POLICIES, SolveSettings
+    from hybridsched.studies.bounds import full_lower_bound
+    from hybridsched.studies.cells import simulate_cell
+    from hybridsched.trace.io import check_run
 
     _serving(args)  # refuse bad serving options before any work
     # The bound needs only the instance: it is computed in the background (a forked
@@ -86,7 +84,7 @@ def cmd_simulate(args) -> None:
 
 def _metrics_json(args, cell, lb) -> dict:
     """``metrics.json``: the run's metrics, the bound with its parts, the cell and versions."""
-    from hybridsched.experiments import versions
+    from hybridsched.provenance import versions
 
     run, cluster = cell.run, cell.instance.meta["cluster"]
     m = dict(run.metrics)
@@ -145,7 +143,7 @@ def _replan_summary(log: list[dict]) -> dict:
 
 
 def add_simulate(sub) -> argparse.ArgumentParser:
-    from hybridsched.policy_registry import POLICIES
+    from hybridsched.policies.registry import POLICIES
 
     p = sub.add_parser("simulate", help="run one policy through the simulator")
     p.add_argument("--policy", default="baseline", choices=list(POLICIES))

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hybridsched.argcheck import (
-    positive_int_arg,
-)
-from hybridsched.cli.common import (
+from hybridsched.cli.argcheck import positive_int_arg
+from hybridsched.cli.options import (
     _cluster_args,
     _engine_args,
     _prediction,
@@ -24,7 +22,8 @@ from hybridsched.cli.outputs import Outputs
 
 
 def cmd_single_case(args) -> None:
-    from hybridsched.experiments import POLICIES, run_single_case
+    from hybridsched.policies.registry import POLICIES
+    from hybridsched.studies.single_case import run_single_case
 
     res = run_single_case(
         clients=args.clients,
@@ -65,7 +64,7 @@ def cmd_single_case(args) -> None:
 
 
 def cmd_study(args) -> None:
-    from hybridsched.experiments import run_study
+    from hybridsched.studies.study import run_study
 
     res = run_study(
         cases=args.cases,
@@ -102,7 +101,7 @@ def cmd_study(args) -> None:
 
 
 def add_single_case(sub) -> argparse.ArgumentParser:
-    from hybridsched.policy_registry import POLICIES
+    from hybridsched.policies.registry import POLICIES
 
     p = sub.add_parser("single-case", help="every policy and ablation on one workload, with T_LB")
     _cluster_args(p)
@@ -114,7 +113,7 @@ def add_single_case(sub) -> argparse.ArgumentParser:
 
 
 def add_study(sub) -> argparse.ArgumentParser:
-    from hybridsched.policy_registry import POLICIES
+    from hybridsched.policies.registry import POLICIES
 
     p = sub.add_parser("study", help="the 100-case study")
     p.add_argument("--cases", type=positive_int_arg, default=100)

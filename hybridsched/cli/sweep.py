@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hybridsched.cli.common import (
-    _engine_args,
-)
+from hybridsched.cli.options import _engine_args
 
 
 def cmd_sweep(args) -> None:
-    from hybridsched.grid import load_grid, run_sweep
+    from hybridsched.studies.grid import load_grid, run_sweep
 
     res = run_sweep(
         load_grid(args.grid),

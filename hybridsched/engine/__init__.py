@@ -1,60 +1,21 @@
 """The serving engine: a global clock over a cluster of clients (docs/model.md sections 2, 11).
 
-Rooms: ``schema`` (trace columns, actions, errors), ``state`` (a client's state as the
-online rule sees it, and the rule protocol), ``admission`` (reservation and on-demand KV
-admission), ``client`` (one client's iterations, KV accounting and preemption),
-``routers`` (the router protocol, the cluster view and the simple routers), ``rolling``
-(the MMBPP re-solved online; its solver is passed in) and ``loop`` (the clock).
+Reading guide, in the order a request meets them:
+
+- ``views``: what a router sees (``ClusterView``, ``RequestView``) and the ``Router`` protocol;
+- ``loop``: the global clock: arrivals, routing, every client's iterations in time order;
+- ``client``: one client's iterations: execute a rule's action, account KV memory, write
+  the trace;
+- ``admission``: when a client may start a request (reservation, on-demand) and how KV
+  memory is counted;
+- ``preemption``: which running request is evicted when KV memory runs out (the victim
+  choice) and what evicting it undoes;
+- ``state``: a client as the online rule sees it, and the ``OnlineRule`` protocol;
+- ``request_state``: per-request state every client reads and updates;
+- ``checks``: a rule's decision against slots, memory and token budget;
+- ``schema``: actions and errors; ``trace_buffer``: the trace as it is written;
+- ``simulate``: the entry points (a fixed assignment, or any router).
+
+The engine imports no solver and no policy: rules and routers come in through their
+protocols, and iteration times through the latency model's scalar form.
 """
-
-from hybridsched.engine.admission import ADMISSIONS, Admission, parse_admission
-from hybridsched.engine.loop import EngineResult, run
-from hybridsched.engine.rolling import RollingMMBPP, lpt_with_loads
-from hybridsched.engine.routers import (
-    ROUTERS,
-    ClusterView,
-    LeastKV,
-    LeastWork,
-    PowerOfTwo,
-    RequestView,
-    RoundRobin,
-    Router,
-    StaticRouter,
-)
-from hybridsched.engine.schema import (
-    DECODE,
-    EVICTION_COLUMNS,
-    TRACE_COLUMNS,
-    Action,
-    KVOverflowError,
-    PolicyError,
-)
-from hybridsched.engine.state import ClientState, Decider, OnlineRule
-
-__all__ = [
-    "ADMISSIONS",
-    "DECODE",
-    "EVICTION_COLUMNS",
-    "ROUTERS",
-    "TRACE_COLUMNS",
-    "Action",
-    "Admission",
-    "ClientState",
-    "ClusterView",
-    "Decider",
-    "EngineResult",
-    "KVOverflowError",
-    "LeastKV",
-    "LeastWork",
-    "OnlineRule",
-    "PolicyError",
-    "PowerOfTwo",
-    "RequestView",
-    "RollingMMBPP",
-    "RoundRobin",
-    "Router",
-    "StaticRouter",
-    "lpt_with_loads",
-    "parse_admission",
-    "run",
-]

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import bisect
 
-from hybridsched.engine import action_checks as checks
+from hybridsched.engine import checks
+from hybridsched.engine.request_state import DONE, PREFILLING, QUEUED, RUNNING, Shared
 from hybridsched.engine.schema import KVOverflowError, PolicyError
-from hybridsched.engine.shared import DONE, PREFILLING, QUEUED, RUNNING, Shared
 from hybridsched.engine.state import ClientState, Decider
 from hybridsched.engine.trace_buffer import DECODE, MIXED, PREFILL, TraceBuffer
-from hybridsched.scalar_latency import scalar_decode_time, scalar_mixed_time, scalar_prefill_time
+from hybridsched.latency.scalar import scalar_decode_time, scalar_mixed_time, scalar_prefill_time
 
 
 class ClientEngine:

@@ -24,11 +24,12 @@ import pandas as pd
 
 from hybridsched.engine.admission import Admission, parse_admission
 from hybridsched.engine.client import ClientEngine
-from hybridsched.engine.routers import ClusterView, RequestView, Router
-from hybridsched.engine.schema import EVICTION_COLUMNS, PolicyError
-from hybridsched.engine.shared import Shared
+from hybridsched.engine.request_state import Shared
+from hybridsched.engine.schema import PolicyError
 from hybridsched.engine.state import OnlineRule
 from hybridsched.engine.trace_buffer import trace_frame
+from hybridsched.engine.views import ClusterView, RequestView, Router
+from hybridsched.trace.schema import EVICTION_COLUMNS
 
 
 @dataclass

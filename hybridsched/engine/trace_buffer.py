@@ -16,7 +16,7 @@ from itertools import chain
 import numpy as np
 import pandas as pd
 
-from hybridsched.engine.schema import TRACE_COLUMNS
+from hybridsched.trace.schema import TRACE_COLUMNS
 
 KINDS = ("prefill", "decode", "mixed")
 PREFILL, DECODE, MIXED = 0, 1, 2

@@ -1,0 +1,284 @@
+"""Options and checks the commands share: the workload, cluster, predictor, serving, solve and
+engine options, and what they become (``load_workload`` keywords, a ``Serving``, an instance)."""
+
+from __future__ import annotations
+
+import argparse
+
+from hybridsched.cli.argcheck import nonnegative_float_arg, positive_int_arg
+
+
+def _workload_args(p: argparse.ArgumentParser, format_flag: str = "--format") -> None:
+    """The options that name and shape a workload (docs/model.md, "Workloads")."""
+    g = p.add_argument_group("workload")
+    g.add_argument(
+        "--workload",
+        "--requests",
+        dest="workload",
+        default=None,
+        help="gsm8k (default), azure-code, azure-conv, mooncake-conv, or a file "
+        "(--requests is the older name)",
+    )
+    g.add_argument(
+        format_flag,
+        dest="format",
+        default=None,
+        help="file format: hybridsched, vidur, splitwise, azure, mooncake (default: detected)",
+    )
+    g.add_argument("--window", default=None, metavar="START:END", help="time window in seconds")
+    g.add_argument(
+        "--rate-scale", default="1", help="divide arrival times by X (X times the load), default 1"
+    )
+    g.add_argument(
+        "--max-requests", default=None, help="keep the first N requests in arrival order"
+    )
+    g.add_argument(
+        "--fit-context",
+        default="error",
+        help="requests longer than the context: error (default) or drop (and count them)",
+    )
+    g.add_argument(
+        "--max-context",
+        default=None,
+        help="context window in tokens (default: the model profile's, if it states one)",
+    )
+
+
+def _number(text, name: str, kind=float):
+    try:
+        v = kind(text)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{name}: expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+        ) from None
+    return v
+
+
+def _workload_options(args) -> dict:
+    """``load_workload`` keyword arguments from the workload options."""
+    from hybridsched.workloads.arrivals import parse_arrivals
+
+    max_context = args.max_context
+    if max_context is not None:
+        max_context = _number(max_context, "max-context", int)
+    elif getattr(args, "model", None):
+        from hybridsched.latency.profiles import load_model_profile
+
+        max_context = getattr(load_model_profile(args.model), "max_context", None)
+    rate_scale = _number(args.rate_scale, "rate-scale")
+    if rate_scale != 1 and parse_arrivals(getattr(args, "arrivals", "table")).kind != "table":
+        raise ValueError(
+            f"rate-scale compresses a trace's own arrival times; with --arrivals "
+            f"{args.arrivals} set the rate there instead"
+        )
+    return {
+        "format": args.format,
+        "window": args.window,
+        "rate_scale": rate_scale,
+        "max_requests": None
+        if args.max_requests is None
+        else _number(args.max_requests, "max-requests", int),
+        "max_context": max_context,
+        "fit_context": args.fit_context,
+    }
+
+
+def _report_dropped(info: dict) -> None:
+    if info.get("num_dropped"):
+        print(
+            f"dropped {info['num_dropped']} request(s) of {info['workload']} longer than the "
+            f"context of {info['max_context']} tokens (--fit-context drop)"
+        )
+
+
+def _cluster_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--clients",
+        type=positive_int_arg,
+        default=2,
+        help="number of clients (replicas), default 2",
+    )
+    p.add_argument(
+        "--tp",
+        type=positive_int_arg,
+        default=4,
+        help="tensor-parallel degree per client, default 4",
+    )
+    p.add_argument(
+        "--max-batch",
+        type=positive_int_arg,
+        default=32,
+        help="max batch size B per client, default 32",
+    )
+    p.add_argument("--model", default="llama-65b", help="model profile name or YAML path")
+    p.add_argument("--hardware", default="a100-80gb-sxm", help="hardware profile name or YAML path")
+    p.add_argument("--latency", default="roofline", choices=["roofline", "linear"])
+    _workload_args(p)
+    p.add_argument(
+        "--num-requests",
+        type=positive_int_arg,
+        default=None,
+        help="sample this many requests (seeded)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed for sampling and random sort keys")
+    _predictor_args(p)
+
+
+def _predictor_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--predictor",
+        default=None,
+        help="output-length predictor planners see: oracle (default), noisy:SIGMA, bucket, "
+        "bucket:E1,E2,..., trained",
+    )
+    p.add_argument(
+        "--prediction-sigma",
+        type=nonnegative_float_arg,
+        default=None,
+        help="lognormal error of the predicted output lengths (= --predictor noisy:SIGMA)",
+    )
+    p.add_argument("--prediction-seed", type=int, default=0, help="seed of the prediction error")
+
+
+def _prediction(args) -> dict:
+    """The prediction keywords of ``requests_for`` and friends; both ways at once is an error."""
+    from hybridsched.workloads.predictors import predictor_spec
+
+    if args.predictor is not None and args.prediction_sigma is not None:
+        raise ValueError("give --predictor or --prediction-sigma, not both")
+    sigma = args.prediction_sigma or 0.0
+    predictor_spec(args.predictor, sigma)  # a bad spec fails here, before any work
+    return {
+        "prediction_sigma": sigma,
+        "prediction_seed": args.prediction_seed,
+        "predictor": args.predictor,
+    }
+
+
+def _serving_args(p: argparse.ArgumentParser) -> None:
+    from hybridsched.engine.admission import ADMISSIONS
+    from hybridsched.policies.registry import ROUTERS
+
+    p.add_argument("--router", default=None, choices=ROUTERS, help="override the policy's router")
+    p.add_argument(
+        "--admission", default=None, choices=ADMISSIONS, help="override the policy's admission"
+    )
+    p.add_argument(
+        "--arrivals",
+        default="table",
+        help="zero | table (the request table's arrival_s; default) | poisson:RATE | gamma:RATE,CV",
+    )
+    p.add_argument(
+        "--arrival-seed",
+        type=int,
+        default=None,
+        help="seed of the arrival process (default --seed)",
+    )
+    p.add_argument("--slo-ttft", type=float, default=None, help="SLO on TTFT, seconds")
+    p.add_argument("--slo-tpot", type=float, default=None, help="SLO on TPOT, seconds")
+    p.add_argument(
+        "--replan-s", type=float, default=1.0, help="rolling-mmbpp: seconds between replans"
+    )
+
+
+def _serving(args):
+    import math
+
+    from hybridsched.policies.registry import Serving
+    from hybridsched.workloads.arrivals import parse_arrivals
+
+    for flag in ("slo_ttft", "slo_tpot", "replan_s"):
+        v = getattr(args, flag, None)
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise ValueError(f"--{flag.replace('_', '-')} must be a positive number, got {v}")
+    return Serving(
+        router=args.router,
+        admission=args.admission,
+        arrivals=str(parse_arrivals(args.arrivals)),
+        arrival_seed=args.arrival_seed
+        if args.arrival_seed is not None
+        else getattr(args, "seed", 0),
+        slo_ttft_s=args.slo_ttft,
+        slo_tpot_s=args.slo_tpot,
+    )
+
+
+def _solve_args(p: argparse.ArgumentParser, mip_gap: float = 1e-4) -> None:
+    p.add_argument(
+        "--time-limit", type=nonnegative_float_arg, default=10.0, help="MMBPP time limit in seconds"
+    )
+    p.add_argument(
+        "--mip-gap",
+        type=nonnegative_float_arg,
+        default=mip_gap,
+        help=f"MMBPP relative gap (default {mip_gap:g})",
+    )
+
+
+def _instance(args):
+    from hybridsched.instance import Cluster, make_instance
+    from hybridsched.workloads.catalogue import workload_info
+    from hybridsched.workloads.tables import requests_for
+
+    cluster = Cluster(
+        model=args.model,
+        hardware=args.hardware,
+        num_clients=args.clients,
+        tp=args.tp,
+        max_batch=args.max_batch,
+        latency=args.latency,
+    )
+    reqs = requests_for(
+        args.workload,
+        args.num_requests,
+        args.seed,
+        workload_options=_workload_options(args),
+        **_prediction(args),
+    )
+    args.workload_info = workload_info(reqs)
+    _report_dropped(args.workload_info)
+    return make_instance(reqs, cluster), cluster
+
+
+def _recorded_prediction(args) -> dict:
+    """What an output file records of the predictions: sigma, seed and the predictor's spec."""
+    from hybridsched.workloads.predictors import predictor_spec
+
+    kw = _prediction(args)
+    return {**kw, "predictor": predictor_spec(kw["predictor"], kw["prediction_sigma"]) or "oracle"}
+
+
+def _flag_names(message: str) -> str:
+    """A cell's message with option names as flags: ``rate_scale must`` -> ``--rate-scale must``."""
+    import re
+
+    from hybridsched.studies.cells import DEFAULTS
+
+    alias = {"num_clients": "clients"}  # the Cluster's field behind --clients
+    names = sorted([*DEFAULTS, *alias], key=len, reverse=True)
+    return re.sub(
+        r"^(" + "|".join(names) + r") must",
+        lambda m: f"--{alias.get(m.group(1), m.group(1)).replace('_', '-')} must",
+        message,
+    )
+
+
+def cell_params(args) -> dict:
+    """The cell (``cells.DEFAULTS`` names) that a command's options describe."""
+    from hybridsched.studies.cells import DEFAULTS
+
+    return {k: getattr(args, k) for k in DEFAULTS if getattr(args, k, None) is not None}
+
+
+def _engine_args(p: argparse.ArgumentParser, default: str = "dask") -> None:
+    p.add_argument(
+        "--engine",
+        default=default,
+        choices=["dask", "processes", "serial"],
+        help=f"where cells run (default {default})",
+    )
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        help="address of a running Dask scheduler (tcp://HOST:8786); default: a local cluster",
+    )

@@ -1,0 +1,292 @@
+"""Rendering: run the notebooks (papermill), convert them to HTML (nbconvert), index them.
+
+See ``report`` for the layout ``render`` writes and the notebook contract.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hybridsched.paths import repo_root
+from hybridsched.reports.index import RENDER_JSON, _model_href, write_index
+from hybridsched.reports.results import repo_commit, to_jsonable
+
+NOTEBOOK_GLOB = "[0-9]*.ipynb"
+
+
+# --- errors -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NotebookFailure:
+    """Where a notebook failed: the cell (index in the executed notebook, which includes
+    papermill's injected-parameters cell), its execution count, the exception and the
+    first line of the cell's source."""
+
+    notebook: str
+    cell_index: int | None
+    exec_count: int | None
+    ename: str
+    evalue: str
+    source: str = ""
+
+    def __str__(self) -> str:
+        where = "before any cell ran" if self.cell_index is None else f"cell {self.cell_index}"
+        if self.exec_count is not None:
+            where += f" (execution count {self.exec_count})"
+        first = self.source.strip().splitlines()[0] if self.source.strip() else ""
+        return f"notebook {self.notebook}: {where} raised {self.ename}: {self.evalue}" + (
+            f"\n    in: {first}" if first else ""
+        )
+
+
+class RenderError(RuntimeError):
+    """One or more notebooks failed to render; ``failures`` says which and where."""
+
+    def __init__(self, failures: list[NotebookFailure]):
+        self.failures = list(failures)
+        super().__init__("\n".join(str(f) for f in self.failures))
+
+    @property
+    def notebook(self) -> str:
+        return self.failures[0].notebook
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+
+def find_notebooks(
+    names: Iterable[str] | None = None, notebooks_dir: str | os.PathLike | None = None
+) -> list[Path]:
+    """The notebooks to render: all ``NN_*.ipynb`` of ``notebooks_dir`` (sorted), or the named ones.
+
+    A name may be a stem (``01_single_case``), a file name or a path.
+    """
+    nb_dir = Path(notebooks_dir) if notebooks_dir is not None else repo_root() / "notebooks"
+    available = sorted(nb_dir.glob(NOTEBOOK_GLOB))
+    if names is None:
+        if not available:
+            raise ValueError(f"no notebooks matching {NOTEBOOK_GLOB} in {nb_dir}")
+        return available
+    out = []
+    for n in names:
+        p = Path(n)
+        if p.suffix == ".ipynb" and p.exists():
+            out.append(p.resolve())
+            continue
+        cand = nb_dir / (p.name if p.suffix == ".ipynb" else f"{p.name}.ipynb")
+        if not cand.exists():
+            raise ValueError(
+                f"unknown notebook {n!r}; available: {', '.join(a.stem for a in available) or 'none'}"
+            )
+        out.append(cand)
+    return out
+
+
+def notebook_claim(path: Path) -> str:
+    """The one-line claim the index shows for a notebook: its ``hybridsched.claim`` metadata,
+    else its first Markdown heading without the notebook's number."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    claim = nb.metadata.get("hybridsched", {}).get("claim")
+    if claim:
+        return str(claim)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("#"):  # "# 05 · A latency model" -> "A latency model"
+                    return re.sub(r"^\d+\s*·\s*", "", line.lstrip("#").strip())
+    return ""
+
+
+def _declared(path: Path) -> set[str]:
+    import papermill as pm
+
+    return set(pm.inspect_notebook(str(path)))
+
+
+# The kernel's own log is silenced (CRITICAL only): its start-up warning about unencrypted
+# local TCP and the "KeyboardInterrupt caught in kernel" line of jupyter_client's
+# interrupt-then-shutdown sequence say nothing about the report and would read as problems
+# in the log of a successful render. A failing cell still reaches the render through
+# papermill (RenderError names the notebook and the cell).
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
+
+
+RENDER_SET = {"smoke": "use --smoke (render(smoke=True))", "out_dir": "render sets it from --out"}
+
+
+def check_parameters(extra: Mapping[str, Any], declared: Mapping[Path, Iterable[str]]) -> None:
+    """Refuse a parameter that no selected notebook declares in its ``parameters`` cell (the
+    message lists the ones they do declare) or one that ``render`` sets itself."""
+    for name in extra:
+        if name in RENDER_SET:
+            raise ValueError(f"parameter {name!r}: {RENDER_SET[name]}")
+    known = set().union(*map(set, declared.values())) - set(RENDER_SET)
+    unknown = sorted(set(extra) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown parameter(s) {', '.join(unknown)} for {', '.join(p.stem for p in declared)}; "
+            f"known: {', '.join(sorted(known)) or 'none'}"
+        )
+
+
+def _execute(path: Path, work: Path, params: dict, timeout_s: float | None, out: Path) -> Path:
+    """Run one notebook with papermill into ``work``; raise RenderError on failure; the HTML path
+    (written by ``htmlexport.notebook_html`` with links valid once moved into ``out``)."""
+    import nbformat
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    from hybridsched.reports.html import notebook_html
+
+    name = path.stem
+    executed = work / f"{name}.ipynb"
+    try:
+        pm.execute_notebook(
+            str(path),
+            str(executed),
+            parameters=params,
+            kernel_name="python3",
+            cwd=str(path.parent),
+            progress_bar=False,
+            log_output=False,
+            request_save_on_cell_execute=False,
+            execution_timeout=timeout_s,
+            extra_arguments=KERNEL_ARGUMENTS,
+        )
+    except PapermillExecutionError as e:
+        raise RenderError(
+            [NotebookFailure(name, e.cell_index, e.exec_count, e.ename, str(e.evalue), e.source)]
+        ) from e
+    except Exception as e:  # kernel died, timeout, bad notebook file: still this notebook's failure
+        raise RenderError([NotebookFailure(name, None, None, type(e).__name__, str(e))]) from e
+    nb = nbformat.read(str(executed), as_version=4)
+    body = notebook_html(nb, index_href="index.html", model_href=_model_href(out))
+    html_path = work / f"{name}.html"
+    html_path.write_text(body, encoding="utf-8")
+    return html_path
+
+
+def _remove(*paths: Path) -> None:
+    for p in paths:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+
+
+def render(
+    out_dir: str | os.PathLike = "reports",
+    smoke: bool = False,
+    notebooks: Iterable[str] | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    notebooks_dir: str | os.PathLike | None = None,
+    keep_ipynb: bool = False,
+    timeout_s: float | None = None,
+) -> list[Path]:
+    """Execute the notebooks and write their HTML reports, result files and ``index.html``.
+
+    Parameters
+    ----------
+    out_dir : where reports go (relative to the working directory); created if missing.
+    smoke : passed to every notebook: a small, fast run for CI and tests.
+    notebooks : names to render (default: every ``NN_*.ipynb`` in ``notebooks_dir``).
+    parameters : more papermill parameters; each goes to the notebooks that declare it.
+    progress : print a line per notebook.
+    notebooks_dir : where the notebooks are (default: the repository's ``notebooks/``).
+    keep_ipynb : also keep the executed notebook as ``<name>/<name>.ipynb``.
+    timeout_s : per-cell execution time limit (None: no limit).
+
+    Returns
+    -------
+    The HTML reports written, in order, then ``index.html``.
+
+    Raises
+    ------
+    RenderError : a notebook failed (the others still render); names it and the cell.
+    ValueError : an unknown notebook, or a parameter that no selected notebook declares.
+    """
+    paths = find_notebooks(notebooks, notebooks_dir)
+    out = Path(out_dir).expanduser().resolve()
+    extra = dict(parameters or {})
+    declared = {p: _declared(p) for p in paths}
+    check_parameters(extra, declared)
+    out.mkdir(parents=True, exist_ok=True)
+    commit = repo_commit()
+    written: list[Path] = []
+    failures: list[NotebookFailure] = []
+    for k, path in enumerate(paths, 1):
+        name = path.stem
+        tag = f"[{k}/{len(paths)}] {name}"
+        if progress:
+            print(f"{tag}: running", flush=True)
+        t0 = time.perf_counter()
+        work = Path(tempfile.mkdtemp(prefix=f".render-{name}-", dir=out))
+        try:
+            results = work / name
+            results.mkdir()
+            params = {key: v for key, v in extra.items() if key in declared[path]}
+            params.update(smoke=bool(smoke), out_dir=str(results))
+            try:
+                html_tmp = _execute(path, work, params, timeout_s, out)
+            except RenderError as e:
+                failures.extend(e.failures)
+                # A stale report of this notebook would not match this code: drop it.
+                _remove(out / f"{name}.html", out / name)
+                if progress:
+                    print(f"{tag}: FAILED after {time.perf_counter() - t0:.1f} s", flush=True)
+                continue
+            wall = time.perf_counter() - t0
+            _publish(path, work, html_tmp, out, params, commit, bool(smoke), wall, keep_ipynb)
+            written.append(out / f"{name}.html")
+            if progress:
+                print(f"{tag}: ok in {wall:.1f} s -> {out / f'{name}.html'}", flush=True)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    written.append(
+        write_index(
+            out, commit=commit, run={"smoke": bool(smoke), "parameters": extra}, failures=failures
+        )
+    )
+    if failures:
+        raise RenderError(failures)
+    return written
+
+
+def _publish(path, work, html_tmp, out, params, commit, smoke, wall, keep_ipynb) -> None:
+    """Write a rendered notebook's ``render.json`` and move its results folder and HTML from
+    ``work`` into ``out`` (each by rename, replacing the previous report)."""
+    name = path.stem
+    results = work / name
+    if keep_ipynb:
+        os.replace(work / f"{name}.ipynb", results / f"{name}.ipynb")
+    meta = {
+        "notebook": name,
+        "html": f"{name}.html",
+        "claim": notebook_claim(path),
+        "commit": commit,
+        "smoke": smoke,
+        "parameters": params | {"out_dir": f"{name}/"},
+        "rendered_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "wall_s": round(wall, 2),
+    }
+    (results / RENDER_JSON).write_text(json.dumps(to_jsonable(meta), indent=2), encoding="utf-8")
+    old = work / "old"
+    old.mkdir()
+    if (out / name).exists():
+        os.replace(out / name, old / name)
+    os.replace(results, out / name)
+    os.replace(html_tmp, out / f"{name}.html")

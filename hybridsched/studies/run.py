@@ -1,0 +1,176 @@
+"""One named policy on one instance through the serving engine (``run_policy``).
+
+This module and its callers are the only ones that wire the offline solver, the online
+rules and the simulator together.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from hybridsched.bounds.floors import planning_sizes
+from hybridsched.instance import Instance
+from hybridsched.policies.registry import RuleKnobs, SolveSettings, make_rule, policy_spec
+from hybridsched.policies.static import round_robin
+from hybridsched.trace.flat import FlatTrace
+from hybridsched.trace.metrics import metrics, request_table
+
+
+def mmbpp_solver(time_limit_s: float, mip_gap: float, threads: int | None) -> Callable:
+    """``solve(sizes, initial_loads, allowed, time_limit_s) -> (assignment, info)`` on HiGHS."""
+
+    def solve(sizes: np.ndarray, loads: np.ndarray, allowed: np.ndarray, limit: float):
+        from hybridsched.offline.mmbpp import solve_assignment
+
+        res = solve_assignment(
+            sizes,
+            time_limit_s=min(limit, time_limit_s),
+            mip_gap=mip_gap,
+            threads=threads,
+            initial_loads=loads,
+            allowed=allowed,
+        )
+        return res.assignment, res.to_dict()
+
+    return solve
+
+
+def offline_assignment(instance: Instance, dispatch: str, solve: SolveSettings = SolveSettings()):
+    """``(assignment, solve_info)``: round-robin, or the MMBPP on the planning sizes."""
+    if dispatch == "round-robin":
+        return round_robin(instance), {"status": "n/a", "dispatch": "round-robin"}
+    if dispatch == "mmbpp":
+        from hybridsched.offline.mmbpp import solve_assignment
+
+        res = solve_assignment(
+            planning_sizes(instance),
+            time_limit_s=solve.time_limit_s,
+            mip_gap=solve.mip_gap,
+            threads=solve.threads,
+        )
+        return res.assignment, {"dispatch": "mmbpp", **res.to_dict()}
+    raise ValueError(f"dispatch must be 'round-robin' or 'mmbpp', got {dispatch!r}")
+
+
+@dataclass
+class RunResult:
+    policy: str
+    trace: pd.DataFrame
+    metrics: dict
+    assignment: np.ndarray
+    solve: dict
+    simulate_s: float
+    requests: pd.DataFrame | None = None  # the per-request table (metrics.request_table)
+    evictions: pd.DataFrame | None = None
+    router: str = "static"
+    admission: str = "reservation"
+    router_log: list = field(default_factory=list)
+    flat: FlatTrace | None = None  # the trace as flat arrays (trace_flat.FlatTrace)
+
+
+def run_policy(
+    instance: Instance,
+    policy: str,
+    knobs: RuleKnobs = RuleKnobs(),
+    solve: SolveSettings = SolveSettings(),
+    check: bool = False,
+    assignment=None,
+    router: str | None = None,
+    admission: str | None = None,
+    slo_ttft_s: float | None = None,
+    slo_tpot_s: float | None = None,
+) -> RunResult:
+    """One named policy on one instance, through the serving engine.
+
+    ``router`` and ``admission`` override the policy's defaults; ``assignment`` fixes a
+    static plan. The metrics come from the trace and the request table only.
+    """
+    from hybridsched.engine.simulate import simulate_run
+    from hybridsched.policies.registry import make_router
+
+    spec = policy_spec(policy)
+    info: dict = {"dispatch": "given"}
+    router = router or ("static" if assignment is not None else spec.router)
+    engine_admission = admission or spec.admission
+    if admission is None and spec.watermark is not None:
+        from hybridsched.engine.admission import Admission
+
+        engine_admission = Admission(spec.admission, spec.watermark)
+    admission = admission or spec.admission
+    plan = {}
+
+    def static_plan():
+        from hybridsched.policies.static import check_assignment
+
+        if assignment is not None:
+            return check_assignment(instance, assignment)
+        a, plan["info"] = offline_assignment(instance, spec.dispatch, solve)
+        return check_assignment(instance, a)
+
+    portfolio = spec.dispatch == "portfolio" and router == "static" and assignment is None
+    r = make_router(
+        router,
+        (lambda: np.zeros(instance.num_requests, dtype=np.int64)) if portfolio else static_plan,
+        seed=knobs.seed,
+        replan_s=solve.replan_s,
+        solver=mmbpp_solver(solve.time_limit_s, solve.mip_gap, solve.threads),
+    )
+    if router == "static":
+        info = plan.get("info", info)
+    elif router == "rolling-mmbpp":
+        info = {"dispatch": "rolling-mmbpp"}
+    else:
+        info = {"dispatch": router}
+    rule = make_rule(spec, knobs)
+    if portfolio:
+        choice = _portfolio(instance, solve)
+        r = make_router("static", lambda: choice.assignment)
+        rule = choice.rule
+        info = {
+            "dispatch": "portfolio",
+            "choice": choice.name,
+            "predicted_makespan_s": choice.predicted_makespan_s,
+            "candidates": choice.candidates,
+        }
+    t0 = time.perf_counter()
+    res = simulate_run(instance, r, rule, engine_admission, check=check)
+    elapsed = time.perf_counter() - t0
+    if router == "rolling-mmbpp":
+        info["replans"] = len(res.router_log)
+    # The trace read into flat arrays once: the request table's, and kept for the check
+    # and the CSV writer of the command line (``RunResult.flat``).
+    flat = FlatTrace(res.trace, instance.requests["request_id"].to_numpy())
+    req = request_table(res.trace, instance, res.evictions, res.dispatch_s, flat)
+    m = metrics(res.trace, instance, res.evictions, slo_ttft_s, slo_tpot_s, req=req)
+    return RunResult(
+        policy,
+        res.trace,
+        m,
+        res.dispatch_client,
+        info,
+        elapsed,
+        req,
+        res.evictions,
+        router,
+        res.admission,
+        res.router_log,
+        flat,
+    )
+
+
+def _portfolio(instance: Instance, solve: SolveSettings):
+    """The portfolio planner (``portfolio.py``) with the MMBPP on HiGHS as its assignment."""
+    from hybridsched.offline.mmbpp import solve_assignment
+    from hybridsched.policies.portfolio import plan
+
+    def assign(sizes):
+        return solve_assignment(
+            sizes, time_limit_s=solve.time_limit_s, mip_gap=solve.mip_gap, threads=solve.threads
+        ).assignment
+
+    return plan(instance, assign)
