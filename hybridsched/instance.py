@@ -20,6 +20,9 @@ from hybridsched.latency.roofline import LatencyModel, RooflineLatency
 from hybridsched.workloads.requests import check_context, load_gsm8k, validate_requests
 
 DEFAULT_PREFILL_BUDGET_TOKENS = 2048
+# The admission modes a run may use: the engine implements them (engine/admission.py), the
+# bounds price them (bounds/lower_bound.py).
+ADMISSIONS = ("reservation", "on-demand")
 
 
 @dataclass(frozen=True)

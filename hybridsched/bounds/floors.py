@@ -116,10 +116,25 @@ def work_floors(
     return np.column_stack(cols)
 
 
+def request_floors(lat, max_batch: int, s: np.ndarray, o: np.ndarray) -> np.ndarray:
+    """The ``memory`` floors of requests with prompts ``s`` and outputs ``o`` on one client.
+
+    ``s * phi_p + (o - 1) * phi_d(s + o / 2)``: each prompt token at the prefill's per-token
+    floor and each decode step at the memory-bound decode floor at the request's mean
+    context (``work_floors(..., "memory")``' column, from lengths alone: the routers' sizes).
+    """
+    mid = s + o / 2.0
+    return (
+        s * lat.prefill_floor_per_token() + (o - 1.0) * lat.decode_floors(mid, max_batch)["memory"]
+    )
+
+
 def _work_floor(instance, c, variant, mixed, prefill_share, on_demand, caps) -> np.ndarray:
     """``work_floors``' column of one client."""
     s = instance.prompt.astype(float)
     o = instance.output.astype(float)
+    if variant == "memory" and not (mixed or prefill_share or on_demand):
+        return request_floors(c.latency, c.max_batch, s, o)
     mid = s + o / 2.0  # mean context of the decode steps
     F, g, kind = _prefill_coefficients(c, variant, mixed, prefill_share)
     B, M, dec_slots = c.max_batch, c.kv_capacity_tokens, None

@@ -57,9 +57,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from hybridsched.bounds.floors import VARIANTS, critical_paths, work_floors
-from hybridsched.instance import Instance
-
-ADMISSIONS = ("reservation", "on-demand")
+from hybridsched.instance import ADMISSIONS, Instance
 
 ASSUMES = {
     "volume_memory": "batch <= B; unless mixed_iterations, no mixed (chunked-prefill) iterations",

@@ -60,7 +60,7 @@ from hybridsched.cli.argcheck import (
     check_input_file,
     check_out_dir,
     check_profile,
-    plain,
+    plain_message,
 )
 from hybridsched.cli.assign import add_assign, cmd_assign
 from hybridsched.cli.calibrate import add_calibrate, cmd_calibrate
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         check_args(args)
         args.func(args)
     except ValueError as e:
-        print(f"error: {plain(str(e))}", file=sys.stderr)
+        print(f"error: {plain_message(str(e))}", file=sys.stderr)
         return 2
     return 0
 

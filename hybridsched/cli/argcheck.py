@@ -2,7 +2,7 @@
 
 The ``*_arg`` functions are argparse ``type=`` converters (argparse names the flag in
 its message); the ``check_*`` functions take a parsed value and its flag and raise
-``ValueError`` with a one-line message naming both. ``plain`` rewrites numpy reprs in
+``ValueError`` with a one-line message naming both. ``plain_message`` rewrites numpy reprs in
 a message (``np.float64(100.5)``) as the plain value (``100.5``).
 """
 
@@ -111,7 +111,7 @@ def check_profile(value: str, flag: str) -> None:
 _NUMPY_REPR = re.compile(r"\bnp\.(?:float|int|uint|bool_|str_)\w*\((?P<v>[^()]*)\)")
 
 
-def plain(message: str) -> str:
+def plain_message(message: str) -> str:
     """``message`` with numpy scalar reprs shown as plain values."""
     return _NUMPY_REPR.sub(lambda m: m.group("v"), message)
 

@@ -156,7 +156,7 @@ def _prediction(args) -> dict:
 
 
 def _serving_args(p: argparse.ArgumentParser) -> None:
-    from hybridsched.engine.admission import ADMISSIONS
+    from hybridsched.instance import ADMISSIONS
     from hybridsched.policies.registry import ROUTERS
 
     p.add_argument("--router", default=None, choices=ROUTERS, help="override the policy's router")

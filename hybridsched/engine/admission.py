@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-ADMISSIONS = ("reservation", "on-demand")
+from hybridsched.instance import ADMISSIONS
 
 
 @dataclass(frozen=True)

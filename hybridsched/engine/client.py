@@ -19,8 +19,9 @@ from __future__ import annotations
 import bisect
 
 from hybridsched.engine import checks
+from hybridsched.engine.preemption import make_room
 from hybridsched.engine.request_state import DONE, PREFILLING, QUEUED, RUNNING, Shared
-from hybridsched.engine.schema import KVOverflowError, PolicyError
+from hybridsched.engine.schema import PolicyError
 from hybridsched.engine.state import ClientState, Decider
 from hybridsched.engine.trace_buffer import DECODE, MIXED, PREFILL, TraceBuffer
 from hybridsched.latency.scalar import scalar_decode_time, scalar_mixed_time, scalar_prefill_time
@@ -132,7 +133,7 @@ class ClientEngine:
         cs, ps = self.context_sum, self.prefilled_sum
         if self.on_demand:
             if cs + ps + n > self.M:
-                self._make_room(0)  # evicts from the running batch: context_sum falls
+                make_room(self, 0)  # evicts from the running batch: context_sum falls
                 if not running:
                     return None
                 n, cs = len(running), self.context_sum
@@ -211,40 +212,6 @@ class ClientEngine:
             self.decoding_predicted += 1
             self.pfin_at.setdefault(pf, []).append(i)
 
-    def _make_room(self, extra: int) -> None:
-        """On-demand: evict the most recently admitted running requests until the step fits."""
-        st, sh = self.st, self.sh
-        while (
-            st.running and self.context_sum + self.prefilled_sum + len(st.running) + extra > self.M
-        ):
-            i = next(reversed(st.running))
-            if sh.prompt0[i] + sh.output[i] > self.M:
-                raise KVOverflowError(
-                    f"client {self.j} at t={self.t:.6f}s: request {sh.ids[i]} alone needs more "
-                    f"than M={self.M} KV tokens (prompt {sh.prompt0[i]} + output "
-                    f"{sh.output[i]}): it can never finish there; the router sent it on a "
-                    "too-short prediction"
-                )
-            del st.running[i]
-            dc = st.decode_count
-            g = sh.output[i] - (sh.fin_step[i] - dc)
-            self.finish_at[sh.fin_step[i]].remove(i)
-            self.context_sum -= sh.prompt0[i] + g
-            sh.gen[i] = g
-            sh.prompt[i] = sh.prompt0[i] + g
-            sh.charge[i] = sh.prompt[i] + 1
-            if sh.predicted_finish[i] > dc:
-                self.decoding_predicted -= 1
-                # Drop its pending predicted-finish mark too: a stale one would count it
-                # again if its recompute lands it on the same decode count.
-                self.pfin_at[sh.predicted_finish[i]].remove(i)
-            sh.predicted_finish[i] = -1
-            st.outstanding_tokens += sh.prompt[i]
-            sh.where[i] = QUEUED
-            st.queue.insert(0, i)
-            self.queue_rank.insert(0, -1)
-            self.evictions.append((self.j, self.k, self.t, sh.ids[i], g))
-
     def _leave_queue(self, rows) -> None:
         queue, qr = self.st.queue, self.queue_rank
         k = len(rows)
@@ -282,7 +249,7 @@ class ClientEngine:
         c_tok = sum(toks)
         if self.on_demand:
             if self.context_sum + self.prefilled_sum + len(st.running) + c_tok > self.M:
-                self._make_room(c_tok)
+                make_room(self, c_tok)
         n = len(st.running)
         if not C and n == 0:
             if self.on_demand:

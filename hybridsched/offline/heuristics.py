@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from hybridsched.offline.mmbpp_problem import Problem, check_assignment, make_problem
+from hybridsched.offline.mmbpp_problem import Problem, check_client_indices, make_problem
 
 __all__ = ["improve", "improve_assignment", "lpt", "lpt_assignment"]
 
@@ -283,6 +283,6 @@ def improve_assignment(
         On invalid inputs, or if ``assignment`` puts a request where ``allowed`` forbids.
     """
     p = make_problem(sizes, num_clients, initial_loads, allowed)
-    a = check_assignment(assignment, p.n, p.num_clients, "assignment")
+    a = check_client_indices(assignment, p.n, p.num_clients, "assignment")
     p.check_allowed(a, "assignment")
     return improve(p, a, max_rounds, deadline)[0]

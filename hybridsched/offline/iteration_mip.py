@@ -59,7 +59,7 @@ from hybridsched.offline.iteration_instance import (
     check_iteration_instance,
     replay_client_s,
 )
-from hybridsched.offline.iteration_model import build_iteration_model, build_model
+from hybridsched.offline.iteration_model import build_iteration, build_iteration_model
 from hybridsched.offline.solver_status import (
     SolveStatus,
     check_solve_args,
@@ -238,7 +238,7 @@ def _solve_checked(inst, t0, time_limit_s, mip_gap, threads, seed) -> IterationM
     if missing is None:
         import pyomo.environ as pyo
 
-        model = build_model(inst)
+        model = build_iteration(inst)
         size = (
             sum(len(v) for v in model.component_objects(pyo.Var, active=True)),
             sum(len(c) for c in model.component_objects(pyo.Constraint, active=True)),

@@ -16,7 +16,7 @@ from hybridsched.offline.iteration_instance import (
     request_constant_s,
 )
 
-__all__ = ["build_iteration_model", "build_model"]
+__all__ = ["build_iteration_model", "build_iteration"]
 
 
 def _declare_variables(m: Any, inst: IterationInstance) -> None:
@@ -180,7 +180,7 @@ def _add_objective(m: Any, inst: IterationInstance) -> None:
     m.min_makespan = pyo.Objective(expr=m.makespan, sense=pyo.minimize, doc="MODEL.md (6)")
 
 
-def build_model(inst: IterationInstance) -> Any:
+def build_iteration(inst: IterationInstance) -> Any:
     import pyomo.environ as pyo
 
     m = pyo.ConcreteModel(name="iteration_mip")
@@ -245,4 +245,4 @@ def build_iteration_model(
         prefill_budget_tokens,
         reservation_tokens,
     )
-    return build_model(inst)
+    return build_iteration(inst)

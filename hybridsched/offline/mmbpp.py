@@ -41,12 +41,12 @@ from typing import Any
 import numpy as np
 
 from hybridsched.offline.heuristics import improve, improve_assignment, lpt, lpt_assignment
-from hybridsched.offline.mmbpp_model import BUILD_S_PER_CELL, build_assignment_model, build_model
+from hybridsched.offline.mmbpp_model import BUILD_S_PER_CELL, build_assignment_model, build_mmbpp
 from hybridsched.offline.mmbpp_problem import (
     Problem,
     _problem_bound,
     capacity_mask,
-    check_assignment,
+    check_client_indices,
     make_problem,
     trivial_bound,
 )
@@ -205,7 +205,7 @@ def _solve_model(p: Problem, start: _Start, t_end: float, mip_gap, threads, seed
     """Build, warm start and solve; the HiGHS outcome or a reason it gave nothing."""
     try:
         tb = time.perf_counter()
-        model = build_model(p)
+        model = build_mmbpp(p)
         for i, j in enumerate(start.best.tolist()):
             model.x[i, j].value = 1
         for v in model.x.values():
@@ -322,7 +322,7 @@ def _solve(p, t0, time_limit_s, mip_gap, threads, warm_start, seed, skip_within_
     check_solve_args(time_limit_s, mip_gap, threads, seed)
     warm = None
     if warm_start is not None:
-        warm = check_assignment(warm_start, p.n, p.num_clients, "warm_start")
+        warm = check_client_indices(warm_start, p.n, p.num_clients, "warm_start")
         p.check_allowed(warm, "warm_start")
     t_end = math.inf if math.isinf(time_limit_s) else t0 + float(time_limit_s)
     lb = _problem_bound(p)

@@ -17,12 +17,12 @@ from typing import Any
 
 from hybridsched.offline.mmbpp_problem import Problem, make_problem
 
-__all__ = ["BUILD_S_PER_CELL", "build_assignment_model", "build_model"]
+__all__ = ["BUILD_S_PER_CELL", "build_assignment_model", "build_mmbpp"]
 
 BUILD_S_PER_CELL = 4e-5  # build + translation to HiGHS, seconds per binary x[i, j]
 
 
-def build_model(p: Problem) -> Any:
+def build_mmbpp(p: Problem) -> Any:
     """The MMBPP model of a checked problem (see :func:`build_assignment_model`)."""
     import pyomo.environ as pyo
     from pyomo.core.expr import LinearExpression
@@ -88,4 +88,4 @@ def build_assignment_model(
         With sets ``REQUESTS``, ``CLIENTS``, binary ``x[i, j]``, ``makespan >= 0``,
         constraints ``assign_once``, ``client_load`` and objective ``min_makespan``.
     """
-    return build_model(make_problem(sizes, num_clients, initial_loads, allowed))
+    return build_mmbpp(make_problem(sizes, num_clients, initial_loads, allowed))

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Problem", "capacity_mask", "check_assignment", "make_problem", "trivial_bound"]
+__all__ = ["Problem", "capacity_mask", "check_client_indices", "make_problem", "trivial_bound"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -157,19 +157,30 @@ def make_problem(
     return Problem(arr, num, _check_initial(initial_loads, num), mask)
 
 
-def check_assignment(assignment: Any, n: int, m: int, name: str) -> np.ndarray:
-    """Return ``assignment`` as int64 client indices or raise a ValueError naming the row."""
+def check_client_indices(
+    assignment: Any, n: int, m: int, name: str = "assignment", integral_floats: bool = True
+) -> np.ndarray:
+    """Return ``assignment`` as int64 client indices or raise a ValueError naming the row.
+
+    One client index per request, each in ``0..m-1``; floats that are whole numbers pass
+    when ``integral_floats`` (a solver's answer), else the dtype must be an integer.
+    """
     arr = np.asarray(assignment)
     if arr.shape != (n,):
-        raise ValueError(f"{name}: expected shape ({n},), got {arr.shape}")
+        raise ValueError(
+            f"{name}: expected one client per request, shape ({n},), got shape {arr.shape}"
+        )
     if not np.issubdtype(arr.dtype, np.integer):
-        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            raise ValueError(f"{name}: client indices must be integers")
+        whole = np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))
+        if not (integral_floats and whole):
+            raise ValueError(f"{name}: client indices must be integers, got dtype {arr.dtype}")
         arr = arr.astype(np.int64)
     bad = (arr < 0) | (arr >= m)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name}: request {i} has client index {int(arr[i])}, not in [0, {m})")
+        raise ValueError(
+            f"{name}: request row {i} goes to client {int(arr[i])}, but clients are 0..{m - 1}"
+        )
     return arr.astype(np.int64)
 
 

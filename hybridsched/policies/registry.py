@@ -58,7 +58,7 @@ class PolicySpec:
     rule: str  # RULES: "prefill-first" | "lagrangian" | "chunked"
     description: str = ""
     router: str = "static"  # ROUTERS; "static" plans with ``dispatch`` up front
-    admission: str = "reservation"  # engine.ADMISSIONS
+    admission: str = "reservation"  # ADMISSIONS (instance.py)
     # Interval policies (interval_rules.py): admit by growing estimates from this quantile
     # of the predicted interval, and optionally sort by a quantile; run on demand with
     # this watermark unless ``admission`` is overridden.

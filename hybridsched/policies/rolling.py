@@ -21,23 +21,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hybridsched.bounds.floors import request_floors
 from hybridsched.engine.views import ClusterView, RequestView
-
-
-def lpt_with_loads(sizes: np.ndarray, loads: np.ndarray, allowed: np.ndarray) -> np.ndarray:
-    """Longest processing time first onto the least loaded allowed client (``sizes``: m x J)."""
-    if len(sizes) == 1:  # the common replan online: one new request, the least loaded client
-        return np.array(
-            [np.argmin(np.where(allowed[0], np.asarray(loads, float) + sizes[0], np.inf))]
-        )
-    loads = np.asarray(loads, dtype=float).copy()
-    out = np.empty(len(sizes), dtype=np.int64)
-    for i in np.argsort(-sizes.max(axis=1), kind="stable"):
-        cand = np.where(allowed[i], loads + sizes[i], np.inf)
-        j = int(np.argmin(cand))
-        out[i] = j
-        loads[j] += sizes[i, j]
-    return out
+from hybridsched.offline.heuristics import lpt_assignment
 
 
 def least_loaded_one(outs: list[int], col: list[float], ok: list[bool], uniform: bool, tokens: int):
@@ -46,7 +32,7 @@ def least_loaded_one(outs: list[int], col: list[float], ok: list[bool], uniform:
     Client ``j``'s load is its outstanding tokens ``x_j`` priced at the request's size per
     token, ``x_j * (col_j / tokens)``; the request goes to the first client with the least
     ``load_j + col_j`` among the allowed (``ok``), and the objective is the largest load
-    after it (``lpt_with_loads`` on one row, the same floating-point operations). With
+    after it (``heuristics.lpt_assignment`` on one row, the same floating-point operations). With
     ``uniform`` (every client allowed, one size ``c > 0``), ``x * (c / tokens)`` is strictly
     increasing in the integer ``x`` (distinct integers below 2**50 stay distinct after the
     product and the sum), so the first least ``x_j`` is the choice and the largest ``x_j``
@@ -124,8 +110,7 @@ class RollingMMBPP:
         q = self.req.predicted[rows].astype(float)
         cols = []  # clients with equal latency and batch share a column: one per kind
         for j in self._kind_first:
-            dec = self._lat[j].decode_floors(s + q / 2.0, int(self.view.max_batch[j]))["memory"]
-            cols.append(s * self._phi_p[j] + (q - 1.0) * dec)
+            cols.append(request_floors(self._lat[j], int(self.view.max_batch[j]), s, q))
         return np.column_stack(cols)[:, self._kind_idx]
 
     def _replan(self, t: float):
@@ -160,7 +145,7 @@ class RollingMMBPP:
         elif self.solve is None:
             status = "no solver"
         if a is None:
-            a = lpt_with_loads(sizes, loads, allowed)
+            a = lpt_assignment(sizes, initial_loads=loads, allowed=allowed)
         a = np.asarray(a, dtype=np.int64)
         obj = float(
             np.max(

@@ -17,6 +17,7 @@ from hybridsched.engine.admission import Admission
 from hybridsched.engine.simulate import simulate_run
 from hybridsched.engine.state import OnlineRule
 from hybridsched.instance import Instance
+from hybridsched.offline.mmbpp_problem import check_client_indices
 from hybridsched.policies.routers import Immediate
 from hybridsched.trace.io import check_run
 
@@ -41,18 +42,14 @@ class StaticRouter(Immediate):
 
 
 def check_assignment(instance: Instance, assignment) -> np.ndarray:
-    a = np.asarray(assignment)
-    n, m = instance.num_requests, instance.num_clients
-    if a.shape != (n,):
-        raise ValueError(f"assignment: expected one client per request ({n}), got shape {a.shape}")
-    if not np.issubdtype(a.dtype, np.integer):
-        raise ValueError(f"assignment: client indices must be integers, got dtype {a.dtype}")
-    bad = (a < 0) | (a >= m)
-    if bad.any():
-        pos = int(np.flatnonzero(bad)[0])
-        raise ValueError(
-            f"assignment: request row {pos} goes to client {a[pos]}, but clients are 0..{m - 1}"
-        )
+    """``assignment`` as int64 client indices, each client able to hold its requests.
+
+    Raises a ValueError naming the row: wrong length, not integers, an unknown client, or
+    a request that reserves more KV tokens than its client holds.
+    """
+    a = check_client_indices(
+        assignment, instance.num_requests, instance.num_clients, "assignment", integral_floats=False
+    )
     for j, c in enumerate(instance.clients):
         rows = np.flatnonzero(a == j)
         too_big = instance.reservation[rows] > c.kv_capacity_tokens
@@ -63,7 +60,7 @@ def check_assignment(instance: Instance, assignment) -> np.ndarray:
                 f"{instance.reservation[i]} KV tokens, more than client {j} holds "
                 f"({c.kv_capacity_tokens})"
             )
-    return a.astype(np.int64)
+    return a
 
 
 def simulate(

@@ -28,7 +28,7 @@ def test_converters_accept_good_values():
 def test_plain_rewrites_numpy_reprs():
     """Tests that numpy scalar reprs in a message are shown as plain values."""
     msg = "got np.float64(100.5) and np.int64(-3), not np.str_('x'); keep f(1)"
-    assert argcheck.plain(msg) == "got 100.5 and -3, not 'x'; keep f(1)"
+    assert argcheck.plain_message(msg) == "got 100.5 and -3, not 'x'; keep f(1)"
 
 
 def test_check_out_dir_accepts_existing_and_creatable_folders(tmp_path):

@@ -159,3 +159,34 @@ def test_linear_memory_100k_on_2_clients():
     assert peak < 64 * 2**20
     loads = np.bincount(b, weights=w, minlength=2)
     assert loads.max() <= w.sum() / 2 * (1 + 1e-9)
+
+
+def test_lpt_with_initial_loads_hand_case():
+    """Tests LPT with initial loads: largest first onto the least-loaded allowed client."""
+    sizes = np.array([[4.0, 4.0], [3.0, 3.0], [2.0, 2.0], [1.0, 1.0]])
+    allowed = np.ones_like(sizes, dtype=bool)
+    assert lpt_assignment(sizes, initial_loads=np.array([0.0, 5.0]), allowed=allowed).tolist() == [
+        0,
+        0,
+        1,
+        0,
+    ]
+    allowed[0, 0] = False
+    assert lpt_assignment(sizes, initial_loads=np.array([0.0, 0.0]), allowed=allowed).tolist() == [
+        1,
+        0,
+        0,
+        1,
+    ]
+
+
+def test_lpt_with_initial_loads_one_request_goes_to_the_least_loaded_allowed_client():
+    sizes = np.array([[3.0, 1.0, 2.0]])
+    allowed = np.array([[True, False, True]])
+    # client 1 would finish first but cannot hold it; 0 + 3 > 0.5 + 2 picks client 2
+    assert lpt_assignment(
+        sizes, initial_loads=np.array([0.0, 0.0, 0.5]), allowed=allowed
+    ).tolist() == [2]
+    assert lpt_assignment(
+        sizes, initial_loads=np.array([0.0, 0.0, 1.5]), allowed=allowed
+    ).tolist() == [0]

@@ -279,7 +279,7 @@ def test_changing_threads_between_solves_still_solves():
         ({"mip_gap": -0.1}, "mip_gap"),
         ({"threads": 0}, "threads"),
         ({"warm_start": np.array([0, 1])}, "warm_start"),
-        ({"warm_start": np.array([0, 1, 2])}, "warm_start: request 2"),
+        ({"warm_start": np.array([0, 1, 2])}, "warm_start: request row 2"),
     ],
 )
 def test_bad_inputs_raise_value_error(kwargs, match):
@@ -424,7 +424,7 @@ def test_large_model_is_not_built(monkeypatch):
     """Tests that above MODEL_MAX_CELLS binaries, or when the build would not fit in the
     time left, the model is not built: FALLBACK with the reason, the heuristic answer."""
     sizes = identical([3, 3, 3, 1, 1], 2)
-    monkeypatch.setattr(mmbpp, "build_model", lambda p: pytest.fail("model built"))
+    monkeypatch.setattr(mmbpp, "build_mmbpp", lambda p: pytest.fail("model built"))
     monkeypatch.setattr(mmbpp, "MODEL_MAX_CELLS", 4)
     res = solve_assignment(sizes)
     assert res.status is SolveStatus.FALLBACK and "model too large" in res.fallback_reason

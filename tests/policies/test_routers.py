@@ -14,10 +14,11 @@ from hybridsched.engine.loop import run
 from hybridsched.engine.schema import PolicyError
 from hybridsched.instance import Client, Instance
 from hybridsched.latency.linear import LinearLatency
+from hybridsched.offline.heuristics import lpt_assignment
 from hybridsched.policies.lagrangian import Lagrangian
 from hybridsched.policies.prefill_first import PrefillFirst
 from hybridsched.policies.registry import make_router
-from hybridsched.policies.rolling import RollingMMBPP, least_loaded_one, lpt_with_loads
+from hybridsched.policies.rolling import RollingMMBPP, least_loaded_one
 from hybridsched.policies.routers import LeastKV, LeastWork, PowerOfTwo, RoundRobin
 from hybridsched.policies.static import StaticRouter
 from hybridsched.trace.io import check_run
@@ -201,7 +202,7 @@ class RecordingSolver:
         self.calls.append(len(sizes))
         if self.fail:
             raise RuntimeError("solver exploded")
-        return lpt_with_loads(sizes, loads, allowed), {"status": "recorded"}
+        return lpt_assignment(sizes, initial_loads=loads, allowed=allowed), {"status": "recorded"}
 
 
 def test_rolling_late_binding_times():
@@ -303,15 +304,6 @@ def test_rolling_falls_back_to_lpt_when_the_solver_raises():
     np.testing.assert_array_equal(same.dispatch_client, res.dispatch_client)
 
 
-def test_lpt_with_loads_hand_case():
-    """Tests LPT with initial loads: largest first onto the least-loaded allowed client."""
-    sizes = np.array([[4.0, 4.0], [3.0, 3.0], [2.0, 2.0], [1.0, 1.0]])
-    allowed = np.ones_like(sizes, dtype=bool)
-    assert lpt_with_loads(sizes, np.array([0.0, 5.0]), allowed).tolist() == [0, 0, 1, 0]
-    allowed[0, 0] = False
-    assert lpt_with_loads(sizes, np.array([0.0, 0.0]), allowed).tolist() == [1, 0, 0, 1]
-
-
 def test_replan_interval_must_be_positive():
     with pytest.raises(ValueError, match="replan_s must be a positive number, got 0"):
         RollingMMBPP(replan_s=0)
@@ -363,14 +355,6 @@ def test_round_robin_plan_ignores_true_lengths():
     b = run(inst.replace(requests=longer), RoundRobin(), PrefillFirst(), "on-demand")
     np.testing.assert_array_equal(a.dispatch_client, b.dispatch_client)
     assert not a.trace.equals(b.trace)
-
-
-def test_lpt_with_loads_one_request_goes_to_the_least_loaded_allowed_client():
-    sizes = np.array([[3.0, 1.0, 2.0]])
-    allowed = np.array([[True, False, True]])
-    # client 1 would finish first but cannot hold it; 0 + 3 > 0.5 + 2 picks client 2
-    assert lpt_with_loads(sizes, np.array([0.0, 0.0, 0.5]), allowed).tolist() == [2]
-    assert lpt_with_loads(sizes, np.array([0.0, 0.0, 1.5]), allowed).tolist() == [0]
 
 
 @settings(max_examples=500, deadline=None)
