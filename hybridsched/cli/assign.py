@@ -7,7 +7,12 @@ import argparse
 import pandas as pd
 
 from hybridsched.cli.argcheck import positive_int_arg
-from hybridsched.cli.options import _cluster_args, _instance, _recorded_prediction, _solve_args
+from hybridsched.cli.options import (
+    add_cluster_args,
+    add_solve_args,
+    instance_of,
+    recorded_prediction,
+)
 from hybridsched.cli.outputs import Outputs
 
 
@@ -16,7 +21,7 @@ def cmd_assign(args) -> None:
     from hybridsched.offline.mmbpp import solve_assignment
     from hybridsched.provenance import versions
 
-    inst, cluster = _instance(args)
+    inst, cluster = instance_of(args)
     res = solve_assignment(
         planning_sizes(inst),
         time_limit_s=args.time_limit,
@@ -34,7 +39,7 @@ def cmd_assign(args) -> None:
             **res.to_dict(),
             **cluster.to_dict(),
             "seed": args.seed,
-            **_recorded_prediction(args),
+            **recorded_prediction(args),
             "versions": versions(),
         },
     )
@@ -48,8 +53,8 @@ def cmd_assign(args) -> None:
 
 def add_assign(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("assign", help="solve the offline MMBPP assignment")
-    _cluster_args(p)
-    _solve_args(p)
+    add_cluster_args(p)
+    add_solve_args(p)
     p.add_argument(
         "--threads",
         type=positive_int_arg,

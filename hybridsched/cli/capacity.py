@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hybridsched.cli.options import _engine_args
+from hybridsched.cli.options import add_engine_args
 from hybridsched.cli.outputs import Outputs
 
 
@@ -100,7 +100,7 @@ def add_capacity(sub) -> argparse.ArgumentParser:
     )
     p.add_argument("--time-limit", type=float, default=10.0, help="MMBPP time limit in seconds")
     p.add_argument("--workers", type=int, default=None, help="local workers (default: cores)")
-    _engine_args(p)
+    add_engine_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--out", required=True)
     return p

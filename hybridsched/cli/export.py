@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hybridsched.cli.options import _report_dropped, _workload_args, _workload_options
+from hybridsched.cli.options import add_workload_args, report_dropped, workload_options
 
 
 def cmd_export(args) -> None:
@@ -14,10 +14,10 @@ def cmd_export(args) -> None:
         args.workload or "gsm8k",
         arrivals=args.arrivals,
         seed=args.arrival_seed,
-        **_workload_options(args),
+        **workload_options(args),
     )
     info = workload_info(df)
-    _report_dropped(info)
+    report_dropped(info)
     path = export_workload(df, args.out, args.export_format)
     print(path)
     print(
@@ -28,7 +28,7 @@ def cmd_export(args) -> None:
 
 def add_export(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write a workload as a trace another simulator replays")
-    _workload_args(p, format_flag="--input-format")
+    add_workload_args(p, format_flag="--input-format")
     p.add_argument(
         "--format",
         dest="export_format",

@@ -6,9 +6,12 @@ from __future__ import annotations
 import argparse
 
 from hybridsched.cli.argcheck import nonnegative_float_arg, positive_int_arg
+from hybridsched.studies.config import NAMES, RunConfig
+
+D = RunConfig()  # every flag's default
 
 
-def _workload_args(p: argparse.ArgumentParser, format_flag: str = "--format") -> None:
+def add_workload_args(p: argparse.ArgumentParser, format_flag: str = "--format") -> None:
     """The options that name and shape a workload (docs/model.md, "Workloads")."""
     g = p.add_argument_group("workload")
     g.add_argument(
@@ -54,7 +57,7 @@ def _number(text, name: str, kind=float):
     return v
 
 
-def _workload_options(args) -> dict:
+def workload_options(args) -> dict:
     """``load_workload`` keyword arguments from the workload options."""
     from hybridsched.workloads.arrivals import parse_arrivals
 
@@ -83,7 +86,7 @@ def _workload_options(args) -> dict:
     }
 
 
-def _report_dropped(info: dict) -> None:
+def report_dropped(info: dict) -> None:
     if info.get("num_dropped"):
         print(
             f"dropped {info['num_dropped']} request(s) of {info['workload']} longer than the "
@@ -91,40 +94,44 @@ def _report_dropped(info: dict) -> None:
         )
 
 
-def _cluster_args(p: argparse.ArgumentParser) -> None:
+def add_cluster_args(p: argparse.ArgumentParser, sample: bool = True) -> None:
+    """The cluster, workload and predictor options (defaults: ``RunConfig``'s)."""
     p.add_argument(
         "--clients",
         type=positive_int_arg,
-        default=2,
-        help="number of clients (replicas), default 2",
+        default=D.clients,
+        help=f"number of clients (replicas), default {D.clients}",
     )
     p.add_argument(
         "--tp",
         type=positive_int_arg,
-        default=4,
-        help="tensor-parallel degree per client, default 4",
+        default=D.tp,
+        help=f"tensor-parallel degree per client, default {D.tp}",
     )
     p.add_argument(
         "--max-batch",
         type=positive_int_arg,
-        default=32,
-        help="max batch size B per client, default 32",
+        default=D.max_batch,
+        help=f"max batch size B per client, default {D.max_batch}",
     )
-    p.add_argument("--model", default="llama-65b", help="model profile name or YAML path")
-    p.add_argument("--hardware", default="a100-80gb-sxm", help="hardware profile name or YAML path")
-    p.add_argument("--latency", default="roofline", choices=["roofline", "linear"])
-    _workload_args(p)
-    p.add_argument(
-        "--num-requests",
-        type=positive_int_arg,
-        default=None,
-        help="sample this many requests (seeded)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed for sampling and random sort keys")
-    _predictor_args(p)
+    p.add_argument("--model", default=D.model, help="model profile name or YAML path")
+    p.add_argument("--hardware", default=D.hardware, help="hardware profile name or YAML path")
+    p.add_argument("--latency", default=D.latency, choices=["roofline", "linear"])
+    add_workload_args(p)
+    if sample:
+        p.add_argument(
+            "--num-requests",
+            type=positive_int_arg,
+            default=None,
+            help="sample this many requests (seeded)",
+        )
+        p.add_argument(
+            "--seed", type=int, default=D.seed, help="seed for sampling and random sort keys"
+        )
+    add_predictor_args(p)
 
 
-def _predictor_args(p: argparse.ArgumentParser) -> None:
+def add_predictor_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--predictor",
         default=None,
@@ -137,10 +144,15 @@ def _predictor_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="lognormal error of the predicted output lengths (= --predictor noisy:SIGMA)",
     )
-    p.add_argument("--prediction-seed", type=int, default=0, help="seed of the prediction error")
+    p.add_argument(
+        "--prediction-seed",
+        type=int,
+        default=D.prediction_seed,
+        help="seed of the prediction error",
+    )
 
 
-def _prediction(args) -> dict:
+def prediction_of(args) -> dict:
     """The prediction keywords of ``requests_for`` and friends; both ways at once is an error."""
     from hybridsched.workloads.predictors import predictor_spec
 
@@ -155,7 +167,7 @@ def _prediction(args) -> dict:
     }
 
 
-def _serving_args(p: argparse.ArgumentParser) -> None:
+def add_serving_args(p: argparse.ArgumentParser) -> None:
     from hybridsched.instance import ADMISSIONS
     from hybridsched.policies.registry import ROUTERS
 
@@ -165,7 +177,7 @@ def _serving_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--arrivals",
-        default="table",
+        default=D.arrivals,
         help="zero | table (the request table's arrival_s; default) | poisson:RATE | gamma:RATE,CV",
     )
     p.add_argument(
@@ -177,11 +189,11 @@ def _serving_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--slo-ttft", type=float, default=None, help="SLO on TTFT, seconds")
     p.add_argument("--slo-tpot", type=float, default=None, help="SLO on TPOT, seconds")
     p.add_argument(
-        "--replan-s", type=float, default=1.0, help="rolling-mmbpp: seconds between replans"
+        "--replan-s", type=float, default=D.replan_s, help="rolling-mmbpp: seconds between replans"
     )
 
 
-def _serving(args):
+def serving_of(args):
     import math
 
     from hybridsched.policies.registry import Serving
@@ -203,19 +215,22 @@ def _serving(args):
     )
 
 
-def _solve_args(p: argparse.ArgumentParser, mip_gap: float = 1e-4) -> None:
+def add_solve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--time-limit", type=nonnegative_float_arg, default=10.0, help="MMBPP time limit in seconds"
+        "--time-limit",
+        type=nonnegative_float_arg,
+        default=D.time_limit,
+        help="MMBPP time limit in seconds",
     )
     p.add_argument(
         "--mip-gap",
         type=nonnegative_float_arg,
-        default=mip_gap,
-        help=f"MMBPP relative gap (default {mip_gap:g})",
+        default=D.mip_gap,
+        help=f"MMBPP relative gap (default {D.mip_gap:g})",
     )
 
 
-def _instance(args):
+def instance_of(args):
     from hybridsched.instance import Cluster, make_instance
     from hybridsched.workloads.catalogue import workload_info
     from hybridsched.workloads.tables import requests_for
@@ -232,30 +247,28 @@ def _instance(args):
         args.workload,
         args.num_requests,
         args.seed,
-        workload_options=_workload_options(args),
-        **_prediction(args),
+        workload_options=workload_options(args),
+        **prediction_of(args),
     )
     args.workload_info = workload_info(reqs)
-    _report_dropped(args.workload_info)
+    report_dropped(args.workload_info)
     return make_instance(reqs, cluster), cluster
 
 
-def _recorded_prediction(args) -> dict:
+def recorded_prediction(args) -> dict:
     """What an output file records of the predictions: sigma, seed and the predictor's spec."""
     from hybridsched.workloads.predictors import predictor_spec
 
-    kw = _prediction(args)
+    kw = prediction_of(args)
     return {**kw, "predictor": predictor_spec(kw["predictor"], kw["prediction_sigma"]) or "oracle"}
 
 
-def _flag_names(message: str) -> str:
+def flag_names(message: str) -> str:
     """A cell's message with option names as flags: ``rate_scale must`` -> ``--rate-scale must``."""
     import re
 
-    from hybridsched.studies.cells import DEFAULTS
-
     alias = {"num_clients": "clients"}  # the Cluster's field behind --clients
-    names = sorted([*DEFAULTS, *alias], key=len, reverse=True)
+    names = sorted([*NAMES, *alias], key=len, reverse=True)
     return re.sub(
         r"^(" + "|".join(names) + r") must",
         lambda m: f"--{alias.get(m.group(1), m.group(1)).replace('_', '-')} must",
@@ -264,13 +277,22 @@ def _flag_names(message: str) -> str:
 
 
 def cell_params(args) -> dict:
-    """The cell (``cells.DEFAULTS`` names) that a command's options describe."""
-    from hybridsched.studies.cells import DEFAULTS
-
-    return {k: getattr(args, k) for k in DEFAULTS if getattr(args, k, None) is not None}
+    """The options (``RunConfig``'s names) that a command's flags set."""
+    return {k: getattr(args, k) for k in NAMES if getattr(args, k, None) is not None}
 
 
-def _engine_args(p: argparse.ArgumentParser, default: str = "dask") -> None:
+def run_config(args) -> RunConfig:
+    """The ``RunConfig`` a command's flags describe, after the flags' own checks."""
+    serving_of(args)
+    prediction_of(args)
+    workload_options(args)
+    try:
+        return RunConfig.from_dict(cell_params(args))
+    except ValueError as e:  # name the flags, not the options
+        raise ValueError(flag_names(str(e))) from None
+
+
+def add_engine_args(p: argparse.ArgumentParser, default: str = "dask") -> None:
     p.add_argument(
         "--engine",
         default=default,

@@ -6,14 +6,14 @@ import argparse
 
 from hybridsched.cli.argcheck import finite_float_arg, positive_int_arg
 from hybridsched.cli.options import (
-    _cluster_args,
-    _flag_names,
-    _recorded_prediction,
-    _report_dropped,
-    _serving,
-    _serving_args,
-    _solve_args,
+    add_cluster_args,
+    add_serving_args,
+    add_solve_args,
     cell_params,
+    flag_names,
+    recorded_prediction,
+    report_dropped,
+    serving_of,
 )
 from hybridsched.cli.outputs import Outputs
 
@@ -29,7 +29,7 @@ def cmd_simulate(args) -> None:
     from hybridsched.studies.cells import simulate_cell
     from hybridsched.trace.io import check_run
 
-    _serving(args)  # refuse bad serving options before any work
+    serving_of(args)  # refuse bad serving options before any work
     # The bound needs only the instance: it is computed in the background (a forked
     # process, on the other core) while the policy runs. --check reads the finished run
     # there too while the files are written; nothing is renamed into place before the
@@ -52,9 +52,9 @@ def cmd_simulate(args) -> None:
         try:
             cell = simulate_cell({**cell_params(args), "check": False}, on_instance=start_bound)
         except ValueError as e:  # name the CLI's flags, not the cell's option names
-            raise ValueError(_flag_names(str(e))) from None
+            raise ValueError(flag_names(str(e))) from None
         inst, run = cell.instance, cell.run
-        _report_dropped(cell.workload or {})
+        report_dropped(cell.workload or {})
         if args.check:
             jobs["check"] = background.start(functools.partial(check_run, flat=run.flat), run, inst)
         out.add("trace.csv", run.trace, request_ids_flat=run.flat.rid)
@@ -107,7 +107,7 @@ def _metrics_json(args, cell, lb) -> dict:
         seed=args.seed,
         arrivals=cell.params["arrivals"],
         rate_scale=cell.params["rate_scale"],
-        **_recorded_prediction(args),
+        **recorded_prediction(args),
         knobs={
             "lambda_multiplier": args.lambda_multiplier,
             "horizon": args.horizon,
@@ -147,8 +147,8 @@ def add_simulate(sub) -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="run one policy through the simulator")
     p.add_argument("--policy", default="baseline", choices=list(POLICIES))
-    _cluster_args(p)
-    _solve_args(p)
+    add_cluster_args(p)
+    add_solve_args(p)
     p.add_argument(
         "--lambda-multiplier",
         type=finite_float_arg,
@@ -165,6 +165,6 @@ def add_simulate(sub) -> argparse.ArgumentParser:
         help="chunked prefill: tokens per iteration (default: the 2048-token prefill budget)",
     )
     p.add_argument("--check", action="store_true", help="assert the trace invariants")
-    _serving_args(p)
+    add_serving_args(p)
     p.add_argument("--out", required=True)
     return p

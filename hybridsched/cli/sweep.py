@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hybridsched.cli.options import _engine_args
+from hybridsched.cli.options import add_engine_args
 
 
 def cmd_sweep(args) -> None:
@@ -38,6 +38,6 @@ def add_sweep(sub) -> argparse.ArgumentParser:
     p.add_argument(
         "--workers", type=int, default=None, help="local workers (default: the machine's cores)"
     )
-    _engine_args(p)
+    add_engine_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p

@@ -127,6 +127,10 @@ KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 RENDER_SET = {"smoke": "use --smoke (render(smoke=True))", "out_dir": "render sets it from --out"}
 
 
+# Earlier names of notebook parameters, still accepted: the notebooks speak RunConfig's names.
+ALIASES = {"time_limit_s": "time_limit"}
+
+
 def check_parameters(extra: Mapping[str, Any], declared: Mapping[Path, Iterable[str]]) -> None:
     """Refuse a parameter that no selected notebook declares in its ``parameters`` cell (the
     message lists the ones they do declare) or one that ``render`` sets itself."""
@@ -221,7 +225,7 @@ def render(
     """
     paths = find_notebooks(notebooks, notebooks_dir)
     out = Path(out_dir).expanduser().resolve()
-    extra = dict(parameters or {})
+    extra = {ALIASES.get(k, k): v for k, v in (parameters or {}).items()}
     declared = {p: _declared(p) for p in paths}
     check_parameters(extra, declared)
     out.mkdir(parents=True, exist_ok=True)

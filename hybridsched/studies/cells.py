@@ -31,115 +31,32 @@ from dataclasses import dataclass
 import pandas as pd
 
 from hybridsched.instance import Cluster, Instance, make_instance
-from hybridsched.policies.registry import RuleKnobs, SolveSettings, policy_spec
+from hybridsched.studies.config import DEFAULTS, FLOAT_OPTIONS, INT_OPTIONS, NAMES, RunConfig
 from hybridsched.studies.run import run_policy
-from hybridsched.workloads.arrivals import apply_arrivals, parse_arrivals
+from hybridsched.workloads.arrivals import apply_arrivals
 from hybridsched.workloads.requests import check_context, validate_requests
 from hybridsched.workloads.tables import requests_for
 
-# Every option a cell knows, with its default: the CLI's option names, underscored.
-DEFAULTS: dict[str, object] = {
-    "workload": "gsm8k",
-    "format": None,
-    "window": None,
-    "max_requests": None,
-    "fit_context": "error",
-    "max_context": None,
-    "num_requests": None,
-    "seed": 0,
-    "prediction_sigma": 0.0,
-    "prediction_seed": 0,
-    "predictor": None,
-    "arrivals": "table",
-    "arrival_seed": None,
-    "rate_scale": 1.0,
-    "model": "llama-65b",
-    "hardware": "a100-80gb-sxm",
-    "clients": 2,
-    "tp": 4,
-    "max_batch": 32,
-    "latency": "roofline",
-    "policy": "baseline",
-    "router": None,
-    "admission": None,
-    "slo_ttft": None,
-    "slo_tpot": None,
-    "replan_s": 1.0,
-    "lambda_multiplier": 1.0,
-    "horizon": 64,
-    "token_budget": None,
-    "time_limit": 10.0,
-    "mip_gap": 1e-4,
-    "check": False,
-}
-KNOWN = tuple(DEFAULTS)
+# Every option a cell knows, with its default: RunConfig's (config.py).
+KNOWN = NAMES
 CLUSTER_KEYS = ("model", "hardware", "clients", "tp", "max_batch", "latency")
-_INTS = (
-    "num_requests",
-    "max_requests",
-    "max_context",
-    "seed",
-    "arrival_seed",
-    "prediction_seed",
-    "clients",
-    "tp",
-    "max_batch",
-    "horizon",
-)
-_FLOATS = (
-    "prediction_sigma",
-    "rate_scale",
-    "slo_ttft",
-    "slo_tpot",
-    "lambda_multiplier",
-    "replan_s",
-)
+# The options a cell's id has always hashed; a newer option enters the hash only when it is
+# set away from its default, so the ids of earlier sweeps (and their resume) stay valid.
+ID_KEYS = NAMES[: NAMES.index("check") + 1]
 _STRINGS = ("cell_id", "status", "error", "offline_status", "versions")
 # Column types of a result row's parameter and bookkeeping columns (stable across Parquet parts).
 DTYPES = {
-    **{k: "string" for k in DEFAULTS if k not in (*_INTS, *_FLOATS, "token_budget", "check")},
-    **{k: "Int64" for k in (*_INTS, "token_budget")},
-    **{k: "float64" for k in (*_FLOATS, "time_limit", "mip_gap")},
+    **{k: "string" for k in DEFAULTS if k not in (*INT_OPTIONS, *FLOAT_OPTIONS, "check")},
+    **{k: "Int64" for k in INT_OPTIONS},
+    **{k: "float64" for k in FLOAT_OPTIONS},
     "check": "boolean",
     **{k: "string" for k in _STRINGS},
 }
 
 
-def unknown_error(names) -> ValueError:
-    return ValueError(
-        f"unknown option(s) {', '.join(sorted(map(str, names)))}; known: {', '.join(KNOWN)}"
-    )
-
-
 def resolve(params: dict) -> dict:
     """``params`` over ``DEFAULTS``, numbers coerced; raises naming an unknown or bad option."""
-    unknown = set(params) - set(DEFAULTS)
-    if unknown:
-        raise unknown_error(unknown)
-    p = {**DEFAULTS, **params}
-    for k in (*_INTS, "token_budget"):
-        if p[k] is not None:
-            p[k] = _number(k, p[k], int)
-    for k in (*_FLOATS, "time_limit", "mip_gap"):
-        if p[k] is not None:
-            p[k] = _number(k, p[k], float)
-    if p["rate_scale"] <= 0:
-        raise ValueError(f"rate_scale must be > 0, got {p['rate_scale']!r}")
-    p["arrivals"] = str(parse_arrivals(p["arrivals"]))
-    p["workload"] = str(p["workload"])
-    policy_spec(str(p["policy"]))
-    return p
-
-
-def _number(name: str, v, kind: type):
-    try:
-        x = float(v)
-        ok = not isinstance(v, bool) and (kind is float or x == int(x))
-    except (TypeError, ValueError, OverflowError):
-        ok = False
-    if not ok:
-        raise ValueError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {v!r}")
-    return kind(x)
+    return RunConfig.from_dict(params).to_dict()
 
 
 @functools.cache
@@ -151,19 +68,13 @@ def _versions() -> str:
 
 def cell_id(params: dict) -> str:
     """A stable id of a resolved cell: the same options give the same id across runs."""
-    text = json.dumps({k: params[k] for k in KNOWN}, sort_keys=True, default=str)
+    keys = [*ID_KEYS, *(k for k in NAMES[len(ID_KEYS) :] if params.get(k) != DEFAULTS[k])]
+    text = json.dumps({k: params[k] for k in keys}, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
 def cluster_of(p: dict) -> Cluster:
-    return Cluster(
-        model=str(p["model"]),
-        hardware=str(p["hardware"]),
-        num_clients=p["clients"],
-        tp=p["tp"],
-        max_batch=p["max_batch"],
-        latency=str(p["latency"]),
-    )
+    return RunConfig(**p).cluster()
 
 
 def requests_of(p: dict, tables: dict | None = None) -> pd.DataFrame:
@@ -244,18 +155,12 @@ def simulate_cell(params: dict, tables: dict | None = None, on_instance=None) ->
     instance = make_instance(reqs, cluster_of(p), max_context=p["max_context"])
     if on_instance is not None:
         on_instance(instance)
-    knobs = RuleKnobs(
-        lambda_multiplier=p["lambda_multiplier"],
-        horizon=p["horizon"],
-        seed=p["seed"],
-        token_budget=p["token_budget"],
-    )
-    solve = SolveSettings(p["time_limit"], p["mip_gap"], replan_s=p["replan_s"])
+    config = RunConfig(**p)
     run = run_policy(
         instance,
         str(p["policy"]),
-        knobs,
-        solve,
+        config.knobs(),
+        config.solve(),
         check=bool(p["check"]),
         router=p["router"],
         admission=p["admission"],

@@ -35,16 +35,8 @@ import yaml
 
 from hybridsched.jobs.executor import Executor, JobError
 from hybridsched.jobs.store import ResultStore
-from hybridsched.studies.cells import (
-    CLUSTER_KEYS,
-    DEFAULTS,
-    DTYPES,
-    cell_id,
-    cluster_of,
-    resolve,
-    run_cell,
-    unknown_error,
-)
+from hybridsched.studies.cells import CLUSTER_KEYS, DTYPES, cell_id, cluster_of, resolve, run_cell
+from hybridsched.studies.config import DEFAULTS, unknown_error
 
 
 def load_grid(path: str | os.PathLike) -> dict:

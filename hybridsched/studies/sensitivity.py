@@ -1,22 +1,18 @@
 """Sensitivity sweeps over the hybrid's knobs and the cluster, and ablation deltas.
 
-Built only from ``experiments``' public functions: a layer above it, used by the
-sensitivity notebook.
-
 ``sweep(param_grid, base, policies)`` runs every point of the Cartesian product of
-``param_grid`` (merged over ``base``). Keys are either
-
-- workload/cluster keys (``CLUSTER_KEYS``): ``clients``, ``tp``, ``max_batch``,
-  ``num_requests``, ``seed`` (workload sample), ``model``, ``hardware``, ``latency``,
-  ``prediction_sigma`` and ``prediction_seed`` (noisy predicted lengths); or
-- online-rule knobs (``KNOB_KEYS``, the fields of ``experiments.RuleKnobs``):
-  ``lambda_multiplier``, ``horizon``, ``min_prefill``, ``idle_price``, ``sort`` and
-  ``sort_seed`` (the knob ``RuleKnobs.seed``, renamed so it cannot clash with ``seed``).
+``param_grid`` over ``base`` (a ``RunConfig`` or its options as a dict). Keys are
+``RunConfig``'s names, as in a sweep grid file: workload and cluster options (``clients``,
+``tp``, ``max_batch``, ``num_requests``, ``seed``, ``model``, ``hardware``, ``latency``,
+``prediction_sigma``, ...) and the online rules' knobs (``KNOB_KEYS``:
+``lambda_multiplier``, ``horizon``, ``min_prefill``, ``idle_price``, ``sort``,
+``token_budget``).
 
 The knobs apply to every policy except ``baseline``, which is the fixed reference (the
 sort knob would otherwise turn it into a different policy). Per workload/cluster point
-the instance, ``T_LB``, the MMBPP assignment and the baseline run are computed once and
-reused across knob values.
+(every option but the knobs) the instance, ``T_LB``, the MMBPP assignment and the baseline
+run are computed once and reused across knob values; the points run on the same
+executors as every sweep (``jobs.executor``).
 
 Sweep table: one row per grid point and policy, the grid's keys plus ``policy``,
 ``makespan_s``, ``utilization``, ``mean_batch``, ``kv_occupancy``, ``prefill_share``,
@@ -29,31 +25,19 @@ Sweep table: one row per grid point and policy, the grid's keys plus ``policy``,
 from __future__ import annotations
 
 import itertools
-from dataclasses import fields
 
 import numpy as np
 import pandas as pd
 
-from hybridsched.instance import Cluster, make_instance
+from hybridsched.instance import make_instance
 from hybridsched.jobs.executor import Executor, JobError
 from hybridsched.policies.registry import POLICIES, RuleKnobs, SolveSettings, policy_spec
 from hybridsched.studies.bounds import bound_for, full_lower_bound
+from hybridsched.studies.config import RunConfig
 from hybridsched.studies.run import offline_assignment, run_policy
 from hybridsched.workloads.tables import requests_for
 
-CLUSTER_KEYS = (
-    "clients",
-    "tp",
-    "max_batch",
-    "num_requests",
-    "seed",
-    "model",
-    "hardware",
-    "latency",
-    "prediction_sigma",
-    "prediction_seed",
-)
-KNOB_KEYS = tuple("sort_seed" if f.name == "seed" else f.name for f in fields(RuleKnobs))
+KNOB_KEYS = ("lambda_multiplier", "horizon", "min_prefill", "idle_price", "sort", "token_budget")
 METRIC_COLUMNS = (
     "makespan_s",
     "utilization",
@@ -77,28 +61,12 @@ STAGES = (
     ("beyond: chunked prefill instead of the rule (MMBPP, sorted)", "hybrid", "hybrid-chunked"),
 )
 
-_DEFAULTS = {"clients": 2, "tp": 4, "max_batch": 32, "num_requests": None, "seed": 0}
-
-
-def _split(settings: dict) -> tuple[dict, dict]:
-    unknown = set(settings) - set(CLUSTER_KEYS) - set(KNOB_KEYS)
-    if unknown:
-        raise ValueError(
-            f"sweep: unknown parameter(s) {', '.join(sorted(unknown))}; "
-            f"known: {', '.join(CLUSTER_KEYS + KNOB_KEYS)}"
-        )
-    cluster = {**_DEFAULTS, **{k: v for k, v in settings.items() if k in CLUSTER_KEYS}}
-    knobs = {("seed" if k == "sort_seed" else k): v for k, v in settings.items() if k in KNOB_KEYS}
-    return cluster, knobs
-
 
 def sweep(
     param_grid: dict[str, list],
-    base: dict | None = None,
+    base: RunConfig | dict | None = None,
     policies: tuple[str, ...] | list[str] = ("baseline", "hybrid"),
-    requests: pd.DataFrame | str | None = None,
-    time_limit_s: float = 10.0,
-    mip_gap: float = 1e-4,
+    requests: pd.DataFrame | None = None,
     progress: bool = False,
     engine: str = "serial",
     workers: int | None = None,
@@ -108,45 +76,39 @@ def sweep(
 
     Parameters
     ----------
-    param_grid : parameter name -> list of values (module docstring for the names); the
-        grid is their Cartesian product, in the given key order.
-    base : values for parameters not in the grid (default: the paper's single case,
-        2 clients, tp=4, B=32, all 1,319 GSM8K requests, default knobs).
-    policies : names from ``experiments.POLICIES``. ``baseline`` is always run (as the
-        reference of the gain columns) but only reported when listed.
-    requests : a request table or CSV path instead of the GSM8K test split.
-    time_limit_s, mip_gap : the MMBPP solve (assignment and the bound's MMBPP part).
+    param_grid : option name -> list of values (``RunConfig``'s names); the grid is their
+        Cartesian product, in the given key order.
+    base : the options not in the grid (default ``RunConfig()``: the paper's single case,
+        2 clients, tp=4, B=32, all 1,319 GSM8K requests, default knobs); ``time_limit``
+        and ``mip_gap`` set the MMBPP solve (assignment and the bound's MMBPP part).
+    policies : names from ``POLICIES``. ``baseline`` is always run (as the reference of
+        the gain columns) but only reported when listed.
+    requests : a request table instead of ``base``'s workload.
     progress : print one line per grid point.
     engine, workers, scheduler : where the workload/cluster points run
         (``jobs.executor.Executor``: ``serial``, the default, ``processes`` or ``dask``); the
         table is the same for every engine.
 
-    Returns
-    -------
-    DataFrame, one row per grid point and policy (module docstring).
-
     Raises
     ------
-    ValueError : an unknown parameter or policy, or an empty value list.
+    ValueError : an unknown option or policy, a bad value, or an empty value list.
     """
-    base = dict(base or {})
+    base = base if isinstance(base, RunConfig) else RunConfig.from_dict(dict(base or {}))
     for name, values in param_grid.items():
         if len(list(values)) == 0:
             raise ValueError(f"sweep: parameter {name!r} has no values")
     for p in policies:
         policy_spec(p)
-    _split({**base, **{k: None for k in param_grid}})  # fail fast on unknown names
-    solve = SolveSettings(time_limit_s, mip_gap)
     keys = list(param_grid)
     groups: dict[tuple, list] = {}  # one job per workload/cluster point, in first-seen order
     n = 0
     for values in itertools.product(*(list(param_grid[k]) for k in keys)):
         point = dict(zip(keys, values, strict=True))
-        cl, kn = _split({**base, **point})
-        ckey = tuple(sorted((k, str(v)) for k, v in cl.items()))
-        groups.setdefault(ckey, []).append((n, point, cl, kn))
+        config = base.replace(**point)
+        ckey = tuple((k, str(v)) for k, v in config.to_dict().items() if k not in KNOB_KEYS)
+        groups.setdefault(ckey, []).append((n, point, config))
         n += 1
-    jobs = [(g, tuple(policies), solve, progress) for g in groups.values()]
+    jobs = [(g, tuple(policies), progress) for g in groups.values()]
     with Executor(engine, workers, scheduler) as eng:
         results = eng.map(_run_group, jobs, shared=requests, desc="sweep")
     rows: list = [None] * n
@@ -160,11 +122,11 @@ def sweep(
 
 def _run_group(job, requests) -> list[tuple[int, list[dict]]]:
     """All grid points of one workload/cluster point: instance, bound and baseline once."""
-    group, policies, solve, progress = job
-    ctx = _prepare(group[0][2], requests, solve)
+    group, policies, progress = job
+    ctx = _prepare(group[0][2], requests)
     out = []
-    for i, point, _, kn in group:
-        knobs = RuleKnobs.from_dict(kn)
+    for i, point, config in group:
+        knobs, solve = config.knobs(), config.solve()
         base_m = ctx["baseline"].metrics
         rows = []
         for p in policies:
@@ -176,23 +138,18 @@ def _run_group(job, requests) -> list[tuple[int, list[dict]]]:
     return out
 
 
-def _prepare(cl: dict, requests, solve: SolveSettings) -> dict:
-    cluster = Cluster(
-        model=cl.get("model", "llama-65b"),
-        hardware=cl.get("hardware", "a100-80gb-sxm"),
-        num_clients=int(cl["clients"]),
-        tp=int(cl["tp"]),
-        max_batch=int(cl["max_batch"]),
-        latency=cl.get("latency", "roofline"),
-    )
+def _prepare(config: RunConfig, requests) -> dict:
     reqs = requests_for(
-        requests,
-        cl["num_requests"],
-        int(cl["seed"]),
-        float(cl.get("prediction_sigma", 0.0)),
-        int(cl.get("prediction_seed", 0)),
+        config.workload if requests is None else requests,
+        config.num_requests,
+        config.seed,
+        config.prediction_sigma,
+        config.prediction_seed,
+        config.workload_options(),
+        config.predictor,
     )
-    instance = make_instance(reqs, cluster)
+    instance = make_instance(reqs, config.cluster())
+    solve = config.solve()
     ctx = {
         "instance": instance,
         "bound": full_lower_bound(instance, solve=solve),

@@ -13,10 +13,11 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 
 from hybridsched.bounds.lower_bound import LowerBound
-from hybridsched.instance import Cluster, Instance, make_instance
-from hybridsched.policies.registry import POLICIES, RuleKnobs, Serving, SolveSettings, policy_spec
+from hybridsched.instance import Instance, make_instance
+from hybridsched.policies.registry import POLICIES, policy_spec
 from hybridsched.provenance import versions
 from hybridsched.studies.bounds import bound_for, full_lower_bound
+from hybridsched.studies.config import RunConfig
 from hybridsched.studies.paper import PAPER
 from hybridsched.studies.run import RunResult, run_policy
 from hybridsched.workloads.arrivals import apply_arrivals
@@ -57,49 +58,35 @@ class SingleCaseResult:
 
 
 def run_single_case(
-    clients: int = 2,
-    tp: int = 4,
-    max_batch: int = 32,
-    requests: pd.DataFrame | str | None = None,
-    num_requests: int | None = None,
+    config: RunConfig | None = None,
+    *,
     policies: tuple[str, ...] | list[str] = tuple(POLICIES),
-    knobs: dict | RuleKnobs | None = None,
-    time_limit_s: float = 10.0,
-    mip_gap: float = 1e-4,
-    seed: int = 0,
+    requests: pd.DataFrame | None = None,
     check: bool = True,
-    model: str = "llama-65b",
-    hardware: str = "a100-80gb-sxm",
-    latency: str = "roofline",
-    prediction_sigma: float = 0.0,
-    prediction_seed: int = 0,
-    workload_options: dict | None = None,
-    predictor: str | None = None,
-    serving: Serving = Serving(),
+    **options,
 ) -> SingleCaseResult:
     """The paper's single case: every policy on one workload, with ``T_LB`` and its parts.
 
-    ``seed`` only matters when ``num_requests`` samples the workload or a policy sorts
-    randomly; ``prediction_sigma > 0`` gives planners noisy output lengths (seeded by
-    ``prediction_seed``) while the simulator runs the true ones; ``predictor`` names any
-    other predictor (``predictors.parse_predictor``; not together with a sigma).
+    ``config`` (default ``RunConfig()``: all of GSM8K on the paper's cluster) with
+    ``options`` over it (``RunConfig``'s names: ``clients=4``, ``time_limit=30``, ...);
+    ``requests``: a request table instead of ``config.workload``. ``seed`` only matters
+    when ``num_requests`` samples the workload or a policy sorts randomly; a predictor
+    gives planners noisy output lengths while the simulator runs the true ones.
     """
-    knobs = knobs if isinstance(knobs, RuleKnobs) else RuleKnobs.from_dict(knobs)
-    cluster = Cluster(
-        model=model,
-        hardware=hardware,
-        num_clients=clients,
-        tp=tp,
-        max_batch=max_batch,
-        latency=latency,
-    )
-    reqs = requests_for(
-        requests, num_requests, seed, prediction_sigma, prediction_seed, workload_options, predictor
-    )
-    instance = make_instance(apply_arrivals(reqs, serving.arrivals, serving.arrival_seed), cluster)
-    solve = SolveSettings(time_limit_s, mip_gap)
+    config = (config or RunConfig()).replace(**options)
     for p in policies:
         policy_spec(p)
+    cluster, serving, solve = config.cluster(), config.serving(), config.solve()
+    reqs = requests_for(
+        config.workload if requests is None else requests,
+        config.num_requests,
+        config.seed,
+        config.prediction_sigma,
+        config.prediction_seed,
+        config.workload_options(),
+        config.predictor,
+    )
+    instance = make_instance(apply_arrivals(reqs, serving.arrivals, serving.arrival_seed), cluster)
     # One bound per admission mode the runs use (on-demand drops the reservation part).
     adm = {p: serving.admission or POLICIES[p].admission for p in policies}
     paper_adm = "reservation" if "reservation" in adm.values() else "on-demand"
@@ -109,27 +96,31 @@ def run_single_case(
         if any(POLICIES[p].mixed for p in policies)
         else None
     )
-    runs = _run_policies(instance, policies, knobs, solve, check, serving)
+    runs = _run_policies(instance, policies, config.knobs(), solve, check, serving)
     table = _policy_table(runs, instance, adm, paper_adm, bound, bound_mixed, solve)
-    params = {
+    params = _params(config, cluster, instance, reqs, requests, policies, serving)
+    return SingleCaseResult(table, bound, runs, instance, params, bound_mixed)
+
+
+def _params(config, cluster, instance, reqs, requests, policies, serving) -> dict:
+    """What ``single_case.json`` records of the run's parameters."""
+    named = "gsm8k-test" if config.workload == "gsm8k" else config.workload
+    return {
         **cluster.to_dict(),
         "num_requests": instance.num_requests,
-        "requests": "gsm8k-test"
-        if requests is None
-        else (requests if isinstance(requests, str) else "dataframe"),
+        "requests": named if requests is None else "dataframe",
         "workload": workload_info(reqs) or None,
         "policies": list(policies),
-        "knobs": asdict(knobs),
-        "time_limit_s": time_limit_s,
-        "mip_gap": mip_gap,
-        "seed": seed,
-        "prediction_sigma": prediction_sigma,
-        "prediction_seed": prediction_seed,
-        "predictor": predictor_spec(predictor, prediction_sigma) or "oracle",
+        "knobs": asdict(config.knobs()),
+        "time_limit_s": config.time_limit,
+        "mip_gap": config.mip_gap,
+        "seed": config.seed,
+        "prediction_sigma": config.prediction_sigma,
+        "prediction_seed": config.prediction_seed,
+        "predictor": predictor_spec(config.predictor, config.prediction_sigma) or "oracle",
         "serving": serving.to_dict(),
         "versions": versions(),
     }
-    return SingleCaseResult(table, bound, runs, instance, params, bound_mixed)
 
 
 def _bound_of(instance, policy, admission, paper_adm, bound, bound_mixed, solve) -> LowerBound:

@@ -12,7 +12,7 @@ Result tables:
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,7 @@ from hybridsched.bounds.lower_bound import lower_bound
 from hybridsched.instance import Cluster, make_instance
 from hybridsched.policies.registry import POLICIES, RuleKnobs, Serving, SolveSettings, policy_spec
 from hybridsched.provenance import versions
+from hybridsched.studies.config import RunConfig
 from hybridsched.studies.paper import PAPER
 from hybridsched.studies.run import run_policy
 from hybridsched.workloads.arrivals import apply_arrivals
@@ -160,59 +161,46 @@ def summarize_study(cases: pd.DataFrame, baseline: str = "baseline") -> pd.DataF
 
 
 def run_study(
+    config: RunConfig | None = None,
+    *,
     cases: int = 100,
     requests_per_case: int = 1000,
-    clients: int = 2,
-    tp: int = 4,
-    max_batch: int = 32,
     policies: tuple[str, ...] | list[str] = ("baseline", "hybrid"),
-    knobs: dict | RuleKnobs | None = None,
-    workers: int = 2,
-    requests: pd.DataFrame | str | None = None,
     first_seed: int = 1,
-    time_limit_s: float = 10.0,
-    mip_gap: float = 1e-3,
-    progress: bool = True,
-    workload_options: dict | None = None,
-    prediction_sigma: float = 0.0,
-    prediction_seed: int = 0,
-    predictor: str | None = None,
-    serving: Serving = Serving(),
-    model: str = "llama-65b",
-    hardware: str = "a100-80gb-sxm",
+    workers: int = 2,
     engine: str = "processes",
     scheduler: str | None = None,
+    progress: bool = True,
+    requests: pd.DataFrame | None = None,
+    **options,
 ) -> StudyResult:
     """Case ``k`` draws ``requests_per_case`` requests with seed ``first_seed + k - 1``.
 
-    Cases run on ``jobs.executor.Executor(engine, workers, scheduler)``: ``processes`` (a pool of
-    ``workers`` processes; one worker runs in this process), ``dask`` (a local cluster of
-    ``workers``, or the running cluster at ``scheduler``) or ``serial``; the request table
-    reaches each worker once. Each solve uses one HiGHS thread, so the results do not
-    depend on the engine or the number of workers. A failing case is listed in ``failures``.
-    The default MMBPP gap is 0.1%: with 1,000 requests LPT is usually already there, and a
-    tighter gap costs seconds per case for milliseconds of makespan.
-    Predictions (``predictor`` or ``prediction_sigma``, as in ``requests_for``) are made
-    once on the whole table, seeded by ``prediction_seed``, so a request keeps its
-    prediction in every case that draws it.
+    ``config`` with ``options`` over it (``RunConfig``'s names) sets the workload, cluster,
+    knobs, solve and serving of every case; ``requests``: a table instead of the workload.
+    Cases run on ``jobs.executor.Executor(engine, workers, scheduler)``: ``processes`` (a
+    pool of ``workers`` processes; one worker runs in this process), ``dask`` (a local
+    cluster of ``workers``, or the running cluster at ``scheduler``) or ``serial``; the
+    request table reaches each worker once. Each solve uses one HiGHS thread, so the
+    results do not depend on the engine or the number of workers. A failing case is listed
+    in ``failures``. Predictions are made once on the whole table, seeded by
+    ``prediction_seed``, so a request keeps its prediction in every case that draws it.
     """
-
-    knobs = knobs if isinstance(knobs, RuleKnobs) else RuleKnobs.from_dict(knobs)
+    config = (config or RunConfig()).replace(**options)
     _check_study(cases, workers, policies)
     base = requests_for(
-        requests,
-        prediction_sigma=prediction_sigma,
-        prediction_seed=prediction_seed,
-        workload_options=workload_options,
-        predictor=predictor,
+        config.workload if requests is None else requests,
+        prediction_sigma=config.prediction_sigma,
+        prediction_seed=config.prediction_seed,
+        workload_options=config.workload_options(),
+        predictor=config.predictor,
     )
     if not 1 <= requests_per_case <= len(base):
         raise ValueError(f"requests_per_case must be in 1..{len(base)}, got {requests_per_case}")
-    cluster = Cluster(
-        model=model, hardware=hardware, num_clients=clients, tp=tp, max_batch=max_batch
-    )
+    cluster = config.cluster()
     cluster.make_clients()  # fail fast on a bad cluster, before any process starts
-    solve = SolveSettings(time_limit_s, mip_gap, threads=1)
+    solve = replace(config.solve(), threads=1)
+    knobs, serving = config.knobs(), config.serving()
     same = (requests_per_case, cluster, tuple(policies), knobs, solve, serving)
     jobs = [_Case(k, first_seed + k - 1, None, *same) for k in range(1, cases + 1)]
     if engine == "processes" and workers == 1:
@@ -230,11 +218,11 @@ def run_study(
         "knobs": asdict(knobs),
         "workers": workers,
         "engine": engine,
-        "time_limit_s": time_limit_s,
-        "mip_gap": mip_gap,
-        "prediction_sigma": prediction_sigma,
-        "prediction_seed": prediction_seed,
-        "predictor": predictor_spec(predictor, prediction_sigma) or "oracle",
+        "time_limit_s": config.time_limit,
+        "mip_gap": config.mip_gap,
+        "prediction_sigma": config.prediction_sigma,
+        "prediction_seed": config.prediction_seed,
+        "predictor": predictor_spec(config.predictor, config.prediction_sigma) or "oracle",
         "serving": serving.to_dict(),
         "versions": versions(),
     }

@@ -191,12 +191,14 @@ def prompt_texts(
 ) -> pd.Series | None:
     """The prompt texts of a workload, indexed by ``request_id``, or None if it has none.
 
-    ``source`` is what ``requests`` was made from: None (the shipped GSM8K test split),
-    or a DataFrame or CSV path with an optional ``prompt_text`` column (``requests`` is
-    its validated table, same rows).
+    ``source`` is what ``requests`` was made from: None or ``"gsm8k"`` (the shipped GSM8K
+    test split), another named workload (no texts), or a DataFrame or CSV path with an
+    optional ``prompt_text`` column (``requests`` is its validated table, same rows).
     """
-    if source is None:
+    if source is None or (isinstance(source, str) and source == "gsm8k"):
         return gsm8k_questions("test")
+    if not isinstance(source, pd.DataFrame) and not Path(source).is_file():
+        return None  # a named trace: lengths and arrival times only
     raw = source if isinstance(source, pd.DataFrame) else pd.read_csv(source, keep_default_na=False)
     if PROMPT_TEXT not in raw.columns:
         return None

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from hybridsched.cli import main
-from hybridsched.studies.cells import DEFAULTS, cell_id, resolve, run_cell, simulate_cell
+from hybridsched.studies.cells import cell_id, resolve, run_cell, simulate_cell
+from hybridsched.studies.config import DEFAULTS
 from hybridsched.trace.metrics import request_table, slo_attainment
 
 

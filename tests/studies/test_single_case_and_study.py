@@ -46,7 +46,7 @@ STUDY_CASE_COLUMNS = [
 @pytest.fixture(scope="module")
 def single_150():
     """run_single_case on 150 sampled GSM8K requests, every named policy, traces checked."""
-    return run_single_case(num_requests=150, time_limit_s=5.0)
+    return run_single_case(num_requests=150, time_limit=5.0)
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +213,7 @@ def test_every_ablation_passes_invariants_and_meets_the_bound(case):
 @pytest.fixture(scope="module")
 def study_pair():
     """run_study with 3 cases of 100 requests, once with 1 worker and once with 2."""
-    kw = dict(cases=3, requests_per_case=100, time_limit_s=5.0, progress=False)
+    kw = dict(cases=3, requests_per_case=100, time_limit=5.0, progress=False)
     return run_study(workers=1, **kw), run_study(workers=2, **kw)
 
 
@@ -428,7 +428,7 @@ def test_prediction_error_reaches_planners_but_not_the_simulator():
 @pytest.mark.slow
 def test_study_on_dask_equals_processes(dask_scheduler):
     """Tests that the study on a 2-worker Dask cluster gives the process pool's tables exactly."""
-    kw = dict(cases=3, requests_per_case=40, time_limit_s=5.0, progress=False, workers=2)
+    kw = dict(cases=3, requests_per_case=40, time_limit=5.0, progress=False, workers=2)
     procs = run_study(engine="processes", **kw)
     dask = run_study(engine="dask", scheduler=dask_scheduler, **kw)
     pd.testing.assert_frame_equal(dask.cases, procs.cases)

@@ -475,10 +475,10 @@ def test_cli_context_defaults_to_the_model_profile(tmp_path, capsys, monkeypatch
 
     monkeypatch.setattr(latency, "load_model_profile", with_context)
     from hybridsched.cli import build_parser
-    from hybridsched.cli.options import _workload_options
+    from hybridsched.cli.options import workload_options
 
     args = build_parser().parse_args(["simulate", "--workload", "azure-code", "--out", "x"])
-    assert _workload_options(args)["max_context"] == 2048
+    assert workload_options(args)["max_context"] == 2048
     out = tmp_path / "run"
     assert main(["simulate", "--workload", "azure-code", "--out", str(out)]) == 2
     assert "exceeds the model's context of 2048 tokens" in capsys.readouterr().err
@@ -486,4 +486,4 @@ def test_cli_context_defaults_to_the_model_profile(tmp_path, capsys, monkeypatch
     args = build_parser().parse_args(
         ["simulate", "--workload", "azure-code", "--max-context", "4096", "--out", "x"]
     )
-    assert _workload_options(args)["max_context"] == 4096  # the option wins
+    assert workload_options(args)["max_context"] == 4096  # the option wins
