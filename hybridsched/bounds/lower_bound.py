@@ -33,7 +33,7 @@ of a prompt of that context (``sum_min_affine``); the critical path likewise.
 
 The floors are affine in the context, so ``sum_{t=1}^{o-1} phi_d(s + t) = (o - 1)
 phi_d(s + o / 2)``. This module imports no solver: the MMBPP part is passed in
-(``experiments.full_lower_bound`` solves it).
+(``studies.bounds.full_lower_bound`` solves it).
 
 Mixed (chunked-prefill) iterations run prompt tokens inside a decode step, where their
 compute can hide under the weight read. The memory-side parts then charge a prompt token

@@ -74,3 +74,28 @@ class Outputs:
             os.replace(src, dst)
         for _, dst in self._tmp:
             print(dst)
+
+
+class ProgressBar:
+    """A tqdm bar on stderr, on a terminal only (silent in a log, a pipe or with ``quiet``).
+
+    Called with the count done so far and the total (the engine's
+    ``progress(arrived, total)``).
+    """
+
+    def __init__(self, desc: str, unit: str, quiet: bool = False):
+        self.desc, self.unit, self.quiet = desc, unit, quiet
+        self._bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=total, desc=self.desc, unit=self.unit, disable=True if self.quiet else None
+            )
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()

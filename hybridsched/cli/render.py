@@ -17,6 +17,7 @@ def cmd_render(args) -> None:
             smoke=args.smoke,
             notebooks=args.notebooks or None,
             parameters=dict(args.parameter or []),
+            progress=not args.quiet,
         )
     except RenderError as e:
         print(f"render failed: {e}", file=sys.stderr)
@@ -28,6 +29,9 @@ def add_render(sub) -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="small runs (for CI)")
     p.add_argument("--out", default="reports")
     p.add_argument("--notebooks", nargs="*", help="notebook names (default: all)")
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress (a line per notebook, a bar of its cells)"
+    )
     p.add_argument(
         "-p",
         "--parameter",

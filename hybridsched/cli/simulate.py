@@ -15,7 +15,7 @@ from hybridsched.cli.options import (
     report_dropped,
     serving_of,
 )
-from hybridsched.cli.outputs import Outputs
+from hybridsched.cli.outputs import Outputs, ProgressBar
 
 
 def cmd_simulate(args) -> None:
@@ -48,11 +48,16 @@ def cmd_simulate(args) -> None:
         jobs["bound"] = background.start(bound, inst)
 
     out = Outputs(args.out)
+    bar = ProgressBar("simulate", "req", quiet=args.quiet)
     try:
         try:
-            cell = simulate_cell({**cell_params(args), "check": False}, on_instance=start_bound)
+            cell = simulate_cell(
+                {**cell_params(args), "check": False}, on_instance=start_bound, progress=bar
+            )
         except ValueError as e:  # name the CLI's flags, not the cell's option names
             raise ValueError(flag_names(str(e))) from None
+        finally:
+            bar.close()
         inst, run = cell.instance, cell.run
         report_dropped(cell.workload or {})
         if args.check:
@@ -166,5 +171,6 @@ def add_simulate(sub) -> argparse.ArgumentParser:
     )
     p.add_argument("--check", action="store_true", help="assert the trace invariants")
     add_serving_args(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True)
     return p

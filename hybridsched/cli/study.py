@@ -55,6 +55,7 @@ def cmd_study(args) -> None:
         first_seed=args.first_seed,
         engine=args.engine,
         scheduler=args.scheduler,
+        progress=not args.quiet,
     )
     report_dropped(res.params["workload"] or {})
     out = Outputs(args.out)
@@ -95,5 +96,6 @@ def add_study(sub) -> argparse.ArgumentParser:
     add_solve_args(p)
     add_serving_args(p)
     add_engine_args(p, default="processes")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True)
     return p

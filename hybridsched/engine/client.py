@@ -4,14 +4,14 @@
 sections 2 and 11): it takes in the requests the router dispatched since the last
 boundary (in the rule's queue order), asks the online rule what to run, checks the
 decision against the slots, the admission rule and the token budget
-(``action_checks.py``), preempts under on-demand admission when the decode step would
+(``engine/checks.py``), preempts under on-demand admission when the decode step would
 not fit, advances the client's clock by the latency model and appends one entry to its trace buffer (``trace_buffer.py``).
 The global clock (``loop.py``) calls it in time order across clients.
 
-Per-request lists are shared by all clients (``shared.py``; a request lives on one
+Per-request lists are shared by all clients (``engine/request_state.py``; a request lives on one
 client), indexed by row. This is the simulator's hot loop: each action writes its trace
 entry in one call, and iteration times come from the latency model's scalar form
-(``scalar_latency.py``: the same arithmetic, bit for bit).
+(``latency/scalar.py``: the same arithmetic, bit for bit).
 """
 
 from __future__ import annotations

@@ -85,8 +85,17 @@ def _queue_ranks(instance, rule: OnlineRule) -> list[int]:
     return np.argsort(order).tolist()
 
 
-def run(instance, router: Router, rule: OnlineRule, admission: str | Admission = "reservation"):
+def run(
+    instance,
+    router: Router,
+    rule: OnlineRule,
+    admission: str | Admission = "reservation",
+    progress=None,
+):
     """Simulate ``instance`` under ``router``, ``rule`` and ``admission``; an ``EngineResult``.
+
+    ``progress(arrived, total)``, when given, is called as the arrivals pass each 0.5% of the
+    requests (and once at the end): for a progress bar.
 
     The cyclic garbage collector is paused during the run: the engine makes millions of
     small tuples (trace rows) and no reference cycles, and a collector pass over a heap
@@ -95,13 +104,13 @@ def run(instance, router: Router, rule: OnlineRule, admission: str | Admission =
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _run(instance, router, rule, admission)
+        return _run(instance, router, rule, admission, progress)
     finally:
         if was_enabled:
             gc.enable()
 
 
-def _run(instance, router: Router, rule: OnlineRule, admission: str | Admission):
+def _run(instance, router: Router, rule: OnlineRule, admission: str | Admission, progress=None):
     adm = parse_admission(admission)
     n = instance.num_requests
     sh = Shared(instance, _queue_ranks(instance, rule), adm)
@@ -120,6 +129,8 @@ def _run(instance, router: Router, rule: OnlineRule, admission: str | Admission)
     ap, inf, heap, name = 0, float("inf"), cl.heap, router.name
     steps, holds, dispatch = [e.step for e in engines], router.holds, cl.dispatch
     pop, push, in_heap = heapq.heappop, heapq.heappush, cl.in_heap
+    step = max(1, n // 200)
+    tick = step if progress is not None else n + 1  # the next arrival count to report
     while True:
         ta = times[ap] if ap < n else inf
         tc = heap[0][0] if heap else inf
@@ -129,6 +140,9 @@ def _run(instance, router: Router, rule: OnlineRule, admission: str | Admission)
             hi = bisect.bisect_right(times, ta, ap)
             rows = order[ap:hi]
             ap = hi
+            if ap >= tick:
+                progress(ap, n)
+                tick = ap + step
             pairs = router.on_arrival(ta, rows)
             if pairs:
                 dispatch(pairs, ta, view, req, name)
@@ -147,6 +161,8 @@ def _run(instance, router: Router, rule: OnlineRule, admission: str | Admission)
                     dispatch(pairs, t, view, req, name)
         else:
             push(heap, (nxt, j))
+    if progress is not None:
+        progress(n, n)
     lost = np.flatnonzero(cl.client < 0)
     if len(lost):
         raise PolicyError(

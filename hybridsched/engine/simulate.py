@@ -22,9 +22,10 @@ def simulate_run(
     rule: OnlineRule,
     admission: str | Admission = "reservation",
     check: bool = False,
+    progress=None,
 ) -> EngineResult:
     """Run the engine; with ``check``, assert the invariants on the result."""
-    res = run(instance, router, rule, admission)
+    res = run(instance, router, rule, admission, progress)
     if check:
         check_run(res, instance)
     return res

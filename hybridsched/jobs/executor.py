@@ -135,7 +135,8 @@ class Executor:
 
         jobs = list(jobs)
         results: list = [None] * len(jobs)
-        bar = tqdm(total=len(jobs), desc=desc, disable=not self.progress)
+        # On a terminal only: a log or a pipe gets no bar.
+        bar = tqdm(total=len(jobs), desc=desc, disable=None if self.progress else True)
         n_failed = 0
 
         def done(i: int, r) -> None:

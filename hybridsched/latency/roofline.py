@@ -7,7 +7,7 @@ Two implementations share one interface, ``LatencyModel``:
 - ``LinearLatency``: ``t_prefill = a_p + b_p * sum(s)`` and
   ``t_decode = a_d + b_d * |D| + c_d * sum(context)``, the model of the exact MIP; it is
   fitted to the roofline by least squares (``fit_linear``); both live in
-  ``linear_latency.py`` and are re-exported here.
+  ``latency/linear.py`` and are re-exported here.
 
 An iteration's time depends on its requests only through a few sums, so the methods take
 those sums (scalars or numpy arrays, broadcast): a prefill needs ``sum(s)``, ``sum(s^2)``;

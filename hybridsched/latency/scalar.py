@@ -5,7 +5,7 @@ microseconds per call in attribute lookups and numpy dispatch; the engine calls 
 per iteration. ``scalar_decode_time(lat)``, ``scalar_prefill_time(lat)`` and
 ``scalar_mixed_time(lat)`` return functions of Python numbers that do the roofline's
 arithmetic on cached constants, in the methods' order, so their results are bit for bit
-the methods' (``tests/test_scalar_latency.py`` checks every shipped profile and the
+the methods' (``tests/latency/test_scalar.py`` checks every shipped profile and the
 optional terms). A latency model or option they do not cover is wrapped instead.
 """
 

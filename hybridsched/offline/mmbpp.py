@@ -24,9 +24,8 @@ n=1319 GSM8K requests, planning sizes, gap target 0.1%): m=2, 4, 8, 16 all end o
 0.15-1.2 s; LPT alone is 0.007%, 0.04%, 0.05%, 0.25% above the bound, LPT + local search
 at most 3e-7 above it. At scale (``make bench``, section ``scale``: sizes ~ U(0.05, 5) s,
 identical clients, 2 cores shared with other jobs, load about 8): 20,000 x 64 with a
-0.01 s limit 0.08 s (was 48 s); 100,000 x 64 with 10 s 0.5 s, 46 MB (was 280 s);
-100,000 x 2 0.5-0.9 s, 47 MB (was a MemoryError); 1,000,000 x 256 5-9 s, 136 MB, nearly all
-of it LPT. Per-client sizes (100,000 x 64) use the limit fully: the best swap between
+0.01 s limit 0.08 s; 100,000 x 64 with 10 s 0.5 s, 46 MB; 100,000 x 2 0.5-0.9 s,
+47 MB; 1,000,000 x 256 5-9 s, 136 MB, nearly all of it LPT. Per-client sizes (100,000 x 64) use the limit fully: the best swap between
 two unrelated clients is a scan of their pair table (in blocks, bounded memory).
 """
 

@@ -21,14 +21,14 @@ policy              router           queue        online rule      admission
 ``amin``            round-robin      shortest lo  prefill-first    estimates from ``lo``
 ==================  ===============  ===========  ===============  ============
 
-The last four use the predictor's interval (``interval_rules.py``): a request counts
+The last four use the predictor's interval (``policies/interval.py``): a request counts
 ``s_i + est_i`` KV tokens at admission, with ``est_i`` starting at a quantile of its
 interval and raised as its tokens reach it; they run under on-demand admission with
 watermark 0, which preempts by recompute if the KV held would exceed ``M``.
 
 The paper's policies plan up front (a ``static`` router with the offline stage's
 assignment: round-robin or the MMBPP); ``--router`` and ``--admission`` override a
-policy's defaults (``routing.py``, ``engine/admission.py``).
+policy's defaults (``policies/registry.py``, ``engine/admission.py``).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class PolicySpec:
     description: str = ""
     router: str = "static"  # ROUTERS; "static" plans with ``dispatch`` up front
     admission: str = "reservation"  # ADMISSIONS (instance.py)
-    # Interval policies (interval_rules.py): admit by growing estimates from this quantile
+    # Interval policies (policies/interval.py): admit by growing estimates from this quantile
     # of the predicted interval, and optionally sort by a quantile; run on demand with
     # this watermark unless ``admission`` is overridden.
     reserve: str | None = None

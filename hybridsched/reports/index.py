@@ -14,13 +14,13 @@ from typing import Any
 import pandas as pd
 
 from hybridsched.paths import repo_root
-from hybridsched.reports.results import _write_atomic, repo_commit, to_jsonable
+from hybridsched.reports.results import repo_commit, to_jsonable, write_atomic
 
 HEADLINE_CSV = "headline.csv"
 RENDER_JSON = "render.json"
 
 
-def _model_href(out: Path) -> str:
+def model_href(out: Path) -> str:
     """The link from a report in ``out`` to docs/model.md (relative, so the folder can move
     with the checkout)."""
     return Path(os.path.relpath(repo_root() / "docs" / "model.md", out)).as_posix()
@@ -87,7 +87,7 @@ def write_index(
         if (out / meta.get("html", "")).is_file():
             metas.append(meta)
     e = html.escape
-    model = _model_href(out.resolve())
+    model = model_href(out.resolve())
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>hybridsched reports</title>",
         f"<style>{_CSS}</style></head><body>",
@@ -139,5 +139,5 @@ def write_index(
         )
     parts.append("</table></body></html>")
     path = out / "index.html"
-    _write_atomic(path, "\n".join(parts))
+    write_atomic(path, "\n".join(parts))
     return path

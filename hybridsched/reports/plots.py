@@ -3,13 +3,13 @@
 Inputs are the package's own tables, never recomputed here:
 
 - a trace (``simulator.TRACE_COLUMNS``: one row per iteration),
-- a single-case table (``experiments.run_single_case(...).table``: one row per policy),
-- study cases (``experiments.run_study(...).cases``: one row per case and policy),
+- a single-case table (``studies.run_single_case(...).table``: one row per policy),
+- study cases (``studies.run_study(...).cases``: one row per case and policy),
 - a sweep table (``sweep.sweep``: one row per grid point and policy) or any tidy frame.
 
 Prefill iterations are drawn in one colour and decode iterations in another everywhere,
 so the Gantt charts of different policies can be read side by side. Plots add no
-``plt.show()`` and no file output: the notebook displays them, ``report.py`` writes files.
+``plt.show()`` and no file output: the notebook displays them, ``reports/`` writes files.
 """
 
 from __future__ import annotations

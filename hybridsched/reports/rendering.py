@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hybridsched.paths import repo_root
-from hybridsched.reports.index import RENDER_JSON, _model_href, write_index
+from hybridsched.reports.index import RENDER_JSON, model_href, write_index
 from hybridsched.reports.results import repo_commit, to_jsonable
 
 NOTEBOOK_GLOB = "[0-9]*.ipynb"
@@ -146,7 +146,9 @@ def check_parameters(extra: Mapping[str, Any], declared: Mapping[Path, Iterable[
         )
 
 
-def _execute(path: Path, work: Path, params: dict, timeout_s: float | None, out: Path) -> Path:
+def _execute(
+    path: Path, work: Path, params: dict, timeout_s: float | None, out: Path, progress: bool = False
+) -> Path:
     """Run one notebook with papermill into ``work``; raise RenderError on failure; the HTML path
     (written by ``htmlexport.notebook_html`` with links valid once moved into ``out``)."""
     import nbformat
@@ -164,7 +166,7 @@ def _execute(path: Path, work: Path, params: dict, timeout_s: float | None, out:
             parameters=params,
             kernel_name="python3",
             cwd=str(path.parent),
-            progress_bar=False,
+            progress_bar=progress,  # one tick per cell, on stderr
             log_output=False,
             request_save_on_cell_execute=False,
             execution_timeout=timeout_s,
@@ -177,7 +179,7 @@ def _execute(path: Path, work: Path, params: dict, timeout_s: float | None, out:
     except Exception as e:  # kernel died, timeout, bad notebook file: still this notebook's failure
         raise RenderError([NotebookFailure(name, None, None, type(e).__name__, str(e))]) from e
     nb = nbformat.read(str(executed), as_version=4)
-    body = notebook_html(nb, index_href="index.html", model_href=_model_href(out))
+    body = notebook_html(nb, index_href="index.html", model_href=model_href(out))
     html_path = work / f"{name}.html"
     html_path.write_text(body, encoding="utf-8")
     return html_path
@@ -233,33 +235,11 @@ def render(
     written: list[Path] = []
     failures: list[NotebookFailure] = []
     for k, path in enumerate(paths, 1):
-        name = path.stem
-        tag = f"[{k}/{len(paths)}] {name}"
-        if progress:
-            print(f"{tag}: running", flush=True)
-        t0 = time.perf_counter()
-        work = Path(tempfile.mkdtemp(prefix=f".render-{name}-", dir=out))
-        try:
-            results = work / name
-            results.mkdir()
-            params = {key: v for key, v in extra.items() if key in declared[path]}
-            params.update(smoke=bool(smoke), out_dir=str(results))
-            try:
-                html_tmp = _execute(path, work, params, timeout_s, out)
-            except RenderError as e:
-                failures.extend(e.failures)
-                # A stale report of this notebook would not match this code: drop it.
-                _remove(out / f"{name}.html", out / name)
-                if progress:
-                    print(f"{tag}: FAILED after {time.perf_counter() - t0:.1f} s", flush=True)
-                continue
-            wall = time.perf_counter() - t0
-            _publish(path, work, html_tmp, out, params, commit, bool(smoke), wall, keep_ipynb)
-            written.append(out / f"{name}.html")
-            if progress:
-                print(f"{tag}: ok in {wall:.1f} s -> {out / f'{name}.html'}", flush=True)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        params = {key: v for key, v in extra.items() if key in declared[path]}
+        job = _Job(path, f"[{k}/{len(paths)}] {path.stem}", params, out, commit, bool(smoke))
+        html = _render_one(job, keep_ipynb, timeout_s, progress, failures)
+        if html is not None:
+            written.append(html)
     written.append(
         write_index(
             out, commit=commit, run={"smoke": bool(smoke), "parameters": extra}, failures=failures
@@ -268,6 +248,47 @@ def render(
     if failures:
         raise RenderError(failures)
     return written
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One notebook to render: its path, progress tag, parameters and destination."""
+
+    path: Path
+    tag: str
+    params: dict
+    out: Path
+    commit: str | None
+    smoke: bool
+
+
+def _render_one(job: _Job, keep_ipynb, timeout_s, progress, failures) -> Path | None:
+    """Execute and publish one notebook; its HTML path, or None (its failure in ``failures``)."""
+    name, out = job.path.stem, job.out
+    if progress:
+        print(f"{job.tag}: running", flush=True)
+    t0 = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix=f".render-{name}-", dir=out))
+    try:
+        results = work / name
+        results.mkdir()
+        params = {**job.params, "smoke": job.smoke, "out_dir": str(results)}
+        try:
+            html_tmp = _execute(job.path, work, params, timeout_s, out, progress)
+        except RenderError as e:
+            failures.extend(e.failures)
+            # A stale report of this notebook would not match this code: drop it.
+            _remove(out / f"{name}.html", out / name)
+            if progress:
+                print(f"{job.tag}: FAILED after {time.perf_counter() - t0:.1f} s", flush=True)
+            return None
+        wall = time.perf_counter() - t0
+        _publish(job.path, work, html_tmp, out, params, job.commit, job.smoke, wall, keep_ipynb)
+        if progress:
+            print(f"{job.tag}: ok in {wall:.1f} s -> {out / f'{name}.html'}", flush=True)
+        return out / f"{name}.html"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _publish(path, work, html_tmp, out, params, commit, smoke, wall, keep_ipynb) -> None:

@@ -74,7 +74,7 @@ def to_jsonable(obj: Any) -> Any:
     return str(obj)
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
@@ -107,7 +107,7 @@ def write_results(
         **payload,
     }
     paths = [out / f"{name}.json"]
-    _write_atomic(paths[0], json.dumps(to_jsonable(doc), indent=2))
+    write_atomic(paths[0], json.dumps(to_jsonable(doc), indent=2))
     for key, df in (tables or {}).items():
         p = out / f"{key}.csv"
         df.to_csv(p, index=not isinstance(df.index, pd.RangeIndex))

@@ -119,7 +119,7 @@ def _single_case_headline(b: Mapping, h: Mapping, lb: float) -> dict[str, float]
 def paper_vs_ours(
     results: Mapping[str, Any], baseline: str = "baseline", policy: str = "hybrid"
 ) -> pd.DataFrame:
-    """The single-case headline: the paper's numbers (``experiments.PAPER``) beside ours.
+    """The single-case headline: the paper's numbers (``studies.paper.PAPER``) beside ours.
 
     One row per metric; columns ``paper`` and one per config of ``results`` (name ->
     ``SingleCaseResult`` or its table, which carries ``lower_bound_s``). Makespans are

@@ -12,7 +12,7 @@ A run: the request table (``workload``: ``gsm8k`` or a CSV path; a seeded sample
 ``num_requests``; predicted lengths with ``prediction_sigma``), arrivals
 (``arrivals.apply_arrivals`` seeded by ``seed``, then times divided by ``rate_scale``),
 the cluster (``model``, ``hardware``, ``clients``, ``tp``, ``max_batch``, ``latency``),
-then the named ``policy`` through ``experiments.run_policy``. ``router`` and
+then the named ``policy`` through ``studies.run.run_policy``. ``router`` and
 ``admission`` are passed to ``run_policy`` only when set (``None`` is the engine's
 default), so the cell works with simulators that do not know them yet. With ``slo_ttft``
 and ``slo_tpot`` set (seconds), the row gets ``slo_attainment`` (share of requests that
@@ -144,11 +144,14 @@ def _metrics_row(c: CellRun) -> dict:
     return {**c.run.metrics, **c.slo}
 
 
-def simulate_cell(params: dict, tables: dict | None = None, on_instance=None) -> CellRun:
+def simulate_cell(
+    params: dict, tables: dict | None = None, on_instance=None, progress=None
+) -> CellRun:
     """Run one cell (module docstring); raises ``ValueError`` on bad options.
 
     ``on_instance(instance)``, when given, is called once the instance is built, before the
-    run (the command line starts the bound beside the simulation there)."""
+    run (the command line starts the bound beside the simulation there); ``progress``
+    follows the run (``run_policy``)."""
     p = resolve(params)
     reqs = requests_of(p, tables)
     info = reqs.attrs.get("workload")
@@ -166,6 +169,7 @@ def simulate_cell(params: dict, tables: dict | None = None, on_instance=None) ->
         admission=p["admission"],
         slo_ttft_s=p["slo_ttft"],
         slo_tpot_s=p["slo_tpot"],
+        progress=progress,
     )
     return CellRun(p, instance, run, slo_columns(p, run), info)
 

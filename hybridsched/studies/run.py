@@ -84,61 +84,22 @@ def run_policy(
     admission: str | None = None,
     slo_ttft_s: float | None = None,
     slo_tpot_s: float | None = None,
+    progress=None,
 ) -> RunResult:
     """One named policy on one instance, through the serving engine.
 
     ``router`` and ``admission`` override the policy's defaults; ``assignment`` fixes a
-    static plan. The metrics come from the trace and the request table only.
+    static plan; ``progress(arrived, total)`` follows the run (``engine.loop.run``). The metrics
+    come from the trace and the request table only.
     """
     from hybridsched.engine.simulate import simulate_run
-    from hybridsched.policies.registry import make_router
 
     spec = policy_spec(policy)
-    info: dict = {"dispatch": "given"}
     router = router or ("static" if assignment is not None else spec.router)
-    engine_admission = admission or spec.admission
-    if admission is None and spec.watermark is not None:
-        from hybridsched.engine.admission import Admission
-
-        engine_admission = Admission(spec.admission, spec.watermark)
-    admission = admission or spec.admission
-    plan = {}
-
-    def static_plan():
-        from hybridsched.policies.static import check_assignment
-
-        if assignment is not None:
-            return check_assignment(instance, assignment)
-        a, plan["info"] = offline_assignment(instance, spec.dispatch, solve)
-        return check_assignment(instance, a)
-
-    portfolio = spec.dispatch == "portfolio" and router == "static" and assignment is None
-    r = make_router(
-        router,
-        (lambda: np.zeros(instance.num_requests, dtype=np.int64)) if portfolio else static_plan,
-        seed=knobs.seed,
-        replan_s=solve.replan_s,
-        solver=mmbpp_solver(solve.time_limit_s, solve.mip_gap, solve.threads),
-    )
-    if router == "static":
-        info = plan.get("info", info)
-    elif router == "rolling-mmbpp":
-        info = {"dispatch": "rolling-mmbpp"}
-    else:
-        info = {"dispatch": router}
-    rule = make_rule(spec, knobs)
-    if portfolio:
-        choice = _portfolio(instance, solve)
-        r = make_router("static", lambda: choice.assignment)
-        rule = choice.rule
-        info = {
-            "dispatch": "portfolio",
-            "choice": choice.name,
-            "predicted_makespan_s": choice.predicted_makespan_s,
-            "candidates": choice.candidates,
-        }
+    r, rule, info = _router_and_rule(instance, spec, knobs, solve, router, assignment)
     t0 = time.perf_counter()
-    res = simulate_run(instance, r, rule, engine_admission, check=check)
+    adm = _engine_admission(spec, admission)
+    res = simulate_run(instance, r, rule, adm, check=check, progress=progress)
     elapsed = time.perf_counter() - t0
     if router == "rolling-mmbpp":
         info["replans"] = len(res.router_log)
@@ -161,6 +122,52 @@ def run_policy(
         res.router_log,
         flat,
     )
+
+
+def _engine_admission(spec, admission: str | None):
+    """The admission the engine runs: the override, else the policy's (with its watermark)."""
+    if admission is None and spec.watermark is not None:
+        from hybridsched.engine.admission import Admission
+
+        return Admission(spec.admission, spec.watermark)
+    return admission or spec.admission
+
+
+def _router_and_rule(instance, spec, knobs, solve, router: str, assignment):
+    """The router, the online rule and what the offline stage did (``RunResult.solve``).
+
+    The static plan is made when the router asks for it: the given ``assignment``, or the
+    policy's offline stage; ``hybrid-robust`` plans its router and rule together.
+    """
+    from hybridsched.policies.registry import make_router
+    from hybridsched.policies.static import check_assignment
+
+    plan = {}
+
+    def static_plan():
+        if assignment is not None:
+            return check_assignment(instance, assignment)
+        a, plan["info"] = offline_assignment(instance, spec.dispatch, solve)
+        return check_assignment(instance, a)
+
+    if spec.dispatch == "portfolio" and router == "static" and assignment is None:
+        choice = _portfolio(instance, solve)
+        info = {
+            "dispatch": "portfolio",
+            "choice": choice.name,
+            "predicted_makespan_s": choice.predicted_makespan_s,
+            "candidates": choice.candidates,
+        }
+        return make_router("static", lambda: choice.assignment), choice.rule, info
+    r = make_router(
+        router,
+        static_plan,
+        seed=knobs.seed,
+        replan_s=solve.replan_s,
+        solver=mmbpp_solver(solve.time_limit_s, solve.mip_gap, solve.threads),
+    )
+    info = plan.get("info", {"dispatch": "given"}) if router == "static" else {"dispatch": router}
+    return r, make_rule(spec, knobs), info
 
 
 def _portfolio(instance: Instance, solve: SolveSettings):
