@@ -45,12 +45,12 @@ class Admission:
         return int(kv_capacity_tokens) - math.ceil(self.watermark * kv_capacity_tokens)
 
     def fits_alone(self, prompt: int, predicted: int, kv_capacity_tokens: int) -> bool:
-        """Whether a request, by its predicted length, can run alone on a client."""
-        if not self.on_demand:
-            return prompt + predicted <= kv_capacity_tokens
-        return prompt + predicted <= kv_capacity_tokens and prompt + 1 <= self.kv_limit(
-            kv_capacity_tokens
-        )
+        """Whether a request, by its predicted length, can run alone on a client.
+
+        Under either mode: ``s_i + ô_i <= M``. The watermark keeps headroom for running
+        requests; it never blocks an empty client (section 11), so it does not enter here.
+        """
+        return prompt + predicted <= kv_capacity_tokens
 
 
 def parse_admission(spec: str | Admission | None) -> Admission:

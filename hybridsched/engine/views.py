@@ -42,10 +42,7 @@ class ClusterView:
         self.kv_capacity = np.array([e.M for e in engines], dtype=np.int64)
         self.max_batch = np.array([e.st.max_batch for e in engines], dtype=np.int64)
         self.seconds_per_token = np.array([seconds_per_token(e.st) for e in engines])
-        self._kv_limit = np.array([admission.kv_limit(int(m)) for m in self.kv_capacity])
-        self._M, self._lim = self.kv_capacity.tolist(), self._kv_limit.tolist()
-        self._fast = admission.name in ("reservation", "on-demand")
-        self._free = not admission.on_demand
+        self._M = self.kv_capacity.tolist()
 
     def queue_len(self, j: int) -> int:
         e = self._e[j]
@@ -84,19 +81,13 @@ class ClusterView:
 
     def fits_matrix(self, prompt: np.ndarray, predicted: np.ndarray) -> np.ndarray:
         """``fits`` for many requests at once: an (m, J) boolean array."""
-        M = self.kv_capacity[None, :]
         need = (np.asarray(prompt) + np.asarray(predicted))[:, None]
-        ok = need <= M
-        if self._adm.on_demand:
-            ok &= (np.asarray(prompt)[:, None] + 1) <= self._kv_limit[None, :]
-        return ok
+        return need <= self.kv_capacity[None, :]
 
     def fits(self, prompt: int, predicted: int, j: int) -> bool:
-        """Whether a request, by its predicted length, can run alone on client ``j``."""
-        p = int(prompt)
-        if self._fast:  # Admission.fits_alone of the two shipped modes, on cached limits
-            return p + int(predicted) <= self._M[j] and (self._free or p + 1 <= self._lim[j])
-        return self._adm.fits_alone(p, int(predicted), int(self.kv_capacity[j]))
+        """Whether a request, by its predicted length, can run alone on client ``j``
+        (``Admission.fits_alone``: the watermark never blocks an empty client)."""
+        return int(prompt) + int(predicted) <= self._M[j]
 
 
 def seconds_per_token(st) -> float:

@@ -22,12 +22,46 @@ from hybridsched.policies.routers import Immediate
 from hybridsched.trace.io import check_run
 
 
+def fit_mask(instance: Instance) -> np.ndarray | None:
+    """``fits[i, j]``: client ``j`` can hold request ``i``'s reservation ``s_i + ô_i`` alone;
+    ``None`` when every client can hold every request (the common case)."""
+    cap = np.array([c.kv_capacity_tokens for c in instance.clients])
+    fits = instance.reservation[:, None] <= cap[None, :]
+    return None if fits.all() else fits
+
+
 def round_robin(instance: Instance) -> np.ndarray:
-    """Client ``i mod |J|`` for the ``i``-th request in arrival order (the baseline's dispatch)."""
-    order = np.lexsort((np.arange(instance.num_requests), instance.arrival))
-    a = np.empty(instance.num_requests, dtype=np.int64)
-    a[order] = np.arange(instance.num_requests) % instance.num_clients
+    """The ``k``-th request in arrival order to the next client, cyclically, that can hold it.
+
+    Client ``k mod |J|`` when every client can hold every request (the baseline's
+    dispatch); on a heterogeneous cluster a client too small for a request is skipped, as
+    the ``round-robin`` router skips it. A request no client can hold is a ValueError
+    naming its row.
+    """
+    n, J = instance.num_requests, instance.num_clients
+    order = np.lexsort((np.arange(n), instance.arrival))
+    a = np.empty(n, dtype=np.int64)
+    fits = fit_mask(instance)
+    if fits is None:
+        a[order] = np.arange(n) % J
+        return a
+    nxt = 0
+    for i in order.tolist():
+        ok = [j for j in range(nxt, nxt + J) if fits[i, j % J]]
+        if not ok:
+            raise ValueError(_fits_nowhere(instance, i))
+        a[i] = ok[0] % J
+        nxt = ok[0] % J + 1
     return a
+
+
+def _fits_nowhere(instance: Instance, i: int) -> str:
+    rid = instance.requests["request_id"].iloc[i]
+    cap = max(c.kv_capacity_tokens for c in instance.clients)
+    return (
+        f"request {rid} (row {i}): reserves {int(instance.reservation[i])} KV tokens "
+        f"(prompt + predicted output), more than any client holds (largest {cap})"
+    )
 
 
 @dataclass

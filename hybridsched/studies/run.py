@@ -16,7 +16,7 @@ import pandas as pd
 from hybridsched.bounds.floors import planning_sizes
 from hybridsched.instance import Instance
 from hybridsched.policies.registry import RuleKnobs, SolveSettings, make_rule, policy_spec
-from hybridsched.policies.static import round_robin
+from hybridsched.policies.static import fit_mask, round_robin
 from hybridsched.trace.flat import FlatTrace
 from hybridsched.trace.metrics import metrics, request_table
 
@@ -52,6 +52,7 @@ def offline_assignment(instance: Instance, dispatch: str, solve: SolveSettings =
             time_limit_s=solve.time_limit_s,
             mip_gap=solve.mip_gap,
             threads=solve.threads,
+            allowed=fit_mask(instance),  # each request only where it fits
         )
         return res.assignment, {"dispatch": "mmbpp", **res.to_dict()}
     raise ValueError(f"dispatch must be 'round-robin' or 'mmbpp', got {dispatch!r}")
@@ -177,7 +178,11 @@ def _portfolio(instance: Instance, solve: SolveSettings):
 
     def assign(sizes):
         return solve_assignment(
-            sizes, time_limit_s=solve.time_limit_s, mip_gap=solve.mip_gap, threads=solve.threads
+            sizes,
+            time_limit_s=solve.time_limit_s,
+            mip_gap=solve.mip_gap,
+            threads=solve.threads,
+            allowed=fit_mask(instance),
         ).assignment
 
     return plan(instance, assign)

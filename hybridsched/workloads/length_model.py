@@ -155,9 +155,12 @@ def shipped_length_model() -> LengthModel:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Fit on the GSM8K train split and write the shipped coefficients."""
-    p = argparse.ArgumentParser(prog="python -m hybridsched.length_model", description=main.__doc__)
-    p.add_argument("--out", type=Path, default=data_dir() / SHIPPED_JSON)
+    """Fit on the GSM8K train split and write the coefficients to --out (to refresh the shipped
+    model: --out data/length_model.json)."""
+    p = argparse.ArgumentParser(
+        prog="python -m hybridsched.workloads.length_model", description=main.__doc__
+    )
+    p.add_argument("--out", type=Path, required=True, help="JSON file to write")
     args = p.parse_args(argv)
     args.out.write_text(json.dumps(fresh_length_model().to_dict(), indent=2) + "\n")
     print(args.out)

@@ -122,11 +122,12 @@ def test_a_request_that_fits_nowhere_is_an_error_naming_it(router):
         choices(router, v, [40], [30])
 
 
-def test_on_demand_fit_needs_prompt_under_the_watermark():
-    """Tests that on-demand fit also needs ``s_i + 1 <= M - w``."""
+def test_on_demand_fit_ignores_the_watermark():
+    """Tests that on-demand fit is ``s_i + ô_i <= M``: the watermark never blocks an empty
+    client, so a request with ``s_i + 1 > M - w`` still fits a client of ``M``."""
     v = FakeView([100, 200], work=[0.0, 5.0], on_demand=True)
-    # s + o = 100 fits M=100, but s + 1 = 100 > 100 - 1.
-    assert choices(LeastWork(), v, [99], [1]) == [1]
+    # s + o = 100 fits M=100 (s + 1 = 100 > 100 - 1 no longer matters).
+    assert choices(LeastWork(), v, [99], [1]) == [0]
 
 
 # --------------------------------------------------------------------------------------
