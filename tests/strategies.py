@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 from hypothesis import strategies as st
 
+from hybridsched.engine.admission import Admission
 from hybridsched.instance import Client, Instance
 from hybridsched.latency.linear import LinearLatency
 
@@ -44,3 +45,14 @@ def serving_instances(draw, homogeneous: bool):
         cols["arrival_s"] = np.cumsum(np.random.default_rng(seed).exponential(0.05, n))
     clients = tuple(Client(b, m, lat) for b, m, lat in zip(B, Ms, lats, strict=True))
     return Instance(pd.DataFrame(cols), clients, prefill_budget_tokens=draw(st.integers(8, 200)))
+
+
+# On-demand admission as the toy clients above need it: token-level KV (block size 1), and
+# small blocks with either engine loop, so the block rules run on small memories too.
+TOKENS = Admission("on-demand", block_size=1)
+ADMISSIONS = (
+    "reservation",
+    TOKENS,
+    Admission("on-demand", block_size=4),
+    Admission("on-demand", block_size=4, async_scheduling=True),
+)

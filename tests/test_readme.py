@@ -99,7 +99,7 @@ def test_the_readme_shows_commands_and_they_parse():
     cmds = commands()
     assert len(cmds) >= 8
     parser = build_parser()
-    for doc, command in cmds:
+    for _doc, command in cmds:
         argv = shlex.split(command)
         args = argv[argv.index("-m") + 2 :]
         parser.parse_args(args)  # exits (SystemExit) on an unknown flag or bad value

@@ -11,7 +11,7 @@ from hybridsched.engine.request_state import QUEUED
 from hybridsched.engine.schema import KVOverflowError, PolicyError
 
 
-def check_admit(eng, new, what: str) -> None:
+def check_admit(eng, new, what: str, chunks=()) -> None:
     """``new`` rows may start: each waits in the queue once, slots and the KV limit allow."""
     st, sh = eng.st, eng.sh
     n = len(sh.where)
@@ -27,11 +27,9 @@ def check_admit(eng, new, what: str) -> None:
             )
         )
     kv = sum(sh.charge[i] for i in new)
-    charged = (
-        eng.context_sum + eng.prefilled_sum + eng.pending_prompt
-        if eng.on_demand
-        else st.kv_reserved_tokens
-    )
+    # On demand: the slots held, what the running requests' step takes (their decode and
+    # the chunks of rows being prefilled), then the new rows' whole prompts (vLLM's gate).
+    charged = eng.kv.held + eng.step_need(chunks) if eng.on_demand else st.kv_reserved_tokens
     # Only admissions are held to the limit: decode growth of the running batch can pass
     # the watermark (preemption keeps it under M), and then a chunk of a request already
     # being prefilled still goes ahead.
@@ -71,7 +69,7 @@ def check_mixed(eng, C, toks, new, c_tok: int) -> None:
     """Chunks ``toks`` of rows ``C`` (``new`` of them start now): admissible and within budget."""
     st, sh = eng.st, eng.sh
     prefilling, prefilled, prompt = st.prefilling, sh.prefilled, sh.prompt
-    check_admit(eng, new, "mixed iteration")
+    check_admit(eng, new, "mixed iteration", zip(C, toks, strict=True))
     if any(i not in prefilling and sh.where[i] != QUEUED for i in C):
         raise PolicyError(eng.err("mixed iteration: a row is neither waiting nor being prefilled"))
     for i, x in zip(C, toks, strict=True):

@@ -4,9 +4,11 @@
 sections 2 and 11): it takes in the requests the router dispatched since the last
 boundary (in the rule's queue order), asks the online rule what to run, checks the
 decision against the slots, the admission rule and the token budget
-(``engine/checks.py``), preempts under on-demand admission when the decode step would
-not fit, advances the client's clock by the latency model and appends one entry to its trace buffer (``trace_buffer.py``).
-The global clock (``loop.py``) calls it in time order across clients.
+(``engine/checks.py``), preempts under on-demand admission when the running requests'
+next step would not fit (``preemption.py``; on-demand KV is kept in whole blocks by
+``kv.py``), advances the client's clock by the latency model and appends one entry to its
+trace buffer (``trace_buffer.py``). The global clock (``loop.py``) calls it in time order
+across clients.
 
 Per-request lists are shared by all clients (``engine/request_state.py``; a request lives on one
 client), indexed by row. This is the simulator's hot loop: each action writes its trace
@@ -19,6 +21,7 @@ from __future__ import annotations
 import bisect
 
 from hybridsched.engine import checks
+from hybridsched.engine.kv import BlockLedger
 from hybridsched.engine.preemption import make_room
 from hybridsched.engine.request_state import DONE, PREFILLING, QUEUED, RUNNING, Shared
 from hybridsched.engine.schema import PolicyError
@@ -37,9 +40,15 @@ class ClientEngine:
         self._prefill_time = scalar_prefill_time(client.latency)
         self._mixed_time = scalar_mixed_time(client.latency)
         self.on_demand = admission.on_demand
+        self.cap = admission.capacity(self.M)  # whole blocks, on demand
         self.kv_limit = admission.kv_limit(self.M)
+        self.async_scheduling = admission.on_demand and admission.async_scheduling
+        self.kv = BlockLedger(admission.block_size if admission.on_demand else 1, sh)
+        self.seq = 0  # admissions so far: the preemption victim is the latest
         st = self.st = ClientState()
         st.client, st.time_s, st.running, st.queue, st.prefilling = j, 0.0, {}, [], {}
+        st.lingering, st.block_size = self.kv.lingering, self.kv.b if self.on_demand else 0
+        st.kv_watermark = admission.watermark_slots(self.M)
         st.prefilled, st.predicted_finish = sh.prefilled, sh.predicted_finish
         st.decode_count, st.kv_reserved_tokens, st.kv_used_tokens, st.kv_charged = 0, 0, 0, 0
         st.kv_limit, st.charge, st.admission = admission.kv_limit(self.M), sh.charge, admission.name
@@ -53,12 +62,12 @@ class ClientEngine:
         self.pfin_at: dict[int, list[int]] = {}
         self.context_sum = 0  # sum over D of s_i + g_i: the context of D's next decode step
         self.prefilled_sum = 0  # KV tokens held by partly prefilled requests
-        self.pending_prompt = 0  # on-demand: tokens partly prefilled requests still need
         self.decoding_predicted = 0  # running rows not yet past their predicted length
         self.t, self.k = 0.0, 0
         self.buf = TraceBuffer(j)  # one entry per iteration
         self._add = self.buf.add
         self.evictions: list[tuple] = []
+        self.inflight_preempted: list[tuple] = []  # (client, iteration, request id)
 
     # --- the router's side ----------------------------------------------------------------
 
@@ -86,19 +95,22 @@ class ClientEngine:
             self.t = max(self.t, now)
         if self.inbox:
             self._take_inbox()
+        lingering = list(st.lingering)  # they hold slot and KV through this iteration
         while True:
+            if st.lingering and not st.running and not st.prefilling:
+                self.kv.release(list(st.lingering))  # nothing to overlap with: they return now
             if not st.running and not st.queue and not st.prefilling:
                 st.idle = True
                 return None
             st.idle = False
             st.time_s = self.t
-            held = self.context_sum + self.prefilled_sum
-            st.kv_used_tokens = held
+            st.kv_used_tokens = self.context_sum + self.prefilled_sum
             if self.on_demand:
-                st.kv_charged = held + self.pending_prompt
+                held = self.kv.held
+                st.kv_charged = held + self.kv.decode_need(len(st.running), st.decode_count)
                 # The watermark keeps headroom for running requests; it never blocks an
                 # empty client (else a recomputed request could wait forever).
-                st.kv_limit = self.kv_limit if st.kv_charged else self.M
+                st.kv_limit = self.kv_limit if held else self.cap
             else:
                 st.kv_charged = st.kv_reserved_tokens
             action = self.decide(st)
@@ -113,6 +125,8 @@ class ClientEngine:
                 raise PolicyError(self.err(f"unknown action kind {kind!r}"))
             if end is not None:
                 break  # else: preemption emptied the batch; ask the rule again
+        if lingering:
+            self.kv.release(lingering)
         self.t = end
         self.k += 1
         return end
@@ -121,10 +135,20 @@ class ClientEngine:
         return f"rule {self.rule_name!r} on client {self.j} at t={self.t:.6f}s: {what}"
 
     def _held_column(self) -> int:
-        """``kv_reserved_tokens`` of the row: reservations, or (on demand) KV held."""
+        """``kv_reserved_tokens`` of the row: reservations, or (on demand) the KV slots held."""
         if self.on_demand:
-            return self.context_sum + self.prefilled_sum
+            return self.kv.held
         return self.st.kv_reserved_tokens
+
+    def step_need(self, chunks=()) -> int:
+        """On demand: the slots the running requests' next step takes (their decode, and the
+        chunks ``(row, tokens)`` of partly prefilled rows still held)."""
+        st = self.st
+        need = self.kv.decode_need(len(st.running), st.decode_count)
+        for i, x in chunks:
+            if i in st.prefilling:
+                need += st.chunk_slots(i, x)
+        return need
 
     def _decode(self):
         st = self.st
@@ -132,12 +156,12 @@ class ClientEngine:
         n = len(running)
         cs, ps = self.context_sum, self.prefilled_sum
         if self.on_demand:
-            if cs + ps + n > self.M:
-                make_room(self, 0)  # evicts from the running batch: context_sum falls
+            if self.kv.held + self.step_need() > self.cap:
+                make_room(self)  # evicts the latest admitted until the step fits
                 if not running:
                     return None
-                n, cs = len(running), self.context_sum
-            kv_reserved = cs + ps  # held during the step, before departures
+                n, cs, ps = len(running), self.context_sum, self.prefilled_sum
+            kv_reserved = self.kv.held + self.step_need()  # held during the step
         else:
             if n and cs + ps > self.M:
                 checks.check_reserved_kv(self, 0)
@@ -157,6 +181,8 @@ class ClientEngine:
         st.decode_count += 1
         dc = st.decode_count
         self.context_sum += n
+        if self.on_demand:
+            self.kv.decode(dc, n)
         st.outstanding_tokens -= self.decoding_predicted
         due = self.pfin_at.pop(dc, None)
         if due:
@@ -182,8 +208,18 @@ class ClientEngine:
         if left > 0:
             self.decoding_predicted -= 1
             st.outstanding_tokens -= left
-        if not self.on_demand:
+        if self.on_demand:
+            self._free(i, self.kv.stop_running(i))
+        else:
             st.kv_reserved_tokens -= sh.reservation[i]
+
+    def _free(self, i: int, slots: int) -> None:
+        """On demand: a finished row's blocks go back, or (asynchronous scheduling) one
+        iteration later, when its last token's output has come back."""
+        if self.async_scheduling:
+            self.kv.linger(i, self.sh.ids[i], slots)
+        else:
+            self.kv.held -= slots
 
     def _first_token(self, i: int) -> None:
         """Row ``i``'s prompt is done: it emits a token, then leaves or joins the running batch."""
@@ -197,12 +233,16 @@ class ClientEngine:
         if g == sh.output[i]:  # o_i = 1 (or the last token, after an eviction): it leaves
             sh.where[i] = DONE
             st.outstanding_tokens -= max(0, sh.predicted[i] - g)
-            if not self.on_demand:
+            if self.on_demand:
+                self._free(i, self.kv.slots(sh.prompt[i]))
+            else:
                 st.kv_reserved_tokens -= sh.reservation[i]
             return
         st.running[i] = sh.ids[i]
         sh.where[i] = RUNNING
         self.context_sum += sh.prompt[i] + 1
+        if self.on_demand:
+            self.kv.join(i, dc)
         fin = dc + sh.output[i] - g
         sh.fin_step[i] = fin
         self.finish_at.setdefault(fin, []).append(i)
@@ -231,9 +271,12 @@ class ClientEngine:
         dur = self._prefill_time(s_sum, sum(prompt[i] ** 2 for i in P))
         nrun = len(st.running) + len(st.prefilling) + len(P)
         kvu = self.context_sum + s_sum + self.prefilled_sum
-        if not self.on_demand:
+        if self.on_demand:
+            self._admit(P)
+            self.kv.held += sum(self.kv.slots(prompt[i]) for i in P)
+        else:
             st.kv_reserved_tokens += sum(sh.reservation[i] for i in P)
-        kv_reserved = self._held_column() + (s_sum if self.on_demand else 0)
+        kv_reserved = self._held_column()
         t, ids = self.t, sh.ids
         self._add(PREFILL, t, dur, len(P), nrun, s_sum, 0, kv_reserved, kvu,
                   tuple(ids[i] for i in P), (), ())  # fmt: skip
@@ -246,10 +289,9 @@ class ClientEngine:
     def _mixed(self, C, toks):
         st, sh = self.st, self.sh
         checks.check_mixed_shape(self, C, toks)
-        c_tok = sum(toks)
         if self.on_demand:
-            if self.context_sum + self.prefilled_sum + len(st.running) + c_tok > self.M:
-                make_room(self, c_tok)
+            C, toks = self._fit_running(C, toks)
+        c_tok = sum(toks)
         n = len(st.running)
         if not C and n == 0:
             if self.on_demand:
@@ -263,15 +305,16 @@ class ClientEngine:
         dur = self._mixed_time(n, self.context_sum, c_tok, sq, prefix)
         if new:
             self._leave_queue(new)
+            if self.on_demand:
+                self._admit(new)
             for i in new:
                 prefilling[i] = sh.ids[i]
                 sh.where[i] = PREFILLING
-                if self.on_demand:
-                    self.pending_prompt += prompt[i] + 1
-                else:
+                if not self.on_demand:
                     st.kv_reserved_tokens += sh.reservation[i]
+        if self.on_demand:
+            self.kv.held += sum(st.chunk_slots(i, x) for i, x in zip(C, toks, strict=True))
         self.prefilled_sum += c_tok
-        self.pending_prompt -= c_tok if self.on_demand else 0
         cs, t = self.context_sum, self.t
         self._add(MIXED, t, dur, n + len(C), n + len(prefilling), c_tok, cs if n else 0,
                   self._held_column(), cs + self.prefilled_sum, tuple(st.running.values()),
@@ -286,7 +329,24 @@ class ClientEngine:
             del prefilling[i]  # prompt complete: first token at the end of this iteration
             self.prefilled_sum -= prompt[i]
             prefilled[i] = 0
-            if self.on_demand:
-                self.pending_prompt -= 1
             self._first_token(i)
         return t + dur
+
+    def _admit(self, rows) -> None:
+        """On demand: ``rows`` start now, in this order (the latest is the first victim)."""
+        seq = self.sh.seq
+        for i in rows:
+            self.seq += 1
+            seq[i] = self.seq
+
+    def _fit_running(self, C, toks):
+        """On demand, before a mixed iteration: preempt until the running requests' step
+        fits (the decode and the chunks of rows already being prefilled); a step that
+        preempted admits nobody (vLLM), so the new rows' chunks are then dropped."""
+        st = self.st
+        pairs = list(zip(C, toks, strict=True))
+        if self.kv.held + self.step_need(pairs) <= self.cap:
+            return C, toks
+        make_room(self, pairs)
+        kept = [(i, x) for i, x in pairs if i in st.prefilling]
+        return tuple(i for i, _ in kept), tuple(x for _, x in kept)

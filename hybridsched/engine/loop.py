@@ -43,6 +43,9 @@ class EngineResult:
     router: str
     admission: str
     router_log: list = field(default_factory=list)
+    # Preempted while its last token was in flight (asynchronous scheduling): no recompute,
+    # so not in ``evictions``; (client, iteration, request id) each.
+    inflight_preempted: list = field(default_factory=list)
 
 
 class _Cluster:
@@ -113,6 +116,7 @@ def run(
 def _run(instance, router: Router, rule: OnlineRule, admission: str | Admission, progress=None):
     adm = parse_admission(admission)
     n = instance.num_requests
+    check_blocks(instance, adm)
     sh = Shared(instance, _queue_ranks(instance, rule), adm)
     engines = [
         ClientEngine(j, c, instance, sh, rule.start(instance, j), adm, rule.name)
@@ -176,7 +180,28 @@ def _run(instance, router: Router, rule: OnlineRule, admission: str | Admission,
         name,
         adm.name,
         router.log(),
+        [x for e in engines for x in e.inflight_preempted],
     )
+
+
+def check_blocks(instance, adm: Admission) -> None:
+    """On demand: every request fits some client alone in whole blocks (else a ValueError
+    naming its row, before any work); the token check is the instance's own."""
+    if not adm.on_demand or adm.block_size == 1:
+        return
+    need = np.maximum(instance.output, instance.predicted) + instance.prompt
+    b = adm.block_size
+    slots = -(-need // b) * b
+    cap = max(adm.capacity(c.kv_capacity_tokens) for c in instance.clients)
+    bad = np.flatnonzero(slots > cap)
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(
+            f"request {instance.requests['request_id'].iloc[i]} (row {i}): prompt "
+            f"{int(instance.prompt[i])} + output {int(need[i] - instance.prompt[i])} tokens "
+            f"take {int(slots[i] // b)} KV blocks of {b} tokens, more than any client holds "
+            f"({cap // b})"
+        )
 
 
 def _evictions(engines: list[ClientEngine]) -> pd.DataFrame:
@@ -189,5 +214,6 @@ def _evictions(engines: list[ClientEngine]) -> pd.DataFrame:
             "time_s": float,
             "request_id": np.int64,
             "generated_tokens": np.int64,
+            "prefilled_tokens": np.int64,
         }
     )

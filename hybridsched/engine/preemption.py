@@ -1,12 +1,14 @@
-"""Preemption by recompute: which running request gives up its KV memory, and what that undoes.
+"""Preemption by recompute: which request gives up its KV memory, and what that undoes.
 
-Under on-demand admission a client's KV grows by one token per running request and
-decode step; when the next step would not fit in ``M``, the engine evicts running
-requests until it does (docs/model.md section 11). The victim is vLLM's (FCFS scheduling):
-the most recently admitted running request, the tail of the running batch
-(``vllm/v1/core/sched/scheduler.py``: ``self.running.pop()``). An evicted request
-returns to the head of its client's queue and later recomputes its prompt and the tokens
-it had generated (``s_i + g_i``) in one prefill.
+Under on-demand admission a client's running requests take KV blocks as they decode and as
+their prompts are chunked in; when their next step would not fit in the client's blocks,
+the engine preempts until it does (docs/model.md section 11). The victim is vLLM's under
+FCFS scheduling: the most recently admitted request holding KV, the tail of vLLM's running
+list (``vllm/v1/core/sched/scheduler.py``: ``self.running.pop()``), which may be a request
+still being prefilled or (asynchronous scheduling) one whose last token is in flight. A
+preempted request returns to the head of its client's queue and later recomputes its prompt
+and the tokens it had generated (``s_i + g_i``) like a new prompt; one whose last token was
+in flight is simply done (vLLM finishes it from that token).
 
 ``make_room`` is the mechanism; ``VICTIMS`` names the choices (one today).
 """
@@ -19,29 +21,50 @@ from hybridsched.engine.request_state import QUEUED
 from hybridsched.engine.schema import KVOverflowError
 
 
-def last_admitted(running: dict[int, int]) -> int:
-    """The most recently admitted running row (vLLM's FCFS victim)."""
-    return next(reversed(running))
+def latest_admitted(eng) -> tuple[str, int]:
+    """vLLM's FCFS victim: ``(where, row)`` of the latest admitted request holding KV."""
+    seq = eng.sh.seq
+    best = None
+    for where, rows in (
+        ("running", eng.st.running),
+        ("prefilling", eng.st.prefilling),
+        ("lingering", eng.st.lingering),
+    ):
+        for i in reversed(rows) if where != "lingering" else rows:
+            if best is None or seq[i] > seq[best[1]]:
+                best = (where, i)
+            if where != "lingering":
+                break  # admission order: the last is the latest
+    return best
 
 
-VICTIMS: dict[str, Callable[[dict[int, int]], int]] = {"last-admitted": last_admitted}
+VICTIMS: dict[str, Callable] = {"latest-admitted": latest_admitted}
 
 
-def make_room(eng, extra: int, victim: Callable[[dict[int, int]], int] = last_admitted) -> None:
-    """Evict running requests of client ``eng`` until its next step fits in ``M``.
+def make_room(eng, chunks=(), victim: Callable = latest_admitted) -> None:
+    """Preempt on client ``eng`` until its running requests' next step fits its blocks.
 
-    The step needs the KV held plus one token per running request plus ``extra`` (the
-    prompt chunks it processes).
+    The step takes the running batch's decode and the ``chunks`` ``(row, tokens)`` of rows
+    being prefilled (``ClientEngine.step_need``).
     """
     st = eng.st
-    while st.running and eng.context_sum + eng.prefilled_sum + len(st.running) + extra > eng.M:
-        evict(eng, victim(st.running))
+    while (st.running or st.prefilling or st.lingering) and (
+        eng.kv.held + eng.step_need(chunks) > eng.cap
+    ):
+        where, i = victim(eng)
+        if where == "running":
+            evict(eng, i)
+        elif where == "prefilling":
+            evict_prefilling(eng, i)
+        else:  # its last token is in flight: vLLM preempts it, and that token finishes it
+            eng.inflight_preempted.append((eng.j, eng.k, eng.sh.ids[i]))
+            eng.kv.release([i])
 
 
 def evict(eng, i: int) -> None:
-    """Row ``i`` leaves client ``eng``'s running batch for the head of its queue."""
+    """Running row ``i`` leaves client ``eng``'s batch for the head of its queue."""
     st, sh = eng.st, eng.sh
-    if sh.prompt0[i] + sh.output[i] > eng.M:
+    if eng.kv.slots(sh.prompt0[i] + sh.output[i] - 1) > eng.cap:
         raise KVOverflowError(
             f"client {eng.j} at t={eng.t:.6f}s: request {sh.ids[i]} alone needs more "
             f"than M={eng.M} KV tokens (prompt {sh.prompt0[i]} + output "
@@ -54,8 +77,9 @@ def evict(eng, i: int) -> None:
     eng.finish_at[sh.fin_step[i]].remove(i)
     eng.context_sum -= sh.prompt0[i] + g
     sh.gen[i] = g
+    eng.kv.held -= eng.kv.stop_running(i)
     sh.prompt[i] = sh.prompt0[i] + g
-    sh.charge[i] = sh.prompt[i] + 1
+    sh.charge[i] = eng.kv.slots(sh.prompt[i])
     if sh.predicted_finish[i] > dc:
         eng.decoding_predicted -= 1
         # Drop its pending predicted-finish mark too: a stale one would count it
@@ -63,7 +87,24 @@ def evict(eng, i: int) -> None:
         eng.pfin_at[sh.predicted_finish[i]].remove(i)
     sh.predicted_finish[i] = -1
     st.outstanding_tokens += sh.prompt[i]
-    sh.where[i] = QUEUED
+    _requeue(eng, i, g, 0)
+
+
+def evict_prefilling(eng, i: int) -> None:
+    """Row ``i``, partly prefilled, gives back its blocks and waits at the head of the queue."""
+    st, sh = eng.st, eng.sh
+    done = sh.prefilled[i]
+    del st.prefilling[i]
+    eng.kv.held -= eng.kv.slots(done)
+    eng.prefilled_sum -= done
+    sh.prefilled[i] = 0
+    st.outstanding_tokens += done
+    _requeue(eng, i, sh.gen[i], done)
+
+
+def _requeue(eng, i: int, generated: int, prefilled: int) -> None:
+    st = eng.st
+    eng.sh.where[i] = QUEUED
     st.queue.insert(0, i)
     eng.queue_rank.insert(0, -1)
-    eng.evictions.append((eng.j, eng.k, eng.t, sh.ids[i], g))
+    eng.evictions.append((eng.j, eng.k, eng.t, eng.sh.ids[i], generated, prefilled))

@@ -3,8 +3,10 @@
 The lists are plain Python lists indexed by instance row (the engine's hot loop reads
 them one at a time): ``gen[i]`` tokens emitted so far, ``where[i]`` the request's state
 (``NEW``, ``QUEUED``, ``PREFILLING``, ``RUNNING``, ``DONE``), ``prompt[i]`` the tokens
-its next prefill processes (``s_i``, or ``s_i + g_i`` after an eviction) and
-``charge[i]`` what admitting it costs (docs/model.md section 11).
+its next prefill processes (``s_i``, or ``s_i + g_i`` after an eviction),
+``charge[i]`` what admitting it costs (docs/model.md section 11), and on demand
+``held[i]`` the KV token slots it holds (whole blocks) and ``seq[i]`` when it was admitted
+(the preemption victim is the latest admitted).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ class Shared:
         self.predicted = instance.predicted.tolist()
         self.reservation = instance.reservation.tolist()
         self.charge = (
-            [p + 1 for p in self.prompt0] if admission.on_demand else list(self.reservation)
+            [admission.slots(p) for p in self.prompt0]
+            if admission.on_demand
+            else list(self.reservation)
         )
         self.ids = instance.requests["request_id"].tolist()
         self.rank = rank
@@ -35,3 +39,5 @@ class Shared:
         self.fin_step = [0] * n
         self.predicted_finish = [0] * n
         self.prefilled = [0] * n
+        self.held = [0] * n
+        self.seq = [0] * n

@@ -33,10 +33,15 @@ class ClientState:
     currency: a request ``i`` costs ``charge[i]`` KV tokens to admit, ``kv_charged``
     tokens are taken, and ``kv_limit`` may be taken. Under reservation admission
     ``charge[i] = s_i + ô_i``, ``kv_charged`` is the reserved total and ``kv_limit = M``
-    (the paper's rule); under on-demand admission ``charge[i] = prompt[i] + 1``,
-    ``kv_charged`` is the KV held plus what partly prefilled prompts still need, and
-    ``kv_limit = M - watermark``. ``prompt[i]`` is the number of tokens row ``i``'s
-    (next) prefill processes: ``s_i``, or ``s_i + g_i`` after an eviction.
+    (the paper's rule); under on-demand admission (vLLM's, in whole blocks counted as
+    token slots: ``engine/admission.py``) ``charge[i]`` is the slots of its whole prompt,
+    ``kv_charged`` the slots held plus those the running requests' next decode takes, and
+    ``kv_limit = M`` on an empty client, ``M - watermark`` otherwise; ``chunk_slots(i, x)``
+    is what a chunk of ``x`` tokens of a partly prefilled row takes now (0 under
+    reservations). ``lingering`` maps rows that emitted their last token but keep their
+    slot and KV one more iteration (asynchronous scheduling) to their ids.
+    ``prompt[i]`` is the number of tokens row ``i``'s (next) prefill processes: ``s_i``,
+    or ``s_i + g_i`` after an eviction.
     ``reservation[i] = s_i + ô_i`` is what a predicted departure frees in either mode.
     Per-request lists are plain Python lists: rules run in the hot loop and index them
     one at a time.
@@ -48,6 +53,9 @@ class ClientState:
         "running",
         "prefilling",
         "prefilled",
+        "lingering",
+        "block_size",
+        "kv_watermark",
         "queue",
         "decode_count",
         "predicted_finish",
@@ -70,7 +78,15 @@ class ClientState:
 
     @property
     def free_slots(self) -> int:
-        return self.max_batch - len(self.running) - len(self.prefilling)
+        return self.max_batch - len(self.running) - len(self.prefilling) - len(self.lingering)
+
+    def chunk_slots(self, row: int, tokens: int) -> int:
+        """KV token slots a chunk of ``tokens`` of partly prefilled ``row`` takes now."""
+        b = self.block_size
+        if b == 0:  # reservation admission: reserved at admission
+            return 0
+        p = self.prefilled[row]
+        return (-(-(p + tokens) // b) - -(-p // b)) * b
 
     @property
     def kv_free_tokens(self) -> int:

@@ -42,7 +42,10 @@ class ClusterView:
         self.kv_capacity = np.array([e.M for e in engines], dtype=np.int64)
         self.max_batch = np.array([e.st.max_batch for e in engines], dtype=np.int64)
         self.seconds_per_token = np.array([seconds_per_token(e.st) for e in engines])
-        self._M = self.kv_capacity.tolist()
+        # What a request may take alone: whole blocks on demand (engine/admission.py).
+        self._unit = admission.unit
+        self._cap = np.array([admission.capacity(int(m)) for m in self.kv_capacity])
+        self._M = self._cap.tolist()
 
     def queue_len(self, j: int) -> int:
         e = self._e[j]
@@ -81,13 +84,15 @@ class ClusterView:
 
     def fits_matrix(self, prompt: np.ndarray, predicted: np.ndarray) -> np.ndarray:
         """``fits`` for many requests at once: an (m, J) boolean array."""
-        need = (np.asarray(prompt) + np.asarray(predicted))[:, None]
-        return need <= self.kv_capacity[None, :]
+        b = self._unit
+        need = -(-(np.asarray(prompt) + np.asarray(predicted)) // b) * b
+        return need[:, None] <= self._cap[None, :]
 
     def fits(self, prompt: int, predicted: int, j: int) -> bool:
         """Whether a request, by its predicted length, can run alone on client ``j``
         (``Admission.fits_alone``: the watermark never blocks an empty client)."""
-        return int(prompt) + int(predicted) <= self._M[j]
+        b = self._unit
+        return -(-(int(prompt) + int(predicted)) // b) * b <= self._M[j]
 
 
 def seconds_per_token(st) -> float:

@@ -56,6 +56,7 @@ class ChunkedPrefill:
             rows: list[int] = []
             toks: list[int] = []
             pre, prompt = st.prefilled, st.prompt
+            kv_free = st.kv_limit - st.kv_charged
             for i in st.prefilling:
                 if left <= 0:
                     break
@@ -63,9 +64,12 @@ class ChunkedPrefill:
                 rows.append(i)
                 toks.append(x)
                 left -= x
-            slots = st.max_batch - len(st.running) - len(st.prefilling)
-            kv_free = st.kv_limit - st.kv_charged
+                kv_free -= st.chunk_slots(i, x)
+            slots = st.free_slots
             charge = st.charge
+            # The watermark (on demand) applies once the client holds KV: after the first
+            # admission onto an empty client (vLLM checks each admission in turn).
+            empty = not st.kv_charged and not st.running and not st.prefilling
             for i in st.queue:
                 if left <= 0 or slots <= 0 or charge[i] > kv_free:
                     break
@@ -75,6 +79,9 @@ class ChunkedPrefill:
                 left -= x
                 slots -= 1
                 kv_free -= charge[i]
+                if empty:
+                    kv_free -= st.kv_watermark
+                    empty = False
             if not rows:
                 return DECODE
             return Action("mixed", tuple(rows), tuple(toks))

@@ -22,15 +22,18 @@ from hybridsched.policies.routers import Immediate
 from hybridsched.trace.io import check_run
 
 
-def fit_mask(instance: Instance) -> np.ndarray | None:
-    """``fits[i, j]``: client ``j`` can hold request ``i``'s reservation ``s_i + ô_i`` alone;
-    ``None`` when every client can hold every request (the common case)."""
-    cap = np.array([c.kv_capacity_tokens for c in instance.clients])
-    fits = instance.reservation[:, None] <= cap[None, :]
+def fit_mask(instance: Instance, block_size: int = 1) -> np.ndarray | None:
+    """``fits[i, j]``: client ``j`` can hold request ``i``'s reservation ``s_i + ô_i`` alone
+    (in whole blocks of ``block_size`` tokens, as on-demand KV is held); ``None`` when every
+    client can hold every request (the common case)."""
+    b = block_size
+    cap = np.array([c.kv_capacity_tokens // b * b for c in instance.clients])
+    need = -(-instance.reservation // b) * b
+    fits = need[:, None] <= cap[None, :]
     return None if fits.all() else fits
 
 
-def round_robin(instance: Instance) -> np.ndarray:
+def round_robin(instance: Instance, block_size: int = 1) -> np.ndarray:
     """The ``k``-th request in arrival order to the next client, cyclically, that can hold it.
 
     Client ``k mod |J|`` when every client can hold every request (the baseline's
@@ -41,7 +44,7 @@ def round_robin(instance: Instance) -> np.ndarray:
     n, J = instance.num_requests, instance.num_clients
     order = np.lexsort((np.arange(n), instance.arrival))
     a = np.empty(n, dtype=np.int64)
-    fits = fit_mask(instance)
+    fits = fit_mask(instance, block_size)
     if fits is None:
         a[order] = np.arange(n) % J
         return a

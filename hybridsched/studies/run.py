@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 from hybridsched.bounds.floors import planning_sizes
+from hybridsched.engine.admission import parse_admission
+from hybridsched.engine.loop import check_blocks
 from hybridsched.instance import Instance
 from hybridsched.policies.registry import RuleKnobs, SolveSettings, make_rule, policy_spec
 from hybridsched.policies.static import fit_mask, round_robin
@@ -40,10 +42,16 @@ def mmbpp_solver(time_limit_s: float, mip_gap: float, threads: int | None) -> Ca
     return solve
 
 
-def offline_assignment(instance: Instance, dispatch: str, solve: SolveSettings = SolveSettings()):
-    """``(assignment, solve_info)``: round-robin, or the MMBPP on the planning sizes."""
+def offline_assignment(
+    instance: Instance,
+    dispatch: str,
+    solve: SolveSettings = SolveSettings(),
+    block_size: int = 1,
+):
+    """``(assignment, solve_info)``: round-robin, or the MMBPP on the planning sizes; each
+    request only on a client that holds it alone (in whole blocks of ``block_size``)."""
     if dispatch == "round-robin":
-        return round_robin(instance), {"status": "n/a", "dispatch": "round-robin"}
+        return round_robin(instance, block_size), {"status": "n/a", "dispatch": "round-robin"}
     if dispatch == "mmbpp":
         from hybridsched.offline.mmbpp import solve_assignment
 
@@ -52,7 +60,7 @@ def offline_assignment(instance: Instance, dispatch: str, solve: SolveSettings =
             time_limit_s=solve.time_limit_s,
             mip_gap=solve.mip_gap,
             threads=solve.threads,
-            allowed=fit_mask(instance),  # each request only where it fits
+            allowed=fit_mask(instance, block_size),  # each request only where it fits
         )
         return res.assignment, {"dispatch": "mmbpp", **res.to_dict()}
     raise ValueError(f"dispatch must be 'round-robin' or 'mmbpp', got {dispatch!r}")
@@ -72,6 +80,7 @@ class RunResult:
     admission: str = "reservation"
     router_log: list = field(default_factory=list)
     flat: FlatTrace | None = None  # the trace as flat arrays (trace_flat.FlatTrace)
+    inflight_preempted: list = field(default_factory=list)  # EngineResult's
 
 
 def run_policy(
@@ -97,9 +106,10 @@ def run_policy(
 
     spec = policy_spec(policy)
     router = router or ("static" if assignment is not None else spec.router)
-    r, rule, info = _router_and_rule(instance, spec, knobs, solve, router, assignment)
+    adm = parse_admission(_engine_admission(spec, admission))
+    check_blocks(instance, adm)  # a request no client holds in whole blocks: named, up front
+    r, rule, info = _router_and_rule(instance, spec, knobs, solve, router, assignment, adm.unit)
     t0 = time.perf_counter()
-    adm = _engine_admission(spec, admission)
     res = simulate_run(instance, r, rule, adm, check=check, progress=progress)
     elapsed = time.perf_counter() - t0
     if router == "rolling-mmbpp":
@@ -122,6 +132,7 @@ def run_policy(
         res.admission,
         res.router_log,
         flat,
+        res.inflight_preempted,
     )
 
 
@@ -134,7 +145,7 @@ def _engine_admission(spec, admission: str | None):
     return admission or spec.admission
 
 
-def _router_and_rule(instance, spec, knobs, solve, router: str, assignment):
+def _router_and_rule(instance, spec, knobs, solve, router: str, assignment, block_size=1):
     """The router, the online rule and what the offline stage did (``RunResult.solve``).
 
     The static plan is made when the router asks for it: the given ``assignment``, or the
@@ -148,11 +159,11 @@ def _router_and_rule(instance, spec, knobs, solve, router: str, assignment):
     def static_plan():
         if assignment is not None:
             return check_assignment(instance, assignment)
-        a, plan["info"] = offline_assignment(instance, spec.dispatch, solve)
+        a, plan["info"] = offline_assignment(instance, spec.dispatch, solve, block_size)
         return check_assignment(instance, a)
 
     if spec.dispatch == "portfolio" and router == "static" and assignment is None:
-        choice = _portfolio(instance, solve)
+        choice = _portfolio(instance, solve, block_size)
         info = {
             "dispatch": "portfolio",
             "choice": choice.name,
@@ -171,7 +182,7 @@ def _router_and_rule(instance, spec, knobs, solve, router: str, assignment):
     return r, make_rule(spec, knobs), info
 
 
-def _portfolio(instance: Instance, solve: SolveSettings):
+def _portfolio(instance: Instance, solve: SolveSettings, block_size: int = 1):
     """The portfolio planner (``portfolio.py``) with the MMBPP on HiGHS as its assignment."""
     from hybridsched.offline.mmbpp import solve_assignment
     from hybridsched.policies.portfolio import plan
@@ -182,7 +193,7 @@ def _portfolio(instance: Instance, solve: SolveSettings):
             time_limit_s=solve.time_limit_s,
             mip_gap=solve.mip_gap,
             threads=solve.threads,
-            allowed=fit_mask(instance),
+            allowed=fit_mask(instance, block_size),
         ).assignment
 
     return plan(instance, assign)

@@ -76,7 +76,7 @@ def check_trace(
     del f.rid  # ids[row] from here on
     ev = check_eviction_table(evictions, admission, ids, _fail)
     ev_row = f.row_of(ev["request_id"].to_numpy()) if len(ev) else np.zeros(0, np.int64)
-    f.set_evictions(ev_row, ev["iteration"].to_numpy())
+    f.set_evictions(ev_row, ev["iteration"].to_numpy(), _prefilled(ev))
     ctx = _Context(f, instance, ev, ev_row)
     _check_prompts(ctx)
     _check_placement(ctx, assignment)
@@ -98,9 +98,24 @@ class _Context:
         self.n_ev = np.bincount(ev_row, minlength=n).astype(np.int64)
         g = ev["generated_tokens"].to_numpy() if len(ev) else np.zeros(0)
         self.g_sum = np.bincount(ev_row, weights=g, minlength=n).astype(np.int64)
+        # A request evicted while its (re)prefill was being chunked in had processed only
+        # ``prefilled_tokens`` of its s_i + g_i: its chunks fall short of that by the rest.
+        p = _prefilled(ev)
+        gap = np.where(p > 0, self.prompt[ev_row] + g - p, 0) if len(ev) else np.zeros(0)
+        self.p_gap = np.bincount(ev_row, weights=gap, minlength=n).astype(np.int64)
+        # Evictions of a decoding request: each is followed by a recompute that emits a token.
+        self.ev_run = p == 0
+        self.n_ev_run = np.bincount(ev_row[self.ev_run], minlength=n).astype(np.int64)
         self.evicted = self.n_ev > 0
         self.clock_tol = 1e-12 + 8 * np.finfo(float).eps * np.abs(f.end)
         self.S = int(max(f.seg.max(initial=0), f.cseg.max(initial=0))) + 1  # segments per request
+
+
+def _prefilled(ev: pd.DataFrame) -> np.ndarray:
+    """The eviction table's ``prefilled_tokens`` (0 where a table predates the column)."""
+    if "prefilled_tokens" in ev.columns:
+        return ev["prefilled_tokens"].to_numpy(np.int64)
+    return np.zeros(len(ev), dtype=np.int64)
 
 
 def _check_prompts(c: _Context) -> None:
@@ -121,7 +136,7 @@ def _check_prompts(c: _Context) -> None:
     if both.any():
         i = int(np.flatnonzero(both)[0])
         _fail("prefilled exactly once", f"request {c.ids[i]} is both prefilled and chunked")
-    cover = (1 + c.n_ev) * c.prompt + c.g_sum
+    cover = (1 + c.n_ev) * c.prompt + c.g_sum - c.p_gap
     short = chunked & (chunk_sum != cover)
     if short.any():
         i = int(np.flatnonzero(short)[0])

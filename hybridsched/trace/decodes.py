@@ -23,7 +23,7 @@ def check_decodes(c) -> None:
     d = np.flatnonzero(f.dec)
     ndec = np.bincount(f.row[d], minlength=n)
     out = c.inst.output
-    bad = ndec != out - 1 - c.n_ev
+    bad = ndec != out - 1 - c.n_ev_run
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         fail(
@@ -110,9 +110,23 @@ def _decode_steps(c, d: np.ndarray) -> None:
     if gap.any():
         _fail_gap(c, d, gap)
     c.dec_groups = (dkey[gstart], np.diff(np.r_[gstart, len(d)]))  # per (row, seg): count
-    # The t-th decode of a request (over all its segments) reads s_i + t + seg.
+    # The t-th decode of a request (over all its segments) reads s_i + t plus one token per
+    # recompute before it (an eviction while prefilling is followed by none).
     r = f.row[d]
     _, rstep = groups(r)
     ctx = np.zeros(len(f.pos), dtype=np.int64)
-    ctx[d] = c.prompt[r] + rstep + 1 + f.seg[d]
+    ctx[d] = c.prompt[r] + rstep + 1 + _recomputes_before(c, dkey)
     c.context = ctx
+
+
+def _recomputes_before(c, dkey: np.ndarray) -> np.ndarray:
+    """Per (request, segment) key: the evictions of a decoding request before the segment."""
+    order = np.lexsort((c.ev["iteration"].to_numpy(), c.ev_row))
+    rows, run = c.ev_row[order], c.ev_run[order].astype(np.int64)
+    starts, rank = groups(rows)
+    cum = np.cumsum(run)
+    cum -= np.repeat(cum[starts] - run[starts], np.diff(np.r_[starts, len(rows)]))
+    keys = segment_key(rows, rank + 1, c.S)  # segment m follows the request's m-th eviction
+    k = np.searchsorted(keys, dkey)
+    hit = (k < len(keys)) & (keys[np.minimum(k, len(keys) - 1)] == dkey)
+    return np.where(hit, cum[np.minimum(k, len(keys) - 1)], 0)

@@ -122,16 +122,28 @@ class FlatTrace:
         """Instance rows of request ids (``-1`` for an unknown id)."""
         return row_index(self.ids, np.asarray(values, dtype=np.int64))
 
-    def set_evictions(self, ev_row: np.ndarray, ev_iteration: np.ndarray) -> None:
+    def set_evictions(
+        self, ev_row: np.ndarray, ev_iteration: np.ndarray, ev_prefilled=None
+    ) -> None:
         """Number the segments: per element, the evictions of its request up to its iteration.
 
-        The segment arrays are new ones: a shallow copy of a flat trace numbers its own."""
+        ``ev_prefilled`` (per eviction, > 0 when the request was evicted while its prompt was
+        being chunked in): those segments end without a first token (``cut``). The segment
+        arrays are new ones: a shallow copy of a flat trace numbers its own."""
         self.seg = np.zeros(len(self.pos), dtype=_IDX)
         self.cseg = np.zeros(len(self.cpos), dtype=_IDX)
+        self.cut = np.zeros(0, dtype=np.int64)
         if len(ev_row) == 0:
             return
         K = int(max(self.iteration.max(initial=0), ev_iteration.max())) + 2
         keys = np.sort(ev_row.astype(np.int64) * K + ev_iteration)
+        if ev_prefilled is not None and (np.asarray(ev_prefilled) > 0).any():
+            o = np.lexsort((ev_iteration, ev_row))
+            rows = ev_row[o].astype(np.int64)
+            _, rank = groups(rows)  # the m-th eviction ends segment m (0-based)
+            p = np.asarray(ev_prefilled)[o] > 0
+            self.cut_mul = len(ev_row) + 1  # more than any request's segments
+            self.cut = np.sort(rows[p] * self.cut_mul + rank[p])
         evicted = np.zeros(self.n, dtype=bool)
         evicted[ev_row] = True
         for row, pos, seg in ((self.row, self.pos, self.seg), (self.crow, self.cpos, self.cseg)):
@@ -150,6 +162,10 @@ class FlatTrace:
             last = np.ones(len(o), dtype=bool)
             last[:-1] = (r[1:] != r[:-1]) | (s[1:] != s[:-1])
             o = o[last]
+            cut = getattr(self, "cut", None)
+            if cut is not None and len(cut):  # segments evicted before their prompt completed
+                key = self.crow[o].astype(np.int64) * self.cut_mul + self.cseg[o]
+                o = o[~np.isin(key, cut)]
             cr, cp, cs = self.crow[o], self.cpos[o], self.cseg[o]
         else:
             cr = cp = cs = np.zeros(0, dtype=_IDX)

@@ -65,7 +65,9 @@ def request_table(
         raise ValueError("request_table: the trace names a request the instance does not have")
     if evictions is not None and len(evictions):
         f.set_evictions(
-            f.row_of(evictions["request_id"].to_numpy()), evictions["iteration"].to_numpy()
+            f.row_of(evictions["request_id"].to_numpy()),
+            evictions["iteration"].to_numpy(),
+            evictions.get("prefilled_tokens"),
         )
     fr, fp, _ = f.first_token_rows()
     n, none = f.n, f.nrows

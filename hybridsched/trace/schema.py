@@ -24,7 +24,9 @@ The iteration trace is a DataFrame, one row per iteration (``TRACE_COLUMNS``):
 
 Preemptions are a separate event table (``EVICTION_COLUMNS``), one row per eviction:
 the client, the index of the iteration the eviction made room for (the request is out
-before it starts), its start time, the request and the tokens it had generated.
+before it starts), its start time, the request, the tokens it had generated, and the tokens
+of its (re)prefill it had processed when evicted (0 for a request that was decoding; more
+for one evicted while its prompt was being chunked in, which vLLM does too).
 """
 
 from __future__ import annotations
@@ -47,4 +49,11 @@ TRACE_COLUMNS = [
     "chunk_tokens",
 ]
 
-EVICTION_COLUMNS = ["client", "iteration", "time_s", "request_id", "generated_tokens"]
+EVICTION_COLUMNS = [
+    "client",
+    "iteration",
+    "time_s",
+    "request_id",
+    "generated_tokens",
+    "prefilled_tokens",
+]

@@ -1,7 +1,8 @@
 """Tests for on-demand KV admission and recompute preemption (docs/model.md section 11).
 
 Hand-computed cases on one linear client: prefill ``1 + 0.01 s`` seconds, decode
-``0.5 + 0.1 |D| + 0.001 sum(c)`` seconds.
+``0.5 + 0.1 |D| + 0.001 sum(c)`` seconds; KV counted in tokens (block size 1) unless a
+test says otherwise, so the arithmetic is by hand.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from hybridsched.policies.prefill_first import PrefillFirst
 from hybridsched.policies.static import StaticRouter
 from hybridsched.trace.io import check_run
 from hybridsched.trace.metrics import request_table
+from tests.strategies import TOKENS
 
 LAT = LinearLatency(1.0, 0.01, 0.5, 0.1, 0.001)
 
@@ -33,7 +35,7 @@ def one_client(prompts, outputs, M, B=2, predicted=None, arrival=None, budget=20
     return Instance(pd.DataFrame(cols), (Client(B, M, LAT),), prefill_budget_tokens=budget)
 
 
-def run_one(inst: Instance, rule=None, admission="on-demand"):
+def run_one(inst: Instance, rule=None, admission=TOKENS):
     router = StaticRouter(assignment=np.zeros(inst.num_requests, dtype=np.int64))
     res = run(inst, router, rule or PrefillFirst(), admission)
     check_run(res, inst)
@@ -46,45 +48,65 @@ def run_one(inst: Instance, rule=None, admission="on-demand"):
 
 
 def test_two_requests_force_one_eviction():
-    """Tests the whole run of two requests (s=5, o=10) on M=16, B=2, watermark ceil(0.16)=1.
+    """Tests the whole run of two requests (s=5, o=10) on M=16, B=2, watermark 0.
 
-    Both are admitted in one prefill (charges 6 + 6 <= 15). After it they hold 12 KV
-    tokens; decode 1 needs 12 + 2 = 14 <= 16, decode 2 needs 16 <= 16, decode 3 would
-    need 18 > 16, so request 1 (admitted last: later in the prefill) is evicted with
-    g = 3 tokens, and request 0 decodes alone to its 10th token (context 14 at its last
-    step). Request 1 is then re-prefilled on s + g = 8 tokens (emitting its 4th token)
-    and needs 10 - 3 - 1 = 6 more decode steps. Its TTFT is the end of the first
-    prefill (1.1 s), not of the recompute.
+    Both are admitted in one prefill (whole prompts 5 + 5 <= 16). A running request holds
+    the KV of s + g - 1 tokens and its decode step writes one more: after the prefill they
+    hold 10; decodes 1, 2, 3 take them to 12, 14, 16; decode 4 would need 18 > 16, so
+    request 1 (admitted last: later in the prefill) is evicted with g = 4 tokens, and
+    request 0 decodes alone to its 10th token (holding 8 + 1 per step). Request 1 waits
+    for room (its recompute needs s + g = 9 tokens free), is re-prefilled on 9 tokens when
+    request 0 is done (emitting its 5th token) and needs 10 - 5 = 5 more decode steps. Its
+    TTFT is the end of the first prefill (1.1 s), not of the recompute.
     """
     inst = one_client([5, 5], [10, 10], M=16)
     res = run_one(inst)
     tr, ev = res.trace, res.evictions
     assert ev[["client", "iteration", "request_id", "generated_tokens"]].values.tolist() == [
-        [0, 3, 1, 3]
+        [0, 4, 1, 4]
     ]
-    assert tr["kind"].tolist() == ["prefill"] + ["decode"] * 9 + ["prefill"] + ["decode"] * 6
-    assert tr["request_ids"].tolist() == [(0, 1)] + [(0, 1)] * 2 + [(0,)] * 7 + [(1,)] * 7
+    assert tr["kind"].tolist() == ["prefill"] + ["decode"] * 9 + ["prefill"] + ["decode"] * 5
+    assert tr["request_ids"].tolist() == [(0, 1)] * 4 + [(0,)] * 6 + [(1,)] * 6
     assert tr["prefill_tokens"].tolist()[0] == 10
-    assert tr["prefill_tokens"].tolist()[10] == 5 + 3
-    # Contexts: both at 6, 7; then request 0 alone at 8..14; request 1 at 9..14 after recompute.
-    assert tr["context_tokens"].tolist() == [0, 12, 14, *range(8, 15), 0, *range(9, 15)]
-    assert ev["time_s"].iloc[0] == pytest.approx(tr["start_s"].iloc[3], abs=0)
-    # The eviction's time: prefill 1.1 s, decodes 0.5 + 0.2 + 0.012 and 0.5 + 0.2 + 0.014.
-    assert ev["time_s"].iloc[0] == pytest.approx(1.1 + 0.712 + 0.714, rel=1e-12)
-    assert tr["duration_s"].iloc[10] == pytest.approx(1.0 + 0.01 * 8, rel=1e-12)
+    assert tr["prefill_tokens"].tolist()[10] == 5 + 4
+    # Contexts (KV after the step): both at 6, 7, 8; then request 0 alone at 9..14;
+    # request 1 at 10..14 after its recompute.
+    assert tr["context_tokens"].tolist() == [0, 12, 14, 16, *range(9, 15), 0, *range(10, 15)]
+    assert ev["time_s"].iloc[0] == pytest.approx(tr["start_s"].iloc[4], abs=0)
+    # The eviction's time: prefill 1.1 s, then decodes 0.5 + 0.2 + 0.001 x (12, 14, 16).
+    assert ev["time_s"].iloc[0] == pytest.approx(1.1 + 0.712 + 0.714 + 0.716, rel=1e-12)
+    assert tr["duration_s"].iloc[10] == pytest.approx(1.0 + 0.01 * 9, rel=1e-12)
     req = request_table(tr, inst, ev, res.dispatch_s).set_index("request_id")
     assert req.loc[1, "ttft_s"] == pytest.approx(1.1, rel=1e-12)
     assert req.loc[1, "preemptions"] == 1
-    assert req.loc[1, "recomputed_tokens"] == 8
+    assert req.loc[1, "recomputed_tokens"] == 9
     assert req.loc[0, "preemptions"] == 0
     assert req.loc[1, "finish_s"] == pytest.approx(tr["end_s"].max(), rel=1e-15)
     # Every request emits exactly o_i tokens, one per row it is in (the recompute emits
     # token g + 1).
     for rid, o in ((0, 10), (1, 10)):
         assert tr["request_ids"].map(lambda ids, r=rid: r in ids).sum() == o
-    # KV after each decode step (context + batch) never exceeds M.
+    # The KV after each decode step never exceeds M, and reaches it.
     dec = tr[tr["kind"] == "decode"]
-    assert (dec["context_tokens"] + dec["num_requests"]).max() == 16
+    assert dec["context_tokens"].max() == 16
+
+
+def test_blocks_round_up_and_the_step_that_starts_a_block_takes_it():
+    """Tests KV in blocks of 4: two requests (s=5, o=10) on M=16 (4 blocks). After the
+    prefill each holds 2 blocks (5 tokens); decode 1 writes token 6 into its second block,
+    decodes 2 and 3 fill it, and decode 4 (KV 8 -> 9 tokens each) needs a third block each:
+    4 + 2 > 4 blocks, so request 1 is evicted at iteration 4 with g = 4, as at block size 1
+    but for a different reason (here decode 4 would hold 18 tokens in 6 blocks)."""
+    inst = one_client([5, 5], [10, 10], M=16)
+    res = run_one(inst, admission=Admission("on-demand", block_size=4))
+    ev = res.evictions
+    assert ev[["iteration", "request_id", "generated_tokens"]].values.tolist() == [[4, 1, 4]]
+    # kv_reserved_tokens on demand: the KV slots held in whole blocks during the step.
+    assert res.trace["kv_reserved_tokens"].tolist()[:4] == [16, 16, 16, 16]
+    # Request 1's recompute needs 9 tokens = 3 blocks free: only when request 0 (holding up
+    # to 13 tokens = 4 blocks) is done.
+    tr = res.trace
+    assert tr["request_ids"].tolist()[10] == (1,) and tr["kind"].tolist()[10] == "prefill"
 
 
 def test_reservation_admission_never_evicts_the_same_pair():
@@ -149,29 +171,35 @@ def test_evicted_request_returns_to_the_queue_head():
 
 
 def test_watermark_blocks_admission():
-    """Tests the watermark: with M=100 and watermark 0.1 (w=10) a request of prompt 85
-    (charge 86) cannot join a running request holding 5 tokens (5 + 86 > 90), but with
-    watermark 0 (limit 100) it can."""
-    inst = one_client([4, 85], [6, 2], M=100, B=2, arrival=[0.0, 0.5])
-    strict = run_one(inst, admission=Admission("on-demand", 0.1))
+    """Tests the watermark: with M=100 and watermark 0.1 (int(0.1 x 101) = 10 tokens at block
+    size 1) a request of prompt 86 cannot join a running request holding 4 tokens that its
+    next step takes to 5 (5 + 86 > 90), but with watermark 0 (limit 100) it can."""
+    inst = one_client([4, 86], [6, 2], M=100, B=2, arrival=[0.0, 0.5])
+    strict = run_one(inst, admission=Admission("on-demand", 0.1, block_size=1))
     together = [ids for ids in strict.trace["request_ids"] if len(ids) == 2]
     assert together == []
-    loose = run_one(inst, admission=Admission("on-demand", 0.0))
+    loose = run_one(inst, admission=Admission("on-demand", 0.0, block_size=1))
     assert any(len(ids) == 2 for ids in loose.trace["request_ids"])
 
 
 def test_watermark_default_and_parsing():
-    """Tests the default watermark ceil(0.01 M) and the admission spec parser."""
-    assert Admission("on-demand").kv_limit(100) == 99
-    assert Admission("on-demand").kv_limit(101) == 99  # ceil(1.01) = 2
+    """Tests vLLM's defaults (watermark 0, blocks of 16), the watermark in blocks
+    (``int(w x (N + 1))``, vLLM counts its null block) and the admission spec parser."""
+    assert Admission("on-demand").watermark == 0.0 and Admission("on-demand").block_size == 16
+    assert Admission("on-demand").kv_limit(100) == 96  # 6 whole blocks
+    assert Admission("on-demand", block_size=1).kv_limit(100) == 100
+    assert Admission("on-demand", 0.01, block_size=1).kv_limit(100) == 99  # int(1.01) = 1
+    assert Admission("on-demand", 0.1).kv_limit(160) == 144  # int(1.1) = 1 block of 16
     assert Admission("reservation").kv_limit(100) == 100
-    assert parse_admission("on-demand:0.25").kv_limit(100) == 75
+    assert parse_admission("on-demand:0.25").kv_limit(160) == 128  # int(2.75) = 2 blocks
     with pytest.raises(ValueError, match="watermark must be a number.*'x'"):
         parse_admission("on-demand:x")
     with pytest.raises(ValueError, match="admission must be one of"):
         parse_admission("greedy")
     with pytest.raises(ValueError, match="watermark must be in"):
         Admission("on-demand", 1.0)
+    with pytest.raises(ValueError, match="block_size must be an integer >= 1"):
+        Admission("on-demand", block_size=0)
 
 
 def test_prefill_row_kv_includes_running_contexts():

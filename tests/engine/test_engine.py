@@ -22,7 +22,7 @@ from hybridsched.policies.static import StaticRouter
 from hybridsched.studies.run import run_policy
 from hybridsched.trace.flat import flatten
 from hybridsched.trace.io import check_run
-from tests.strategies import FAST, SLOW, serving_instances
+from tests.strategies import ADMISSIONS, FAST, SLOW, TOKENS, serving_instances
 
 LAT = LinearLatency(1.0, 0.01, 0.5, 0.1, 0.001)
 
@@ -187,9 +187,17 @@ def exact(inst: Instance) -> bool:
 @settings(max_examples=60, deadline=None)
 @given(inst=serving_instances(homogeneous=True), policy=st.sampled_from(sorted(POLICIES)))
 def test_every_policy_on_demand_homogeneous(inst, policy):
-    """Tests that on homogeneous clusters every policy completes under on-demand admission,
-    with prediction error and arrivals, with no KVOverflowError and every invariant."""
-    run_checked(inst, policy, "on-demand")
+    """Tests that on homogeneous clusters every policy completes under on-demand admission
+    (KV in tokens, in blocks of 4, and blocks with asynchronous scheduling), with prediction
+    error and arrivals, with no KVOverflowError and every invariant; in blocks, a request
+    larger than a client's whole blocks is refused up front, naming it."""
+    for admission in ADMISSIONS[1:]:
+        try:
+            run_checked(inst, policy, admission)
+        except KVOverflowError:
+            raise
+        except ValueError as e:
+            assert "KV blocks" in str(e) and admission.block_size > 1
 
 
 @pytest.mark.slow
@@ -199,17 +207,19 @@ def test_every_policy_both_admissions_heterogeneous(inst, policy):
     """Tests every policy under both admissions on heterogeneous clusters: a run either
     passes every invariant, or (only when some prediction is short) reports the overflow;
     static plans place each request only where it fits."""
-    for admission in ("reservation", "on-demand"):
+    for admission in ADMISSIONS:
         try:
             run_checked(inst, policy, admission)
         except KVOverflowError:
             assert not exact(inst)
+        except ValueError as e:
+            assert "KV blocks" in str(e) and admission.block_size > 1
 
 
 @settings(max_examples=40, deadline=None)
 @given(
     inst=serving_instances(homogeneous=True),
-    admission=st.sampled_from(["reservation", "on-demand"]),
+    admission=st.sampled_from(["reservation", TOKENS]),
 )
 def test_vllm_and_online_hybrid_quick(inst, admission):
     """Tests the two online policies under both admissions on homogeneous clusters (fast)."""

@@ -22,6 +22,7 @@ from hybridsched.policies.static import StaticRouter
 from hybridsched.studies.run import run_policy
 from hybridsched.trace.io import check_run
 from hybridsched.workloads.requests import load_gsm8k, sample_requests
+from tests.strategies import TOKENS
 
 NEW = ("hybrid-reserve-hi", "hybrid-sort-hi", "hybrid-amin", "amin")
 SOLVE = SolveSettings(time_limit_s=2.0, mip_gap=1e-2)
@@ -118,9 +119,10 @@ def test_amin_completes_every_request_without_overflow(policy, cluster):
 
 
 def test_evicted_request_reenters_with_its_raised_estimate():
-    """One linear client, M = 40, two requests s = 5, o = 20, lo = 1. A_min admits both
-    (estimates 6 + 6 <= 40); at 40 KV tokens held the later one is evicted with g = 15
-    tokens and re-enters counting s + g + 1 = 21, not its first estimate s + lo = 6;
+    """One linear client, M = 40 (KV in tokens), two requests s = 5, o = 20, lo = 1. A_min
+    admits both (estimates 6 + 6 <= 40); holding 2 x (5 + 15) = 40 KV tokens, the next step
+    would need 42, so the later one is evicted with g = 16 tokens and re-enters counting
+    s + g + 1 = 22, not its first estimate s + lo = 6;
     beside the first request's growing estimate (21 and more) it does not fit, so it waits
     until the first request leaves instead of being re-admitted and evicted again."""
     lat = LinearLatency(1.0, 0.01, 0.5, 0.1, 0.001)
@@ -135,12 +137,12 @@ def test_evicted_request_reenters_with_its_raised_estimate():
     )
     inst = Instance(df, (Client(2, 40, lat),))
     rule = EstimateAdmission(PrefillFirst(), "lo")
-    res = run(inst, StaticRouter(assignment=np.zeros(2, dtype=np.int64)), rule, "on-demand:0")
+    res = run(inst, StaticRouter(assignment=np.zeros(2, dtype=np.int64)), rule, TOKENS)
     check_run(res, inst)
     ev = res.evictions
     assert ev["request_id"].tolist() == [1]  # evicted once, never again
     g = int(ev["generated_tokens"].iloc[0])
-    assert 5 + 5 + 2 * g + 2 > 40  # the step after g tokens would not have fit
+    assert g == 16 and 2 * (5 + g - 1) + 2 > 40  # the step after g tokens would not fit
     # It was re-prefilled only after request 0 finished.
     tr = res.trace
     re_prefill = tr[(tr["kind"] == "prefill") & (tr["iteration"] > 0)]

@@ -35,7 +35,7 @@ class FakeView:
         self.num_clients = len(self.kv_capacity)
         self._work = list(work)
         self._free = list(free) if free is not None else list(self.kv_capacity)
-        self._adm = Admission("on-demand" if on_demand else "reservation")
+        self._adm = Admission("on-demand" if on_demand else "reservation", block_size=1)
 
     def fits(self, prompt, predicted, j):
         return self._adm.fits_alone(int(prompt), int(predicted), int(self.kv_capacity[j]))

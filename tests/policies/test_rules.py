@@ -54,6 +54,7 @@ def make_state(
     st_.running = {i: ids[i] for i in running}
     st_.queue = list(queue)
     st_.prefilling, st_.prefilled = {}, [0] * inst.num_requests
+    st_.lingering, st_.block_size, st_.kv_watermark = {}, 0, 0  # reservation: no blocks
     st_.decode_count = decode_count
     pf = [0] * inst.num_requests
     for i, rem in running.items():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from hybridsched.engine.admission import Admission
 from hybridsched.instance import Client, Cluster, Instance
 from hybridsched.policies.registry import POLICIES, SolveSettings
 from hybridsched.policies.static import round_robin
@@ -45,9 +46,12 @@ def test_round_robin_skips_a_client_that_cannot_hold_the_request():
 
 @pytest.mark.parametrize("policy", ["vllm", "hybrid-amin", "online-hybrid"])
 def test_the_watermark_never_blocks_an_empty_client(policy):
-    """Tests that a request with s_i + 1 > M - ceil(w M) runs on an empty client under
-    on-demand admission (one client of M = 1,000, B = 4; 995 + 5 tokens)."""
+    """Tests that a request whose prompt needs more than M minus the watermark runs on an
+    empty client under on-demand admission (one client of M = 1,000, B = 4; 995 + 5 tokens;
+    watermark 0.01, i.e. 10 tokens at block size 1)."""
     req = pd.DataFrame({"prompt_tokens": [995], "output_tokens": [5]})
     inst = Instance(req, (Client(4, 1000, FAST),))
-    res = run_policy(inst, policy, solve=SOLVE, admission="on-demand", check=True)
+    adm = Admission("on-demand", 0.01, block_size=1)
+    assert adm.kv_limit(1000) < 995
+    res = run_policy(inst, policy, solve=SOLVE, admission=adm, check=True)
     assert res.requests["finish_s"].notna().all()

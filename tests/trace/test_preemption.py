@@ -16,6 +16,7 @@ from hybridsched.policies.static import StaticRouter
 from hybridsched.trace.check import check_trace
 from hybridsched.trace.errors import TraceError
 from hybridsched.trace.io import check_run
+from tests.strategies import TOKENS
 
 LAT = LinearLatency(1.0, 0.01, 0.5, 0.1, 0.001)
 
@@ -31,18 +32,18 @@ def instance(prompts, outputs, M, B=2, arrival=None, predicted=None, budget=2048
 
 def on_demand_run(inst: Instance, rule=None):
     a = np.zeros(inst.num_requests, dtype=np.int64)
-    res = run(inst, StaticRouter(assignment=a), rule or PrefillFirst(), "on-demand")
+    res = run(inst, StaticRouter(assignment=a), rule or PrefillFirst(), TOKENS)
     check_run(res, inst)
     return res
 
 
 @pytest.fixture
 def evicted():
-    """Two requests (s=5, o=10) on M=16: request 1 is evicted at iteration 3 with g=3 and
-    re-prefilled at iteration 10 on 8 tokens (test_admission.py computes it by hand)."""
+    """Two requests (s=5, o=10) on M=16: request 1 is evicted at iteration 4 with g=4 and
+    re-prefilled at iteration 10 on 9 tokens (test_admission.py computes it by hand)."""
     inst = instance([5, 5], [10, 10], M=16)
     res = on_demand_run(inst)
-    assert res.evictions["iteration"].tolist() == [3]
+    assert res.evictions["iteration"].tolist() == [4]
     return inst, res.trace.copy(), res.evictions.copy()
 
 
@@ -117,8 +118,9 @@ def test_an_evicted_request_that_keeps_decoding_fails(evicted):
     """Tests that a request listed in a decode row after its eviction, before its
     recompute, fails (the eviction frees its slot and KV)."""
     inst, tr, ev = evicted
-    ev.loc[0, "iteration"] = 4  # claim the eviction one iteration later
-    ev.loc[0, "time_s"] = tr.loc[4, "start_s"]
+    later = int(ev.loc[0, "iteration"]) + 1  # claim the eviction one iteration later
+    ev.loc[0, "iteration"] = later
+    ev.loc[0, "time_s"] = tr.loc[later, "start_s"]
     with pytest.raises(TraceError):
         check(tr, inst, ev)
 
