@@ -14,6 +14,8 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from hybridsched.latency.kernels import KernelLatency
+from hybridsched.latency.kv_capacity import vllm_kv_blocks
 from hybridsched.latency.linear import LinearLatency, fit_linear
 from hybridsched.latency.profiles import load_hardware_profile, load_model_profile
 from hybridsched.latency.roofline import LatencyModel, RooflineLatency
@@ -32,6 +34,9 @@ class Client:
     max_batch: int
     kv_capacity_tokens: int
     latency: LatencyModel
+    # Time a request spends before the engine sees it (API server, tokenization; the
+    # hardware profile's ``request_overhead_s``): its TTFT and latency include it.
+    request_overhead_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_batch, (int, np.integer)) or self.max_batch < 1:
@@ -55,9 +60,16 @@ class Cluster:
     tp: int = 4
     max_batch: int = 32
     latency: str = "roofline"  # or "linear": the least-squares fit of the roofline
+    # The KV cache: ``kv_blocks`` blocks of ``block_size`` tokens when given, else the
+    # profile's: a roofline profile's usable memory, or for a profile of measured kernels
+    # vLLM's sizing at ``gpu_memory_utilization`` (latency/kv_capacity.py).
+    kv_blocks: int | None = None
+    block_size: int = 16
+    gpu_memory_utilization: float = 0.9
+    ep: int = 1  # expert parallelism of a mixture of experts (kernel profiles)
 
     def __post_init__(self) -> None:
-        for name in ("num_clients", "tp", "max_batch"):
+        for name in ("num_clients", "tp", "max_batch", "block_size", "ep"):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
@@ -65,20 +77,40 @@ class Cluster:
             raise ValueError(f"latency must be 'roofline' or 'linear', got {self.latency!r}")
 
     def make_clients(self) -> tuple[Client, ...]:
-        roof = RooflineLatency(
-            load_model_profile(self.model), load_hardware_profile(self.hardware), int(self.tp)
+        model, hw, tp = (
+            load_model_profile(self.model),
+            load_hardware_profile(self.hardware),
+            int(self.tp),
         )
+        roof = RooflineLatency(model, hw, tp)
+        M = roof.kv_capacity_tokens
         lat: LatencyModel = roof
+        if hw.kernels:
+            lat = KernelLatency(model, hw, tp, int(self.ep))
+            blocks = vllm_kv_blocks(model, hw, tp, self.gpu_memory_utilization, self.block_size)
+            M = blocks * self.block_size
+        if self.kv_blocks is not None:
+            M = int(self.kv_blocks) * self.block_size
+        if M < 1:
+            raise ValueError(
+                f"tp={tp}: {tp} x {hw.name} leaves no memory for the KV cache of {model.name}"
+            )
         if self.latency == "linear":
-            lat = fit_linear(roof, int(self.max_batch)).model
-        client = Client(int(self.max_batch), roof.kv_capacity_tokens, lat)
+            lat = fit_linear(lat, int(self.max_batch)).model
+        client = Client(int(self.max_batch), int(M), lat, hw.request_overhead_s)
         return tuple(client for _ in range(self.num_clients))
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             k: getattr(self, k)
             for k in ("model", "hardware", "num_clients", "tp", "max_batch", "latency")
         }
+        for k, default in (("kv_blocks", None), ("block_size", 16), ("ep", 1)):
+            if getattr(self, k) != default:
+                out[k] = getattr(self, k)
+        if self.gpu_memory_utilization != 0.9:
+            out["gpu_memory_utilization"] = self.gpu_memory_utilization
+        return out
 
 
 @dataclass(frozen=True)

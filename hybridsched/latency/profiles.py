@@ -88,6 +88,7 @@ class ModelProfile:
     experts_per_token: int = 1
     expert_ffn_size: int | None = None
     tie_word_embeddings: bool = False
+    qk_norm: bool = False  # RMSNorm on queries and keys (Qwen3): element-wise work per prefill
     published_params: float | None = field(default=None, compare=False)
     source: str = field(default="", compare=False)
 
@@ -246,6 +247,15 @@ class HardwareProfile:
     prefill_floor_s: float = 0.0
     prefill_per_request_s: float = 0.0
     nvlink_bandwidth: float | None = field(default=None, compare=False)
+    # A profile of measured kernels (latency/kernels.py): the tables' folder under
+    # data/latency/kernels/, the time a request spends outside the engine (API server,
+    # tokenization, streaming: added before it reaches the scheduler), and the memory a
+    # serving engine keeps beside weights and KV cache per GPU (activations of the largest
+    # step, CUDA graphs, the CUDA context and communication buffers; vLLM's sizing).
+    kernels: str | None = None
+    async_scheduling: bool = False  # the serving stack plans an iteration ahead (vLLM >= 0.19)
+    request_overhead_s: float = 0.0
+    engine_reserve_bytes: float = 0.0
     source: str = field(default="", compare=False)
     calibration: dict | None = field(default=None, compare=False, hash=False)
 
@@ -255,7 +265,14 @@ class HardwareProfile:
                 f"hardware profile {self.name!r}: allreduce_ring must be true or false, got {self.allreduce_ring!r}"
             )
         for f in fields(self):
-            if f.name in ("name", "source", "calibration", "allreduce_ring"):
+            if f.name in (
+                "name",
+                "source",
+                "calibration",
+                "allreduce_ring",
+                "kernels",
+                "async_scheduling",
+            ):
                 continue
             v = getattr(self, f.name)
             if v is None and f.name in _OPTIONAL_NUMBERS:
@@ -314,7 +331,7 @@ _PROFILE_FOLDERS = {"model": "models", "hardware": "hardware"}
 _NUMBER_FIELDS = {
     "model": {"published_params"},
     "hardware": {f.name for f in fields(HardwareProfile)}
-    - {"name", "source", "calibration", "allreduce_ring"},
+    - {"name", "source", "calibration", "allreduce_ring", "kernels", "async_scheduling"},
 }
 
 
@@ -344,11 +361,12 @@ def _load_yaml(path: Path, cls: type, kind: str):
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ValueError(f"{kind} profile {path}: unknown field(s) {', '.join(unknown)}")
-    if kind == "hardware" and "memory_bytes" in raw:
-        try:
-            raw["memory_bytes"] = parse_bytes(raw["memory_bytes"], "memory_bytes")
-        except ValueError as e:
-            raise ValueError(f"{kind} profile {path}: {e}") from None
+    for name in ("memory_bytes", "engine_reserve_bytes"):
+        if kind == "hardware" and name in raw:
+            try:
+                raw[name] = parse_bytes(raw[name], name)
+            except ValueError as e:
+                raise ValueError(f"{kind} profile {path}: {e}") from None
     # YAML 1.1 reads "312e12" as a string; accept it as the number it plainly is.
     for name in _NUMBER_FIELDS[kind]:
         if isinstance(raw.get(name), str):

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from hybridsched.instance import Cluster, Instance, make_instance
+from hybridsched.instance import DEFAULT_PREFILL_BUDGET_TOKENS, Cluster, Instance, make_instance
 from hybridsched.studies.config import DEFAULTS, FLOAT_OPTIONS, INT_OPTIONS, NAMES, RunConfig
 from hybridsched.studies.run import run_policy
 from hybridsched.workloads.arrivals import apply_arrivals
@@ -46,10 +46,15 @@ ID_KEYS = NAMES[: NAMES.index("check") + 1]
 _STRINGS = ("cell_id", "status", "error", "offline_status", "versions")
 # Column types of a result row's parameter and bookkeeping columns (stable across Parquet parts).
 DTYPES = {
-    **{k: "string" for k in DEFAULTS if k not in (*INT_OPTIONS, *FLOAT_OPTIONS, "check")},
+    **{
+        k: "string"
+        for k in DEFAULTS
+        if k not in (*INT_OPTIONS, *FLOAT_OPTIONS, "check", "async_scheduling")
+    },
     **{k: "Int64" for k in INT_OPTIONS},
     **{k: "float64" for k in FLOAT_OPTIONS},
     "check": "boolean",
+    "async_scheduling": "boolean",
     **{k: "string" for k in _STRINGS},
 }
 
@@ -155,10 +160,15 @@ def simulate_cell(
     p = resolve(params)
     reqs = requests_of(p, tables)
     info = reqs.attrs.get("workload")
-    instance = make_instance(reqs, cluster_of(p), max_context=p["max_context"])
+    config = RunConfig(**p)
+    instance = make_instance(
+        reqs,
+        config.cluster(),
+        config.token_budget or DEFAULT_PREFILL_BUDGET_TOKENS,
+        p["max_context"],
+    )
     if on_instance is not None:
         on_instance(instance)
-    config = RunConfig(**p)
     run = run_policy(
         instance,
         str(p["policy"]),
@@ -170,6 +180,7 @@ def simulate_cell(
         slo_ttft_s=p["slo_ttft"],
         slo_tpot_s=p["slo_tpot"],
         progress=progress,
+        kv=config.kv(),
     )
     return CellRun(p, instance, run, slo_columns(p, run), info)
 

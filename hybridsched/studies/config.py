@@ -71,6 +71,12 @@ class RunConfig:
     min_prefill: int = 1
     idle_price: str = "fillable"
     sort: str | None = None
+    block_size: int = 16
+    watermark: float = 0.0
+    async_scheduling: bool | None = None
+    kv_blocks: int | None = None
+    gpu_memory_utilization: float = 0.9
+    ep: int = 1
 
     @classmethod
     def from_dict(cls, values: dict) -> RunConfig:
@@ -123,7 +129,25 @@ class RunConfig:
             tp=self.tp,
             max_batch=self.max_batch,
             latency=str(self.latency),
+            kv_blocks=self.kv_blocks,
+            block_size=self.block_size,
+            gpu_memory_utilization=self.gpu_memory_utilization,
+            ep=self.ep,
         )
+
+    def kv(self) -> dict:
+        """On-demand KV as the engine runs it (``run_policy``'s ``kv``); asynchronous
+        scheduling defaults to the hardware profile's (its serving stack's default)."""
+        async_ = self.async_scheduling
+        if async_ is None:
+            from hybridsched.latency.profiles import load_hardware_profile
+
+            async_ = load_hardware_profile(str(self.hardware)).async_scheduling
+        return {
+            "watermark": self.watermark,
+            "block_size": self.block_size,
+            "async_scheduling": async_,
+        }
 
     def knobs(self) -> RuleKnobs:
         """The online rules' knobs; the sort seed is ``seed``."""
@@ -166,6 +190,9 @@ INT_OPTIONS = (
     "horizon",
     "token_budget",
     "min_prefill",
+    "block_size",
+    "kv_blocks",
+    "ep",
 )
 FLOAT_OPTIONS = (
     "prediction_sigma",
@@ -176,6 +203,8 @@ FLOAT_OPTIONS = (
     "replan_s",
     "time_limit",
     "mip_gap",
+    "watermark",
+    "gpu_memory_utilization",
 )
 
 
@@ -202,7 +231,21 @@ def _coerce(name: str, v):
         return _number(name, v, float)
     if name == "check":
         return bool(v)
+    if name == "async_scheduling":
+        return _switch(name, v)
     return v
+
+
+def _switch(name: str, v) -> bool:
+    """``on``/``off`` (or a bool, ``true``/``false``, 1/0) as a bool."""
+    if isinstance(v, bool):
+        return v
+    text = str(v).strip().lower()
+    if text in ("on", "true", "1", "yes"):
+        return True
+    if text in ("off", "false", "0", "no"):
+        return False
+    raise ValueError(f"{name} must be on or off, got {v!r}")
 
 
 def _number(name: str, v, kind: type):

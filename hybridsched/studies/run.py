@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
 from hybridsched.bounds.floors import planning_sizes
-from hybridsched.engine.admission import parse_admission
+from hybridsched.engine.admission import Admission, parse_admission
 from hybridsched.engine.loop import check_blocks
 from hybridsched.instance import Instance
 from hybridsched.policies.registry import RuleKnobs, SolveSettings, make_rule, policy_spec
@@ -95,11 +95,13 @@ def run_policy(
     slo_ttft_s: float | None = None,
     slo_tpot_s: float | None = None,
     progress=None,
+    kv: dict | None = None,
 ) -> RunResult:
     """One named policy on one instance, through the serving engine.
 
     ``router`` and ``admission`` override the policy's defaults; ``assignment`` fixes a
-    static plan; ``progress(arrived, total)`` follows the run (``engine.loop.run``). The metrics
+    static plan; ``kv`` (``Admission``'s ``watermark``, ``block_size``,
+    ``async_scheduling``) sets on-demand KV; ``progress(arrived, total)`` follows the run (``engine.loop.run``). The metrics
     come from the trace and the request table only.
     """
     from hybridsched.engine.simulate import simulate_run
@@ -107,6 +109,8 @@ def run_policy(
     spec = policy_spec(policy)
     router = router or ("static" if assignment is not None else spec.router)
     adm = parse_admission(_engine_admission(spec, admission))
+    if adm.on_demand and kv:
+        adm = replace(adm, **kv)
     check_blocks(instance, adm)  # a request no client holds in whole blocks: named, up front
     r, rule, info = _router_and_rule(instance, spec, knobs, solve, router, assignment, adm.unit)
     t0 = time.perf_counter()
@@ -136,11 +140,9 @@ def run_policy(
     )
 
 
-def _engine_admission(spec, admission: str | None):
+def _engine_admission(spec, admission):
     """The admission the engine runs: the override, else the policy's (with its watermark)."""
     if admission is None and spec.watermark is not None:
-        from hybridsched.engine.admission import Admission
-
         return Admission(spec.admission, spec.watermark)
     return admission or spec.admission
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 
 from hybridsched.bounds.lower_bound import LowerBound
-from hybridsched.instance import Instance, make_instance
+from hybridsched.instance import DEFAULT_PREFILL_BUDGET_TOKENS, Instance, make_instance
 from hybridsched.policies.registry import POLICIES, policy_spec
 from hybridsched.provenance import versions
 from hybridsched.studies.bounds import bound_for, full_lower_bound
@@ -86,7 +86,11 @@ def run_single_case(
         config.workload_options(),
         config.predictor,
     )
-    instance = make_instance(apply_arrivals(reqs, serving.arrivals, serving.arrival_seed), cluster)
+    instance = make_instance(
+        apply_arrivals(reqs, serving.arrivals, serving.arrival_seed),
+        cluster,
+        config.token_budget or DEFAULT_PREFILL_BUDGET_TOKENS,
+    )
     # One bound per admission mode the runs use (on-demand drops the reservation part).
     adm = {p: serving.admission or POLICIES[p].admission for p in policies}
     paper_adm = "reservation" if "reservation" in adm.values() else "on-demand"
@@ -96,7 +100,7 @@ def run_single_case(
         if any(POLICIES[p].mixed for p in policies)
         else None
     )
-    runs = _run_policies(instance, policies, config.knobs(), solve, check, serving)
+    runs = _run_policies(instance, policies, config, check)
     table = _policy_table(runs, instance, adm, paper_adm, bound, bound_mixed, solve)
     params = _params(config, cluster, instance, reqs, requests, policies, serving)
     return SingleCaseResult(table, bound, runs, instance, params, bound_mixed)
@@ -131,8 +135,9 @@ def _bound_of(instance, policy, admission, paper_adm, bound, bound_mixed, solve)
     return full_lower_bound(instance, solve=solve, mixed_iterations=mixed, admission=admission)
 
 
-def _run_policies(instance, policies, knobs, solve, check, serving) -> dict[str, RunResult]:
-    """Every policy on the instance, with the serving setting's overrides and SLO."""
+def _run_policies(instance, policies, config, check) -> dict[str, RunResult]:
+    """Every policy on the instance, with the run's overrides, KV settings and SLO."""
+    serving, knobs, solve, kv = config.serving(), config.knobs(), config.solve(), config.kv()
     return {
         p: run_policy(
             instance,
@@ -144,6 +149,7 @@ def _run_policies(instance, policies, knobs, solve, check, serving) -> dict[str,
             admission=serving.admission,
             slo_ttft_s=serving.slo_ttft_s,
             slo_tpot_s=serving.slo_tpot_s,
+            kv=kv,
         )
         for p in policies
     }

@@ -42,6 +42,7 @@ class _Case:
     knobs: RuleKnobs
     solve: SolveSettings
     serving: Serving = Serving()
+    kv: dict | None = None
 
 
 def _run_case(c: _Case, requests: pd.DataFrame | None = None) -> list[dict] | str:
@@ -62,6 +63,7 @@ def _run_case(c: _Case, requests: pd.DataFrame | None = None) -> list[dict] | st
                 admission=sv.admission,
                 slo_ttft_s=sv.slo_ttft_s,
                 slo_tpot_s=sv.slo_tpot_s,
+                kv=c.kv,
             )
             m = r.metrics
             lb = lower_bound(
@@ -201,7 +203,7 @@ def run_study(
     cluster.make_clients()  # fail fast on a bad cluster, before any process starts
     solve = replace(config.solve(), threads=1)
     knobs, serving = config.knobs(), config.serving()
-    same = (requests_per_case, cluster, tuple(policies), knobs, solve, serving)
+    same = (requests_per_case, cluster, tuple(policies), knobs, solve, serving, config.kv())
     jobs = [_Case(k, first_seed + k - 1, None, *same) for k in range(1, cases + 1)]
     if engine == "processes" and workers == 1:
         engine = "serial"

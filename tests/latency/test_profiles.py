@@ -20,6 +20,8 @@ SHIPPED_MODELS = [
     "llama-3.1-8b",
     "llama-65b",
     "mixtral-8x7b",
+    "qwen3-30b-a3b",
+    "qwen3-32b",
 ]
 
 

@@ -176,8 +176,10 @@ def test_kv_used_column_must_match_the_requests(evicted):
 def test_a_finished_request_finishes_once(evicted):
     """Tests that a request listed in one more decode row than o_i allows fails."""
     inst, tr, ev = evicted
-    tr.at[16, "request_ids"] = (1, 0)
-    tr.loc[16, ["num_requests", "num_running"]] = 2
+    last = len(tr) - 1  # request 1's last decode: request 0 has finished before it
+    assert tr.at[last, "request_ids"] == (1,)
+    tr.at[last, "request_ids"] = (1, 0)
+    tr.loc[last, ["num_requests", "num_running"]] = 2
     with pytest.raises(TraceError):
         check(tr, inst, ev)
 
