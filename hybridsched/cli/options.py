@@ -191,6 +191,50 @@ def add_serving_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--replan-s", type=float, default=D.replan_s, help="rolling-mmbpp: seconds between replans"
     )
+    add_engine_args_kv(p)
+
+
+def add_engine_args_kv(p: argparse.ArgumentParser) -> None:
+    """The serving engine's settings, as vLLM names them (docs/model.md section 11)."""
+    g = p.add_argument_group("serving engine (vLLM's settings)")
+    g.add_argument(
+        "--token-budget",
+        "--max-num-batched-tokens",
+        dest="token_budget",
+        type=positive_int_arg,
+        default=None,
+        help="tokens per iteration (vLLM's max_num_batched_tokens; default 2048)",
+    )
+    g.add_argument(
+        "--block-size",
+        type=positive_int_arg,
+        default=D.block_size,
+        help=f"on-demand KV block, tokens (default {D.block_size}; 1 counts tokens)",
+    )
+    g.add_argument(
+        "--watermark",
+        type=float,
+        default=D.watermark,
+        help="share of the KV blocks kept free for admissions (default 0, vLLM's)",
+    )
+    g.add_argument(
+        "--async-scheduling",
+        choices=["on", "off"],
+        default=None,
+        help="plan the next iteration before this one returns (default: the hardware profile's)",
+    )
+    g.add_argument(
+        "--kv-blocks", type=positive_int_arg, default=None, help="KV cache size in blocks"
+    )
+    g.add_argument(
+        "--gpu-memory-utilization",
+        type=float,
+        default=D.gpu_memory_utilization,
+        help="share of GPU memory the engine takes, for the KV cache size (default 0.9)",
+    )
+    g.add_argument(
+        "--ep", type=positive_int_arg, default=D.ep, help="expert parallelism of an MoE model"
+    )
 
 
 def serving_of(args):

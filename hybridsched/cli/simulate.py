@@ -124,10 +124,23 @@ def _metrics_json(args, cell, lb) -> dict:
         arrival_seed=cell.params["arrival_seed"],
         replan_s=cell.params["replan_s"],
         replans=_replan_summary(run.router_log),
+        kv=_kv_summary(cell),
         simulate_s=run.simulate_s,
         versions=versions(),
     )
     return m
+
+
+def _kv_summary(cell) -> dict:
+    """The KV cache the engine ran: tokens per client, block size, watermark, engine loop."""
+    from hybridsched.studies.config import RunConfig
+
+    kv = RunConfig(**cell.params).kv() if cell.run.admission == "on-demand" else {}
+    return {
+        "kv_capacity_tokens": [int(c.kv_capacity_tokens) for c in cell.instance.clients],
+        "request_overhead_s": float(cell.instance.clients[0].request_overhead_s),
+        **kv,
+    }
 
 
 REPLAN_COLUMNS = ["time_s", "requests", "method", "status", "objective_s", "solve_s"]
@@ -162,12 +175,6 @@ def add_simulate(sub) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--horizon", type=positive_int_arg, default=64, help="Lagrangian rule: horizon H"
-    )
-    p.add_argument(
-        "--token-budget",
-        type=positive_int_arg,
-        default=None,
-        help="chunked prefill: tokens per iteration (default: the 2048-token prefill budget)",
     )
     p.add_argument("--check", action="store_true", help="assert the trace invariants")
     add_serving_args(p)

@@ -94,6 +94,17 @@ class RunConfig:
     def __post_init__(self) -> None:
         if not (math.isfinite(self.rate_scale) and self.rate_scale > 0):
             raise ValueError(f"rate_scale must be > 0, got {self.rate_scale!r}")
+        if not (math.isfinite(self.watermark) and 0 <= self.watermark < 1):
+            raise ValueError(f"watermark must be in [0, 1), got {self.watermark!r}")
+        g = self.gpu_memory_utilization
+        if not (math.isfinite(g) and 0 < g <= 1):
+            raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {g!r}")
+        for name in ("block_size", "ep", "kv_blocks", "token_budget"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"{name} must be >= 1, got {v!r}")
+        if self.tp % self.ep:
+            raise ValueError(f"ep must divide tp ({self.tp}), got {self.ep!r}")
         object.__setattr__(self, "arrivals", str(parse_arrivals(self.arrivals)))
         object.__setattr__(self, "workload", str(self.workload))
         policy_spec(str(self.policy))

@@ -101,8 +101,9 @@ def run_policy(
 
     ``router`` and ``admission`` override the policy's defaults; ``assignment`` fixes a
     static plan; ``kv`` (``Admission``'s ``watermark``, ``block_size``,
-    ``async_scheduling``) sets on-demand KV; ``progress(arrived, total)`` follows the run (``engine.loop.run``). The metrics
-    come from the trace and the request table only.
+    ``async_scheduling``) sets on-demand KV; ``progress(arrived, total)`` follows the run
+    (``engine.loop.run``). The metrics come from the trace and the request table only, from
+    the users' arrivals (a request reaches the engine after the clients' request overhead).
     """
     from hybridsched.engine.simulate import simulate_run
 
@@ -114,7 +115,7 @@ def run_policy(
     check_blocks(instance, adm)  # a request no client holds in whole blocks: named, up front
     r, rule, info = _router_and_rule(instance, spec, knobs, solve, router, assignment, adm.unit)
     t0 = time.perf_counter()
-    res = simulate_run(instance, r, rule, adm, check=check, progress=progress)
+    res = simulate_run(_at_engine(instance), r, rule, adm, check=check, progress=progress)
     elapsed = time.perf_counter() - t0
     if router == "rolling-mmbpp":
         info["replans"] = len(res.router_log)
@@ -138,6 +139,17 @@ def run_policy(
         flat,
         res.inflight_preempted,
     )
+
+
+def _at_engine(instance: Instance) -> Instance:
+    """The instance as the engine sees it: each request after the clients' request overhead
+    (API server, tokenization; ``Client.request_overhead_s``, the smallest on a mixed
+    cluster). Metrics are taken from the users' arrivals, so TTFT and latency include it."""
+    ov = min(c.request_overhead_s for c in instance.clients)
+    if ov <= 0:
+        return instance
+    req = instance.requests
+    return instance.replace(requests=req.assign(arrival_s=req["arrival_s"] + ov))
 
 
 def _engine_admission(spec, admission):
