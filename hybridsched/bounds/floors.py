@@ -6,7 +6,10 @@ into the makespan lower bound. Variants (decode share of the fixed cost): ``memo
 (``1 / B``), ``compute`` (none), ``kv`` (``c / M``, KV held) and ``reserved``
 (``(s_i + ô_i) / M``, reservation admission). ``prefill_share=True`` adds the prefill's
 own fixed-cost share (``volume_tight``); ``on_demand=True`` allows preemption by
-recompute (a decode step may be replaced by a prefill of its context).
+recompute (a decode step may be replaced by a prefill of its context); ``on_demand=CACHED``
+with a prefix cache too, where a recompute may find all but its last token cached (so a
+decode step may be replaced by a one-token prefill). With a prefix cache the bound is taken
+on the prompts less what the cache could supply (``bounds/lower_bound.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 from hybridsched.instance import Client, Instance
 
 VARIANTS = ("memory", "compute", "kv", "reserved")
+CACHED = "cached"  # ``on_demand`` with a prefix cache (module docstring)
 
 
 def _decode_floor(instance: Instance, c: Client, variant: str, ctx, slots=None) -> np.ndarray:
@@ -150,6 +154,8 @@ def _work_floor(instance, c, variant, mixed, prefill_share, on_demand, caps) -> 
     ends = _decode_floor(instance, c, variant, np.array([0.0, 1.0]), dec_slots)
     a1, b1 = float(ends[0]), float(ends[1] - ends[0])
     a2, b2 = (F / B, g) if kind == "slot" else (0.0, g + F / M)
+    if on_demand == CACHED:  # the recompute of one token: a constant
+        a2, b2 = a2 + b2, 0.0
     return pre + sum_min_affine(s, o - 1.0, a1, b1, a2, b2)
 
 
@@ -169,10 +175,11 @@ def _critical_path(lat, s: np.ndarray, o: np.ndarray, on_demand: bool, mixed: bo
         t = np.arange(st.sum()) - np.repeat(np.cumsum(st) - st, st) + 1  # 1..o_i-1
         ctx = (s[a:b][owner] + t).astype(float)
         step = np.broadcast_to(lat.decode_time(1.0, ctx), ctx.shape)
+        x = np.ones_like(ctx) if on_demand == CACHED else ctx  # tokens a recompute computes
         if mixed and on_demand:
-            step = np.minimum(step, ctx * lat.prefill_floors()["memory"])
+            step = np.minimum(step, x * lat.prefill_floors()["memory"])
         elif on_demand:
-            step = np.minimum(step, lat.prefill_time(ctx, ctx**2))
+            step = np.minimum(step, lat.prefill_time(x, x**2))
         dec[a:b] = np.bincount(owner, weights=step, minlength=b - a)
         a = b
     if mixed:

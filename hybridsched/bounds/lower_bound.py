@@ -56,8 +56,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from hybridsched.bounds.floors import VARIANTS, critical_paths, work_floors
+from hybridsched.bounds.floors import CACHED, VARIANTS, critical_paths, work_floors
 from hybridsched.instance import ADMISSIONS, Instance
+from hybridsched.workloads.prefixes import PREFIX_COLUMNS
 
 ASSUMES = {
     "volume_memory": "batch <= B; unless mixed_iterations, no mixed (chunked-prefill) iterations",
@@ -127,6 +128,13 @@ class LowerBound:
     def to_dict(self) -> dict:
         """The figures, plus the admission rule each part assumes."""
         return {**asdict(self), "assumes": dict(ASSUMES)}
+
+
+def without_cached(instance: Instance, cached: np.ndarray) -> Instance:
+    """The instance with each prompt less the tokens a prefix cache could supply (and no
+    prefix identity left: the bound reads lengths only)."""
+    req = instance.requests.drop(columns=list(PREFIX_COLUMNS), errors="ignore")
+    return instance.replace(requests=req.assign(prompt_tokens=req["prompt_tokens"] - cached))
 
 
 def _check_admission(admission: str | None, reservation_admission: bool | None) -> str:
@@ -253,6 +261,7 @@ def lower_bound(
     reservation_admission: bool | None = None,
     mixed_iterations: bool = False,
     admission: str | None = None,
+    cached: np.ndarray | None = None,
 ) -> LowerBound:
     """``T_LB``: the largest valid part. Pass the MMBPP's dual bound if one was solved.
 
@@ -261,10 +270,15 @@ def lower_bound(
     recompute. ``reservation_admission=True/False`` is an alias for the two.
     ``mixed_iterations=True`` gives the bound for schedules with mixed (chunked-prefill)
     iterations (module docstring); pass an MMBPP bound solved on the matching sizes.
-    Arrival times are taken into account (module docstring).
+    Arrival times are taken into account (module docstring). ``cached`` (on demand, with a
+    prefix cache): per request, the most prompt tokens the cache could supply
+    (``workloads.prefixes.cacheable_tokens``); the bound is then taken on the prompts less
+    those, with recomputes that may find all but one token cached (``floors.CACHED``).
     """
     admission = _check_admission(admission, reservation_admission)
     od = admission == "on-demand"
+    if od and cached is not None:
+        instance, od = without_cached(instance, cached), CACHED
     r = instance.arrival
 
     def part(variant: str, share: bool = False) -> float:

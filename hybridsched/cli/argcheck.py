@@ -48,6 +48,17 @@ def positive_int_arg(text: str) -> int:
     return v
 
 
+def nonnegative_int_arg(text: str) -> int:
+    """An integer >= 0."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return v
+
+
 def _nearest_existing(p: Path) -> Path:
     while not p.exists() and p != p.parent:
         p = p.parent

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from hybridsched.cli.argcheck import nonnegative_float_arg, positive_int_arg
+from hybridsched.cli.argcheck import nonnegative_float_arg, nonnegative_int_arg, positive_int_arg
 from hybridsched.studies.config import NAMES, RunConfig
 
 D = RunConfig()  # every flag's default
@@ -234,6 +234,20 @@ def add_engine_args_kv(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--ep", type=positive_int_arg, default=D.ep, help="expert parallelism of an MoE model"
+    )
+    g.add_argument(
+        "--prefix-caching",
+        choices=["on", "off"],
+        default="on",
+        help="vLLM's automatic prefix cache, on demand (default on, as vLLM; used where the "
+        "workload says which prompts share prefixes)",
+    )
+    g.add_argument(
+        "--shared-prefix",
+        type=nonnegative_int_arg,
+        default=D.shared_prefix,
+        metavar="N",
+        help="every prompt starts with the same N tokens (a common system prompt; default 0)",
     )
 
 

@@ -25,7 +25,7 @@ def cmd_simulate(args) -> None:
 
     from hybridsched.jobs import background
     from hybridsched.policies.registry import POLICIES, SolveSettings
-    from hybridsched.studies.bounds import full_lower_bound
+    from hybridsched.studies.bounds import cacheable, full_lower_bound
     from hybridsched.studies.cells import simulate_cell
     from hybridsched.trace.io import check_run
 
@@ -39,11 +39,13 @@ def cmd_simulate(args) -> None:
     jobs: dict = {}
 
     def start_bound(inst) -> None:
+        adm = args.admission or spec.admission
         bound = functools.partial(
             full_lower_bound,
             solve=solve,
             mixed_iterations=spec.mixed,
-            admission=args.admission or spec.admission,
+            admission=adm,
+            cached=cacheable(inst, adm, args.prefix_caching == "on", args.block_size),
         )
         jobs["bound"] = background.start(bound, inst)
 

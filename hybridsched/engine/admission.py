@@ -22,7 +22,9 @@ token-level model. The watermark is ``int(watermark x (N + 1))`` blocks for ``N`
 (vLLM counts its null block), kept free for admissions while any request holds KV; it never
 blocks an empty client. ``async_scheduling``: the next iteration is planned before the
 current one's sampled tokens return (vLLM's default engine loop), so a request that emitted
-its last token keeps its slot and blocks through one more iteration.
+its last token keeps its slot and blocks through one more iteration. ``prefix_caching``
+(on demand, with a workload that says which prompts share prefixes): vLLM's automatic
+prefix cache (``prefix_cache.py``).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class Admission:
     watermark: float = 0.0
     block_size: int = DEFAULT_BLOCK_SIZE
     async_scheduling: bool = False
+    prefix_caching: bool = False
 
     def __post_init__(self) -> None:
         if self.name not in ADMISSIONS:

@@ -33,7 +33,8 @@ def check_admit(eng, new, what: str, chunks=()) -> None:
     # Only admissions are held to the limit: decode growth of the running batch can pass
     # the watermark (preemption keeps it under M), and then a chunk of a request already
     # being prefilled still goes ahead.
-    if new and charged + kv > st.kv_limit:
+    # A prefix cache checks each admission in turn against the free blocks (``client.py``).
+    if new and not eng.kv.prefix and charged + kv > st.kv_limit:
         raise PolicyError(
             eng.err(
                 f"{what} would take more than M={st.kv_limit} KV tokens"

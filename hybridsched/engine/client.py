@@ -23,6 +23,7 @@ import bisect
 from hybridsched.engine import checks
 from hybridsched.engine.kv import BlockLedger
 from hybridsched.engine.preemption import make_room
+from hybridsched.engine.prefix_cache import PrefixKV
 from hybridsched.engine.request_state import DONE, PREFILLING, QUEUED, RUNNING, Shared
 from hybridsched.engine.schema import PolicyError
 from hybridsched.engine.state import ClientState, Decider
@@ -43,12 +44,18 @@ class ClientEngine:
         self.cap = admission.capacity(self.M)  # whole blocks, on demand
         self.kv_limit = admission.kv_limit(self.M)
         self.async_scheduling = admission.on_demand and admission.async_scheduling
-        self.kv = BlockLedger(admission.block_size if admission.on_demand else 1, sh)
         self.seq = 0  # admissions so far: the preemption victim is the latest
         st = self.st = ClientState()
         st.client, st.time_s, st.running, st.queue, st.prefilling = j, 0.0, {}, [], {}
+        if self.on_demand and sh.keys is not None:
+            b = admission.block_size
+            self.kv = PrefixKV(b, self.cap // b, sh, self.async_scheduling, st.running)
+        else:
+            self.kv = BlockLedger(admission.block_size if admission.on_demand else 1, sh)
+        self.hits: list[tuple] = []  # (client, iteration, request id, prompt tokens cached)
         st.lingering, st.block_size = self.kv.lingering, self.kv.b if self.on_demand else 0
         st.kv_watermark = admission.watermark_slots(self.M)
+        st.kv = self.kv
         st.prefilled, st.predicted_finish = sh.prefilled, sh.predicted_finish
         st.decode_count, st.kv_reserved_tokens, st.kv_used_tokens, st.kv_charged = 0, 0, 0, 0
         st.kv_limit, st.charge, st.admission = admission.kv_limit(self.M), sh.charge, admission.name
@@ -111,6 +118,7 @@ class ClientEngine:
                 # The watermark keeps headroom for running requests; it never blocks an
                 # empty client (else a recomputed request could wait forever).
                 st.kv_limit = self.kv_limit if held else self.cap
+                self.kv.begin_decision(st.running, st.decode_count)
             else:
                 st.kv_charged = st.kv_reserved_tokens
             action = self.decide(st)
@@ -162,6 +170,7 @@ class ClientEngine:
                     return None
                 n, cs, ps = len(running), self.context_sum, self.prefilled_sum
             kv_reserved = self.kv.held + self.step_need()  # held during the step
+            self.kv.step_running(())
         else:
             if n and cs + ps > self.M:
                 checks.check_reserved_kv(self, 0)
@@ -208,18 +217,10 @@ class ClientEngine:
         if left > 0:
             self.decoding_predicted -= 1
             st.outstanding_tokens -= left
-        if self.on_demand:
-            self._free(i, self.kv.stop_running(i))
+        if self.on_demand:  # asynchronous scheduling: its blocks return an iteration later
+            self.kv.finish(i, sh.ids[i], self.kv.stop_running(i), self.async_scheduling)
         else:
             st.kv_reserved_tokens -= sh.reservation[i]
-
-    def _free(self, i: int, slots: int) -> None:
-        """On demand: a finished row's blocks go back, or (asynchronous scheduling) one
-        iteration later, when its last token's output has come back."""
-        if self.async_scheduling:
-            self.kv.linger(i, self.sh.ids[i], slots)
-        else:
-            self.kv.held -= slots
 
     def _first_token(self, i: int) -> None:
         """Row ``i``'s prompt is done: it emits a token, then leaves or joins the running batch."""
@@ -234,7 +235,7 @@ class ClientEngine:
             sh.where[i] = DONE
             st.outstanding_tokens -= max(0, sh.predicted[i] - g)
             if self.on_demand:
-                self._free(i, self.kv.slots(sh.prompt[i]))
+                self.kv.finish(i, sh.ids[i], self.kv.slots(sh.prompt[i]), self.async_scheduling)
             else:
                 st.kv_reserved_tokens -= sh.reservation[i]
             return
@@ -268,17 +269,26 @@ class ClientEngine:
         st, sh = self.st, self.sh
         s_sum = checks.check_prefill(self, P)
         prompt = sh.prompt
-        dur = self._prefill_time(s_sum, sum(prompt[i] ** 2 for i in P))
         nrun = len(st.running) + len(st.prefilling) + len(P)
         kvu = self.context_sum + s_sum + self.prefilled_sum
+        computed = s_sum
+        if self.kv.prefix:
+            hit = self._admit_cached(P, [prompt[i] for i in P], 0)
+            dur = self._cached_prefill_time(P, hit)
+            computed -= hit
+            for i in P:
+                sh.prefilled[i] = 0
+        else:
+            dur = self._prefill_time(s_sum, sum(prompt[i] ** 2 for i in P))
         if self.on_demand:
             self._admit(P)
-            self.kv.held += sum(self.kv.slots(prompt[i]) for i in P)
+            for i in P:
+                self.kv.chunk(i, 0, prompt[i])
         else:
             st.kv_reserved_tokens += sum(sh.reservation[i] for i in P)
         kv_reserved = self._held_column()
         t, ids = self.t, sh.ids
-        self._add(PREFILL, t, dur, len(P), nrun, s_sum, 0, kv_reserved, kvu,
+        self._add(PREFILL, t, dur, len(P), nrun, computed, 0, kv_reserved, kvu,
                   tuple(ids[i] for i in P), (), ())  # fmt: skip
         self._leave_queue(P)
         st.outstanding_tokens -= s_sum
@@ -299,6 +309,13 @@ class ClientEngine:
             raise PolicyError(self.err("mixed iteration with no chunk and an empty running batch"))
         prefilling, prefilled, prompt = st.prefilling, sh.prefilled, sh.prompt
         new = [i for i in C if i not in prefilling]
+        if self.kv.prefix:  # vLLM's order: the running step, then each admission in turn
+            self.kv.step_running([(i, x) for i, x in zip(C, toks, strict=True) if i in prefilling])
+            hit = self._admit_cached(
+                new, [x for i, x in zip(C, toks, strict=True) if i not in prefilling], 1
+            )
+            self.prefilled_sum += hit
+            st.outstanding_tokens -= hit
         checks.check_mixed(self, C, toks, new, c_tok)
         sq = sum((prefilled[i] + x) ** 2 - prefilled[i] ** 2 for i, x in zip(C, toks, strict=True))
         prefix = sum(prefilled[i] for i in C)
@@ -313,7 +330,8 @@ class ClientEngine:
                 if not self.on_demand:
                     st.kv_reserved_tokens += sh.reservation[i]
         if self.on_demand:
-            self.kv.held += sum(st.chunk_slots(i, x) for i, x in zip(C, toks, strict=True))
+            for i, x in zip(C, toks, strict=True):
+                self.kv.chunk(i, prefilled[i], x)
         self.prefilled_sum += c_tok
         cs, t = self.context_sum, self.t
         self._add(MIXED, t, dur, n + len(C), n + len(prefilling), c_tok, cs if n else 0,
@@ -331,6 +349,31 @@ class ClientEngine:
             prefilled[i] = 0
             self._first_token(i)
         return t + dur
+
+    def _admit_cached(self, rows, toks, mixed: int) -> int:
+        """Prefix cache: ``rows`` leave the queue in order, each taking its cached blocks
+        (``prefilled`` starts there) and then its first ``toks``; the cached tokens."""
+        sh, kv, total = self.sh, self.kv, 0
+        for i, x in zip(rows, toks, strict=True):
+            hit = kv.admit(i, self.st.kv_limit)
+            if hit < 0:
+                raise PolicyError(self.err(f"row {i}'s prompt does not fit the free KV blocks"))
+            if hit:
+                self.hits.append((self.j, self.k, sh.ids[i], hit))
+            sh.prefilled[i] = hit
+            kv.chunk(i, hit, x if mixed else x - hit)
+            total += hit
+        return total
+
+    def _cached_prefill_time(self, P, hit: int) -> float:
+        """A prefill whose rows' cached tokens are not computed: a mixed step without decodes."""
+        sh = self.sh
+        pre, prompt = sh.prefilled, sh.prompt
+        c_tok = sum(prompt[i] - pre[i] for i in P)
+        sq = sum(prompt[i] ** 2 - pre[i] ** 2 for i in P)
+        if not hit:
+            return self._prefill_time(c_tok, sq)
+        return self._mixed_time(0, 0, c_tok, sq, hit)
 
     def _admit(self, rows) -> None:
         """On demand: ``rows`` start now, in this order (the latest is the first victim)."""

@@ -17,6 +17,7 @@ class BlockLedger:
     """The slots one client's requests hold and what its next decode step takes (module docstring)."""
 
     __slots__ = ("b", "held", "grow", "grow_at", "prompt0", "gen", "lingering", "linger_slots")
+    prefix = False  # no prefix cache (``prefix_cache.PrefixKV`` has one)
 
     def __init__(self, block_size: int, sh):
         self.b = block_size
@@ -70,13 +71,52 @@ class BlockLedger:
             self.grow[self.grow_at.pop(i)].remove(i)
         return self.running_slots(i)
 
-    def linger(self, i: int, rid: int, slots: int) -> None:
-        """Row ``i`` emitted its last token; it keeps its slot and ``slots`` one more iteration."""
-        self.lingering[i] = rid
-        self.linger_slots[i] = slots
+    def chunk_slots(self, i: int, done: int, tokens: int) -> int:
+        """Slots ``tokens`` more prompt tokens of row ``i`` (``done`` so far) take."""
+        return self.slots(done + tokens) - self.slots(done)
+
+    def chunk(self, i: int, done: int, tokens: int) -> None:
+        """Row ``i`` computes ``tokens`` more prompt tokens (a chunk, or a whole prompt)."""
+        self.held += self.chunk_slots(i, done, tokens)
+
+    def finish(self, i: int, rid: int, slots: int, linger: bool) -> None:
+        """Row ``i`` emitted its last token holding ``slots``: free now, or one iteration later."""
+        if linger:
+            self.lingering[i] = rid
+            self.linger_slots[i] = slots
+        else:
+            self.held -= slots
+
+    def evict_running(self, i: int) -> None:
+        """Running row ``i`` (``gen`` already its tokens) gives back its blocks."""
+        self.held -= self.stop_running(i)
+
+    def evict_partial(self, i: int, done: int) -> None:
+        """Row ``i``, ``done`` prompt tokens into its (re)prefill, gives back its blocks."""
+        self.held -= self.slots(done)
 
     def release(self, rows) -> None:
         """Lingering ``rows`` give back their slot and blocks (those still lingering)."""
         for i in rows:
             if self.lingering.pop(i, None) is not None:
                 self.held -= self.linger_slots.pop(i)
+
+    # A prefix cache (``prefix_cache.py``) plans admissions against cached blocks; without
+    # one a request is charged its whole prompt and hits nothing.
+    def begin_decision(self, running, dc: int) -> None:
+        pass
+
+    def admit_cost(self, i: int, tokens: int) -> int:
+        return self.slots(tokens)
+
+    def hit_tokens(self, i: int) -> int:
+        return 0
+
+    def plan(self, i: int, done: int, tokens: int) -> None:
+        pass
+
+    def admit(self, i: int, limit: int) -> int:
+        return 0
+
+    def step_running(self, chunks) -> None:
+        pass  # blocks are taken in ``decode`` and ``chunk``

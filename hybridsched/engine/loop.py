@@ -29,7 +29,7 @@ from hybridsched.engine.schema import PolicyError
 from hybridsched.engine.state import OnlineRule
 from hybridsched.engine.trace_buffer import trace_frame
 from hybridsched.engine.views import ClusterView, RequestView, Router
-from hybridsched.trace.schema import EVICTION_COLUMNS
+from hybridsched.trace.schema import EVICTION_COLUMNS, HIT_COLUMNS
 
 
 @dataclass
@@ -46,6 +46,8 @@ class EngineResult:
     # Preempted while its last token was in flight (asynchronous scheduling): no recompute,
     # so not in ``evictions``; (client, iteration, request id) each.
     inflight_preempted: list = field(default_factory=list)
+    # Admissions that found cached prefix blocks (``HIT_COLUMNS``); empty without a cache.
+    hits: pd.DataFrame = field(default_factory=lambda: hit_frame([]))
 
 
 class _Cluster:
@@ -123,7 +125,7 @@ def _run(instance, router: Router, rule: OnlineRule, admission: str | Admission,
         for j, c in enumerate(instance.clients)
     ]
     view = ClusterView(engines, adm)
-    req = RequestView(instance)
+    req = RequestView(instance, adm.block_size)
     router.start(req, view)
     cl = _Cluster(engines, n)
     arrival = instance.arrival
@@ -181,6 +183,7 @@ def _run(instance, router: Router, rule: OnlineRule, admission: str | Admission,
         adm.name,
         router.log(),
         [x for e in engines for x in e.inflight_preempted],
+        hit_frame([x for e in engines for x in e.hits]),
     )
 
 
@@ -202,6 +205,11 @@ def check_blocks(instance, adm: Admission) -> None:
             f"take {int(slots[i] // b)} KV blocks of {b} tokens, more than any client holds "
             f"({cap // b})"
         )
+
+
+def hit_frame(rows: list) -> pd.DataFrame:
+    """The prefix-cache hits table (``HIT_COLUMNS``) from ``(client, iteration, id, tokens)``."""
+    return pd.DataFrame(rows, columns=HIT_COLUMNS).astype(np.int64)
 
 
 def _evictions(engines: list[ClientEngine]) -> pd.DataFrame:

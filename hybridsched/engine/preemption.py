@@ -77,7 +77,7 @@ def evict(eng, i: int) -> None:
     eng.finish_at[sh.fin_step[i]].remove(i)
     eng.context_sum -= sh.prompt0[i] + g
     sh.gen[i] = g
-    eng.kv.held -= eng.kv.stop_running(i)
+    eng.kv.evict_running(i)
     sh.prompt[i] = sh.prompt0[i] + g
     sh.charge[i] = eng.kv.slots(sh.prompt[i])
     if sh.predicted_finish[i] > dc:
@@ -95,7 +95,7 @@ def evict_prefilling(eng, i: int) -> None:
     st, sh = eng.st, eng.sh
     done = sh.prefilled[i]
     del st.prefilling[i]
-    eng.kv.held -= eng.kv.slots(done)
+    eng.kv.evict_partial(i, done)
     eng.prefilled_sum -= done
     sh.prefilled[i] = 0
     st.outstanding_tokens += done

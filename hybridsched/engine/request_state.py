@@ -6,12 +6,13 @@ them one at a time): ``gen[i]`` tokens emitted so far, ``where[i]`` the request'
 its next prefill processes (``s_i``, or ``s_i + g_i`` after an eviction),
 ``charge[i]`` what admitting it costs (docs/model.md section 11), and on demand
 ``held[i]`` the KV token slots it holds (whole blocks) and ``seq[i]`` when it was admitted
-(the preemption victim is the latest admitted).
+(the preemption victim is the latest admitted); ``keys`` the block ids of a prefix cache.
 """
 
 from __future__ import annotations
 
 from hybridsched.engine.admission import Admission
+from hybridsched.workloads.prefixes import BlockKeys, prompt_segments
 
 # Request states (``Shared.where``).
 NEW, QUEUED, PREFILLING, RUNNING, DONE = 0, 1, 2, 3, 4
@@ -41,3 +42,8 @@ class Shared:
         self.prefilled = [0] * n
         self.held = [0] * n
         self.seq = [0] * n
+        self.keys = None  # block ids for a prefix cache (``workloads/prefixes.py``)
+        if admission.on_demand and admission.prefix_caching:
+            segments = prompt_segments(instance.requests)
+            if segments is not None:
+                self.keys = BlockKeys(segments, self.ids, self.output, admission.block_size)

@@ -56,6 +56,7 @@ class ClientState:
         "lingering",
         "block_size",
         "kv_watermark",
+        "kv",
         "queue",
         "decode_count",
         "predicted_finish",
@@ -82,11 +83,26 @@ class ClientState:
 
     def chunk_slots(self, row: int, tokens: int) -> int:
         """KV token slots a chunk of ``tokens`` of partly prefilled ``row`` takes now."""
-        b = self.block_size
-        if b == 0:  # reservation admission: reserved at admission
+        if self.block_size == 0:  # reservation admission: reserved at admission
             return 0
-        p = self.prefilled[row]
-        return (-(-(p + tokens) // b) - -(-p // b)) * b
+        return self.kv.chunk_slots(row, self.prefilled[row], tokens)
+
+    def admit_cost(self, row: int) -> int:
+        """What admitting queued ``row`` takes now: ``charge[row]``, less what a prefix cache
+        already holds of its prompt (on demand)."""
+        if self.block_size == 0:
+            return self.charge[row]
+        return self.kv.admit_cost(row, self.prompt[row])
+
+    def cached_tokens(self, row: int) -> int:
+        """Prompt tokens of queued ``row`` a prefix cache holds (0 without one)."""
+        return self.kv.hit_tokens(row) if self.block_size else 0
+
+    def plan(self, row: int, tokens: int) -> None:
+        """A rule that chunks ``tokens`` more of ``row``'s prompt in this decision says so,
+        so that a prefix cache shows the requests after it what this one will hold."""
+        if self.block_size:
+            self.kv.plan(row, self.prefilled[row], tokens)
 
     @property
     def kv_free_tokens(self) -> int:

@@ -18,18 +18,40 @@ from typing import Protocol
 import numpy as np
 
 from hybridsched.engine.admission import Admission
+from hybridsched.workloads.prefixes import BlockKeys, prompt_segments
 
 REFERENCE_CONTEXT_TOKENS = 1024  # context at which a client's speed is measured
 
 
 class RequestView:
-    """What a router may know of a request: prompt, predicted output, arrival. Not ``o_i``."""
+    """What a router may know of a request: prompt, predicted output, arrival. Not ``o_i``.
 
-    def __init__(self, instance):
+    ``prompt_keys(i)``: the ids of the full ``block_size``-token blocks of its prompt
+    (``workloads/prefixes.py``; equal ids, equal prompt up to that block's end), empty when
+    the workload does not say which prompts share prefixes.
+    """
+
+    def __init__(self, instance, block_size: int = 16):
         self.prompt = instance.prompt
         self.predicted = instance.predicted
         self.arrival = instance.arrival
         self.request_id = instance.requests["request_id"].to_numpy()
+        self.block_size = block_size
+        self._requests = instance.requests
+        self._keys = None
+
+    def prompt_keys(self, i: int) -> list[int]:
+        if self._keys is None:
+            req = self._requests
+            segs = prompt_segments(req)
+            self._keys = (
+                BlockKeys(segs, req["request_id"].tolist(), [0] * len(req), self.block_size)
+                if segs is not None
+                else False
+            )
+        if not self._keys:
+            return []
+        return self._keys(i)[: int(self.prompt[i]) // self.block_size]
 
 
 class ClusterView:

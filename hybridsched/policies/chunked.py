@@ -65,20 +65,24 @@ class ChunkedPrefill:
                 toks.append(x)
                 left -= x
                 kv_free -= st.chunk_slots(i, x)
+                st.plan(i, x)
             slots = st.free_slots
-            charge = st.charge
             # The watermark (on demand) applies once the client holds KV: after the first
             # admission onto an empty client (vLLM checks each admission in turn).
             empty = not st.kv_charged and not st.running and not st.prefilling
             for i in st.queue:
-                if left <= 0 or slots <= 0 or charge[i] > kv_free:
+                if left <= 0 or slots <= 0:
                     break
-                x = min(prompt[i], left)
+                cost = st.admit_cost(i)  # its prompt's slots, less a prefix cache's hits
+                if cost > kv_free:
+                    break
+                x = min(prompt[i] - st.cached_tokens(i), left)
+                st.plan(i, x)
                 rows.append(i)
                 toks.append(x)
                 left -= x
                 slots -= 1
-                kv_free -= charge[i]
+                kv_free -= cost
                 if empty:
                     kv_free -= st.kv_watermark
                     empty = False

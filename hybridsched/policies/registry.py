@@ -44,7 +44,7 @@ from hybridsched.policies.chunked import ChunkedPrefill
 from hybridsched.policies.lagrangian import Lagrangian
 from hybridsched.policies.prefill_first import PrefillFirst
 from hybridsched.policies.rolling import RollingMMBPP
-from hybridsched.policies.routers import LeastKV, LeastWork, PowerOfTwo, RoundRobin
+from hybridsched.policies.routers import LeastKV, LeastWork, PowerOfTwo, PrefixAffinity, RoundRobin
 from hybridsched.policies.static import StaticRouter
 
 
@@ -310,6 +310,7 @@ ROUTER_FACTORIES: dict[str, Callable[[RouterContext], Router]] = {
     "least-kv": lambda c: LeastKV(),
     "power-of-two": lambda c: PowerOfTwo(seed=c.seed),
     "rolling-mmbpp": lambda c: RollingMMBPP(solve=c.solver, replan_s=c.replan_s),
+    "prefix-affinity": lambda c: PrefixAffinity(),
 }
 ROUTERS = tuple(ROUTER_FACTORIES)
 

@@ -11,6 +11,9 @@ holds requests, at every client's iteration boundary.
 ``least-kv``       most free KV memory
 ``power-of-two``   two seeded random clients, the one with less outstanding work
 ``rolling-mmbpp``  the paper's MMBPP made online (``rolling.py``)
+``prefix-affinity`` the client whose routed prompts share the longest prefix with this one,
+                   balanced against load (as llm-d's prefix-cache, queue and KV-utilization
+                   scorers, equal weights)
 =================  ======================================================================
 
 Outstanding work is in seconds: the client's predicted outstanding tokens (prompt tokens
@@ -20,6 +23,7 @@ at a full batch (``seconds_per_token``), so heterogeneous clients compare fairly
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,3 +122,52 @@ class PowerOfTwo(Immediate):
         ja, jb = ok[int(a)], ok[int(b)]
         v = self.view
         return min((ja, jb), key=lambda j: (v.outstanding_s(j), j))
+
+
+@dataclass
+class PrefixAffinity(Immediate):
+    """Highest score over the clients that fit: ``w_p x prefix + w_q x queue + w_k x kv``.
+
+    ``prefix``: the share of the request's full prompt blocks that lead the prompts this
+    router sent to the client before (its own index of routed block ids, least recently
+    routed dropped beyond the client's KV blocks: what the client's cache can hold);
+    ``queue``: 1 for the client with the fewest requests waiting or running, 0 for the
+    most (min-max scaled); ``kv``: the client's free share of KV memory. llm-d's
+    scheduler scores the same three signals, by default with equal weights.
+    """
+
+    weights: tuple[float, float, float] = (2.0, 2.0, 2.0)
+    name: str = "prefix-affinity"
+
+    def start(self, requests: RequestView, view: ClusterView) -> None:
+        super().start(requests, view)
+        J = view.num_clients
+        self._index: list[OrderedDict] = [OrderedDict() for _ in range(J)]
+        self._room = [max(1, int(view.kv_capacity[j]) // requests.block_size) for j in range(J)]
+
+    def choose(self, i: int) -> int:
+        ok = self._fitting(i)
+        keys = self.req.prompt_keys(i)
+        v, (wp, wq, wk) = self.view, self.weights
+        load = [v.queue_len(j) + v.running(j) for j in ok]
+        lo, hi = min(load), max(load)
+        best, pick = -np.inf, ok[0]
+        for j, q in zip(ok, load, strict=True):
+            idx = self._index[j]
+            m = next((k for k, key in enumerate(keys) if key not in idx), len(keys))
+            prefix = m / len(keys) if keys else 0.0
+            queue = 1.0 if hi == lo else (hi - q) / (hi - lo)
+            kv = 1.0 - min(1.0, v.kv_used(j) / max(1, int(v.kv_capacity[j])))
+            score = wp * prefix + wq * queue + wk * kv
+            if score > best:
+                best, pick = score, j
+        self._remember(pick, keys)
+        return pick
+
+    def _remember(self, j: int, keys: list[int]) -> None:
+        idx = self._index[j]
+        for key in keys:
+            idx[key] = None
+            idx.move_to_end(key)
+        while len(idx) > self._room[j]:
+            idx.popitem(last=False)

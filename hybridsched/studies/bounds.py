@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from hybridsched.bounds.floors import work_floors
-from hybridsched.bounds.lower_bound import LowerBound, lower_bound
+from hybridsched.bounds.floors import CACHED, work_floors
+from hybridsched.bounds.lower_bound import LowerBound, lower_bound, without_cached
+from hybridsched.engine.admission import DEFAULT_BLOCK_SIZE
 from hybridsched.instance import Instance
 from hybridsched.policies.registry import SolveSettings, policy_spec
 
@@ -16,22 +17,30 @@ def full_lower_bound(
     solve: SolveSettings = SolveSettings(),
     mixed_iterations: bool = False,
     admission: str = "reservation",
+    cached: np.ndarray | str | None = "auto",
 ) -> LowerBound:
     """``T_LB`` with every part, the MMBPP part solved on the largest floors (true lengths).
 
     ``mixed_iterations``: the bound for schedules with chunked-prefill iterations.
     ``admission``: ``reservation`` or ``on-demand`` (``bounds.lower_bound``); the MMBPP's
     sizes are the floors valid for it. Requests with a zero floor on some client are left
-    out of the MMBPP (fewer items: its bound stays valid).
+    out of the MMBPP (fewer items: its bound stays valid). ``cached``: what a prefix cache
+    could supply per request (``bounds.lower_bound``), on demand; ``"auto"``: as the engine's
+    default cache (on, 16-token blocks) would, where the workload has prefix identity.
     """
+    if isinstance(cached, str):
+        cached = cacheable(instance, admission, True, DEFAULT_BLOCK_SIZE)
     mmbpp = 0.0
+    od = admission == "on-demand"
+    sized = instance
+    if od and cached is not None:
+        sized, od = without_cached(instance, cached), CACHED
     if solve_mmbpp:
         from hybridsched.offline.mmbpp import assignment_bound
 
-        od = admission == "on-demand"
         variants = ("memory", "compute") + (() if od else ("reserved",))
         sizes = max(
-            (work_floors(instance, v, mixed_iterations, on_demand=od) for v in variants),
+            (work_floors(sized, v, mixed_iterations, on_demand=od) for v in variants),
             key=np.sum,
         )
         sizes = sizes[(sizes > 0).all(axis=1)]
@@ -40,8 +49,22 @@ def full_lower_bound(
                 sizes, time_limit_s=solve.time_limit_s, mip_gap=solve.mip_gap, threads=solve.threads
             )
     return lower_bound(
-        instance, mmbpp_bound_s=mmbpp, mixed_iterations=mixed_iterations, admission=admission
+        instance,
+        mmbpp_bound_s=mmbpp,
+        mixed_iterations=mixed_iterations,
+        admission=admission,
+        cached=cached if admission == "on-demand" else None,
     )
+
+
+def cacheable(instance: Instance, admission: str, prefix_caching: bool, block_size: int):
+    """What a prefix cache could supply per request when the engine runs one (on demand,
+    with the cache on and a workload that says which prompts share prefixes), else None."""
+    if admission != "on-demand" or not prefix_caching:
+        return None
+    from hybridsched.workloads.prefixes import cacheable_tokens
+
+    return cacheable_tokens(instance.requests, block_size)
 
 
 def bound_for(policy: str, bound: LowerBound, bound_mixed: LowerBound | None) -> LowerBound:

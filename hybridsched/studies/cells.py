@@ -34,6 +34,7 @@ from hybridsched.instance import DEFAULT_PREFILL_BUDGET_TOKENS, Cluster, Instanc
 from hybridsched.studies.config import DEFAULTS, FLOAT_OPTIONS, INT_OPTIONS, NAMES, RunConfig
 from hybridsched.studies.run import run_policy
 from hybridsched.workloads.arrivals import apply_arrivals
+from hybridsched.workloads.prefixes import with_shared_prefix
 from hybridsched.workloads.requests import check_context, validate_requests
 from hybridsched.workloads.tables import requests_for
 
@@ -49,12 +50,13 @@ DTYPES = {
     **{
         k: "string"
         for k in DEFAULTS
-        if k not in (*INT_OPTIONS, *FLOAT_OPTIONS, "check", "async_scheduling")
+        if k not in (*INT_OPTIONS, *FLOAT_OPTIONS, "check", "async_scheduling", "prefix_caching")
     },
     **{k: "Int64" for k in INT_OPTIONS},
     **{k: "float64" for k in FLOAT_OPTIONS},
     "check": "boolean",
     "async_scheduling": "boolean",
+    "prefix_caching": "boolean",
     **{k: "string" for k in _STRINGS},
 }
 
@@ -124,6 +126,8 @@ def requests_of(p: dict, tables: dict | None = None) -> pd.DataFrame:
     df = apply_arrivals(df, p["arrivals"], seed)
     if p["rate_scale"] != 1.0:  # X times the load: every arrival time divided by X
         df = df.assign(arrival_s=df["arrival_s"] / p["rate_scale"])
+    if p["shared_prefix"]:
+        df = with_shared_prefix(df, p["shared_prefix"])
     if info:
         df.attrs["workload"] = info
     return df

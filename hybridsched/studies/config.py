@@ -77,6 +77,8 @@ class RunConfig:
     kv_blocks: int | None = None
     gpu_memory_utilization: float = 0.9
     ep: int = 1
+    prefix_caching: bool = True
+    shared_prefix: int = 0
 
     @classmethod
     def from_dict(cls, values: dict) -> RunConfig:
@@ -103,6 +105,8 @@ class RunConfig:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"{name} must be >= 1, got {v!r}")
+        if self.shared_prefix < 0:
+            raise ValueError(f"shared_prefix must be >= 0, got {self.shared_prefix!r}")
         if self.tp % self.ep:
             raise ValueError(f"ep must divide tp ({self.tp}), got {self.ep!r}")
         object.__setattr__(self, "arrivals", str(parse_arrivals(self.arrivals)))
@@ -148,7 +152,9 @@ class RunConfig:
 
     def kv(self) -> dict:
         """On-demand KV as the engine runs it (``run_policy``'s ``kv``); asynchronous
-        scheduling defaults to the hardware profile's (its serving stack's default)."""
+        scheduling defaults to the hardware profile's (its serving stack's default); the
+        prefix cache is on (vLLM's default) and used where the workload says which prompts
+        share prefixes."""
         async_ = self.async_scheduling
         if async_ is None:
             from hybridsched.latency.profiles import load_hardware_profile
@@ -158,6 +164,7 @@ class RunConfig:
             "watermark": self.watermark,
             "block_size": self.block_size,
             "async_scheduling": async_,
+            "prefix_caching": bool(self.prefix_caching),
         }
 
     def knobs(self) -> RuleKnobs:
@@ -204,6 +211,7 @@ INT_OPTIONS = (
     "block_size",
     "kv_blocks",
     "ep",
+    "shared_prefix",
 )
 FLOAT_OPTIONS = (
     "prediction_sigma",
@@ -242,7 +250,7 @@ def _coerce(name: str, v):
         return _number(name, v, float)
     if name == "check":
         return bool(v)
-    if name == "async_scheduling":
+    if name in ("async_scheduling", "prefix_caching"):
         return _switch(name, v)
     return v
 

@@ -20,7 +20,7 @@ from hybridsched.instance import Instance
 from hybridsched.policies.registry import RuleKnobs, SolveSettings, make_rule, policy_spec
 from hybridsched.policies.static import fit_mask, round_robin
 from hybridsched.trace.flat import FlatTrace
-from hybridsched.trace.metrics import metrics, request_table
+from hybridsched.trace.metrics import metrics, prefix_metrics, request_table
 
 
 def mmbpp_solver(time_limit_s: float, mip_gap: float, threads: int | None) -> Callable:
@@ -81,6 +81,7 @@ class RunResult:
     router_log: list = field(default_factory=list)
     flat: FlatTrace | None = None  # the trace as flat arrays (trace_flat.FlatTrace)
     inflight_preempted: list = field(default_factory=list)  # EngineResult's
+    hits: pd.DataFrame | None = None  # a prefix cache's hits (trace.schema.HIT_COLUMNS)
 
 
 def run_policy(
@@ -124,6 +125,8 @@ def run_policy(
     flat = FlatTrace(res.trace, instance.requests["request_id"].to_numpy())
     req = request_table(res.trace, instance, res.evictions, res.dispatch_s, flat)
     m = metrics(res.trace, instance, res.evictions, slo_ttft_s, slo_tpot_s, req=req)
+    if adm.on_demand and adm.prefix_caching:
+        m.update(prefix_metrics(res.trace, res.hits))
     return RunResult(
         policy,
         res.trace,
@@ -138,6 +141,7 @@ def run_policy(
         res.router_log,
         flat,
         res.inflight_preempted,
+        res.hits,
     )
 
 

@@ -29,6 +29,8 @@ from hybridsched.trace.preemption import (
     kv_held,
     spans,
 )
+from hybridsched.trace.prefix_hits import at, by_id, hits_by_segment, per_request
+from hybridsched.trace.prefix_hits import held as hit_held
 from hybridsched.trace.schema import TRACE_COLUMNS
 
 __all__ = ["TraceError", "check_trace"]
@@ -42,6 +44,7 @@ def check_trace(
     evictions: pd.DataFrame | None = None,
     admission: str = "reservation",
     flat: FlatTrace | None = None,
+    hits: pd.DataFrame | None = None,
 ) -> None:
     """Assert every invariant of docs/model.md section 9; raise ``TraceError`` naming the first broken one.
 
@@ -50,6 +53,7 @@ def check_trace(
     (``FlatTrace(trace, request ids)``, as ``run_policy`` keeps it), read instead of the
     id tuples; it must have been read from this very frame, unchanged since (a frame
     changed in place after it was read would be checked as it was). It is not modified.
+    ``hits``: a prefix cache's hits table (``schema.HIT_COLUMNS``; ``prefix_hits.py``).
     """
     missing = [c for c in TRACE_COLUMNS if c not in trace.columns]
     if missing:
@@ -78,6 +82,7 @@ def check_trace(
     ev_row = f.row_of(ev["request_id"].to_numpy()) if len(ev) else np.zeros(0, np.int64)
     f.set_evictions(ev_row, ev["iteration"].to_numpy(), _prefilled(ev))
     ctx = _Context(f, instance, ev, ev_row)
+    ctx.hit = hits_by_segment(hits, f, ev_row, ev["iteration"].to_numpy() if len(ev) else ev_row)
     _check_prompts(ctx)
     _check_placement(ctx, assignment)
     check_decodes(ctx)
@@ -92,6 +97,7 @@ class _Context:
 
     def __init__(self, f: FlatTrace, instance: Instance, ev: pd.DataFrame, ev_row: np.ndarray):
         self.f, self.inst, self.ev, self.ev_row = f, instance, ev, ev_row
+        self.hit: dict = {}  # (row, segment) -> cached prompt tokens (prefix_hits.py)
         n = f.n
         self.ids = f.ids
         self.prompt = instance.prompt.astype(np.int64)
@@ -136,7 +142,7 @@ def _check_prompts(c: _Context) -> None:
     if both.any():
         i = int(np.flatnonzero(both)[0])
         _fail("prefilled exactly once", f"request {c.ids[i]} is both prefilled and chunked")
-    cover = (1 + c.n_ev) * c.prompt + c.g_sum - c.p_gap
+    cover = (1 + c.n_ev) * c.prompt + c.g_sum - c.p_gap - per_request(c.hit, n)
     short = chunked & (chunk_sum != cover)
     if short.any():
         i = int(np.flatnonzero(short)[0])
@@ -218,14 +224,17 @@ def _row_sums(c: _Context) -> dict[str, np.ndarray]:
     """Per row: prompt sums of prefills, decode contexts, chunk sizes and their attention sums."""
     f, R = c.f, c.f.nrows
     pre = ~f.dec
-    s_ex = np.where(pre, c.prompt[f.row] + _recomputed(c), 0)
+    full = np.where(pre, c.prompt[f.row] + _recomputed(c), 0)
+    cached = np.where(pre, at(c.hit, f.row, f.seg), 0)  # a prefix cache's part: not computed
+    s_ex = full - cached
 
     def per_row(pos, w=None):
         return np.bincount(pos, weights=w, minlength=R).astype(np.int64)
 
     agg = {
         "s": per_row(f.pos, s_ex),
-        "s2": per_row(f.pos, s_ex**2),
+        "s2": per_row(f.pos, full**2 - cached**2),
+        "spre": per_row(f.pos, cached),
         "c": per_row(f.pos, c.context),
         "n": per_row(f.pos),
         "nd": per_row(f.pos[f.dec]),
@@ -239,6 +248,7 @@ def _row_sums(c: _Context) -> dict[str, np.ndarray]:
     base = np.repeat(cs[gstart] - tok[gstart], np.diff(np.r_[gstart, len(o)]))
     before = np.empty(len(o), dtype=np.int64)
     before[o] = cs - tok - base
+    before += at(c.hit, f.crow, f.cseg)  # a chunk after cached blocks starts past them
     after = before + f.ctok
     agg.update(
         ct=per_row(f.cpos, f.ctok),
@@ -262,7 +272,7 @@ def _check_durations(c: _Context, agg: dict, rtol: float) -> None:
     c.nrow = nrow
     dur = f.end - f.start
     expect = np.empty(f.nrows)
-    x = {k: agg[k].astype(float) for k in ("s", "s2", "c", "nd", "ct", "csq", "cpre")}
+    x = {k: agg[k].astype(float) for k in ("s", "s2", "c", "nd", "ct", "csq", "cpre", "spre")}
     clients = c.inst.clients
     group = np.empty(len(clients), dtype=np.int64)  # clients with equal latency models
     reps: list[int] = []
@@ -278,6 +288,10 @@ def _check_durations(c: _Context, agg: dict, rtol: float) -> None:
         on = grow == g
         pf, dc, mx = on & f.is_prefill, on & f.is_decode, on & f.is_mixed
         expect[pf] = lat.prefill_time(x["s"][pf], x["s2"][pf])
+        hp = pf & (agg["spre"] > 0)  # after cached blocks: a mixed step without decodes
+        if hp.any():
+            z = np.zeros(int(hp.sum()))
+            expect[hp] = lat.mixed_time(z, z, x["s"][hp], x["s2"][hp], x["spre"][hp])
         expect[dc] = lat.decode_time(x["nd"][dc], x["c"][dc])
         if mx.any():
             expect[mx] = lat.mixed_time(
@@ -332,10 +346,20 @@ def _check_capacity(c: _Context, agg: dict, admission: str) -> None:
         )
         prompt = pd.Series(c.prompt, index=c.ids)
         held_used = held_used + kv_held(
-            f.tr, fr["emit"], fr["chunks"], fr["spans"], prompt, set(c.ev["request_id"])
+            f.tr,
+            fr["emit"],
+            fr["chunks"],
+            fr["spans"],
+            prompt,
+            set(c.ev["request_id"]),
+            by_id(c.hit, c.ids),
         )
+    if c.hit:
+        held_used = held_used + hit_held(c, span)
     tr = f.tr
     used = np.maximum(held_used, tr["kv_used_tokens"].to_numpy())
+    if c.hit:  # requests share cached blocks: the blocks held are the physical bound
+        used = tr["kv_reserved_tokens"].to_numpy()
     if (used > M).any():
         k = int(np.flatnonzero(used > M)[0])
         _fail(

@@ -140,4 +140,5 @@ def check_run(result, instance: Instance, assignment=None, rtol: float = 1e-9, f
         evictions=result.evictions,
         admission=result.admission,
         flat=flat,
+        hits=getattr(result, "hits", None),
     )

@@ -211,3 +211,16 @@ def metrics(
     m.update(_pct("e2e", req["e2e_s"].to_numpy()))
     m.update(serving_metrics(req, T, slo_ttft_s, slo_tpot_s))
     return m
+
+
+def prefix_metrics(trace: pd.DataFrame, hits: pd.DataFrame) -> dict:
+    """A prefix cache's work saved: ``prefill_tokens_saved`` (prompt tokens found cached, so
+    not computed) and ``prefix_cache_hit_rate`` (their share of all prompt tokens admitted,
+    recomputations included)."""
+    saved = int(hits["cached_tokens"].sum()) if len(hits) else 0
+    computed = int(trace["prefill_tokens"].sum())
+    total = saved + computed
+    return {
+        "prefill_tokens_saved": saved,
+        "prefix_cache_hit_rate": saved / total if total else 0.0,
+    }

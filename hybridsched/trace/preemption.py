@@ -65,12 +65,13 @@ def check_evictions_against_rows(tr, ev, emit, first_of, after_of, dec_count, fa
             )
 
 
-def kv_held(tr, emit, chunks, spans, prompt, evicted) -> np.ndarray:
+def kv_held(tr, emit, chunks, spans, prompt, evicted, cached=None) -> np.ndarray:
     """Per row of ``tr`` (sorted by client, iteration): the KV tokens held (module docstring).
 
     ``chunks``: prompt chunks with ``request_id``, ``client``, ``iteration``, ``tokens`` and
     their segment ``seg``; ``spans``: per (request, segment) ``client``, ``first``, ``last``;
-    ``evicted``: the ids of evicted requests (counted one segment at a time).
+    ``evicted``: the ids of evicted requests (counted one segment at a time); ``cached``:
+    ``{(request id, segment): prompt tokens a prefix cache held}`` (held while chunking too).
     """
     idx = pd.MultiIndex.from_frame(tr[["client", "iteration"]])
 
@@ -117,6 +118,7 @@ def kv_held(tr, emit, chunks, spans, prompt, evicted) -> np.ndarray:
             cum = np.cumsum(g["tokens"].to_numpy())
             phase = iters <= ci[-1]
             val[phase] = cum[np.searchsorted(ci, iters[phase], side="right") - 1]
+            val[phase] += (cached or {}).get((r, m), 0)
         held[a : b + 1] += val
     return held
 

@@ -27,6 +27,10 @@ the client, the index of the iteration the eviction made room for (the request i
 before it starts), its start time, the request, the tokens it had generated, and the tokens
 of its (re)prefill it had processed when evicted (0 for a request that was decoding; more
 for one evicted while its prompt was being chunked in, which vLLM does too).
+
+With a prefix cache, admissions that found cached blocks are a third table
+(``HIT_COLUMNS``): the client, the iteration that admitted the request, the request and
+the prompt tokens its cached blocks held (not computed: its first chunk starts there).
 """
 
 from __future__ import annotations
@@ -57,3 +61,5 @@ EVICTION_COLUMNS = [
     "generated_tokens",
     "prefilled_tokens",
 ]
+
+HIT_COLUMNS = ["client", "iteration", "request_id", "cached_tokens"]

@@ -57,7 +57,8 @@ FORMATS: dict[str, Format] = {
         Format(
             "mooncake",
             ("timestamp", "input_length", "output_length"),
-            "Mooncake JSON lines: timestamp (ms), input_length, output_length (hash_ids unused)",
+            "Mooncake JSON lines: timestamp (ms), input_length, output_length, hash_ids "
+            "(512-token prompt blocks: the prefix identity a prefix cache reuses)",
         ),
     )
 }
@@ -127,6 +128,17 @@ def _canonical(raw: pd.DataFrame, fmt: str) -> pd.DataFrame:
     elif fmt == "mooncake":
         arr = pd.to_numeric(raw["timestamp"], errors="coerce") / 1000.0
         s, o, ids = raw["input_length"], raw["output_length"], np.arange(n)
+        if "hash_ids" in raw.columns:
+            blocks = [" ".join(map(str, h)) if isinstance(h, list) else "" for h in raw["hash_ids"]]
+            return pd.DataFrame(
+                {
+                    "request_id": ids,
+                    "prompt_tokens": s,
+                    "output_tokens": o,
+                    "arrival_s": arr,
+                    "prefix_blocks": blocks,
+                }  # fmt: skip
+            )
     else:  # pragma: no cover - guarded by read_requests_file
         raise AssertionError(fmt)
     return pd.DataFrame(

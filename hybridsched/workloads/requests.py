@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from hybridsched.paths import data_dir
+from hybridsched.workloads.prefixes import check_prefix_columns
 
 COLUMNS = ["request_id", "prompt_tokens", "output_tokens", "predicted_output_tokens", "arrival_s"]
 _INT_COLUMNS = ["request_id", "prompt_tokens", "output_tokens", "predicted_output_tokens"]
@@ -130,6 +131,7 @@ def validate_requests(df: pd.DataFrame) -> pd.DataFrame:
     out["arrival_s"] = arr
     _fail_row(out, ~np.isfinite(arr), "arrival_s", "must be a finite number")
     _fail_row(out, arr < 0, "arrival_s", "must be >= 0")
+    check_prefix_columns(out, df, _fail_row)
     return out
 
 

@@ -61,6 +61,19 @@ def recorded_steps(fx: dict) -> list[list[list[int]]]:
     return out
 
 
+def prefix_columns(fx: dict) -> dict:
+    """The fixture's prompt segments as the workload's prefix columns: a first turn starts
+    with the shared system prompt (``sys``) or not; a later turn extends its parent's prompt
+    and output (``[parent, ...]``) with its own text."""
+    parent, group, shared = [], [], []
+    for p, _o, _a, segs, par in fx["requests"]:
+        sys_prompt = segs[0][0] == "sys"
+        parent.append(par[0] if par else -1)
+        group.append("sys" if sys_prompt and not par else None)
+        shared.append(p - segs[-1][1] if par else (segs[0][1] if sys_prompt else 0))
+    return {"prefix_parent": parent, "prefix_group": group, "shared_prefix_tokens": shared}
+
+
 def replay(fx: dict):
     """The fixture's requests through the engine's ``vllm`` policy, with vLLM's settings."""
     st = fx["settings"]
@@ -71,6 +84,7 @@ def replay(fx: dict):
             "prompt_tokens": req["p"],
             "output_tokens": req["o"],
             "arrival_s": req["a"].astype(float),
+            **(prefix_columns(fx) if st["enable_prefix_caching"] else {}),
         }
     )
     M = st["num_blocks_usable"] * st["block_size"]
@@ -84,6 +98,7 @@ def replay(fx: dict):
         st["watermark"],
         block_size=st["block_size"],
         async_scheduling=st["async_scheduling"],
+        prefix_caching=st["enable_prefix_caching"],
     )
     return run_policy(
         inst, "vllm", solve=SolveSettings(time_limit_s=1.0), admission=adm, check=True
@@ -103,7 +118,9 @@ def engine_steps(res) -> dict[int, dict[int, int]]:
     return out
 
 
-@pytest.mark.parametrize("path", fixtures(prefix=False), ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path", fixtures(prefix=False) + fixtures(prefix=True), ids=lambda p: p.stem
+)
 def test_vllm_policy_schedules_every_step_as_vllm_does(path):
     """Tests that every step schedules the same requests and token counts as vLLM's recorded
     scheduler, that the same requests are preempted at the same steps, and that the run
@@ -125,3 +142,19 @@ def test_vllm_policy_schedules_every_step_as_vllm_does(path):
     )
     assert ours == sorted(tuple(x) for x in fx["preempt"])
     assert len(want) == fx["summary"]["steps"] - fx["summary"]["empty_steps"]
+
+
+@pytest.mark.parametrize("path", fixtures(prefix=True), ids=lambda p: p.stem)
+def test_prefix_cache_hits_as_vllm_does(path):
+    """Tests that with prefix caching every admission finds as many cached prompt tokens as
+    in vLLM's recorded run (its hits, step by step), and that some do (the test can fail)."""
+    fx = json.loads(path.read_text())
+    res = replay(fx)
+    want = sorted((k, rid, hit) for k, rid, _n, hit, _kind in fx["admit"] if hit)
+    start = res.trace.set_index(["client", "iteration"])["start_s"]
+    got = sorted(
+        (int(round(start[(c, k)])), int(r), int(x))
+        for c, k, r, x in res.hits.itertuples(index=False)
+    )
+    assert want and got == want
+    assert res.metrics["prefill_tokens_saved"] == sum(x for *_, x in want)
