@@ -35,7 +35,6 @@ from hybridsched.studies.config import DEFAULTS, FLOAT_OPTIONS, INT_OPTIONS, NAM
 from hybridsched.studies.run import run_policy
 from hybridsched.workloads.arrivals import apply_arrivals
 from hybridsched.workloads.prefixes import with_shared_prefix
-from hybridsched.workloads.requests import check_context, validate_requests
 from hybridsched.workloads.tables import requests_for
 
 # Every option a cell knows, with its default: RunConfig's (config.py).
@@ -107,11 +106,7 @@ def requests_of(p: dict, tables: dict | None = None) -> pd.DataFrame:
         "fit_context": p["fit_context"],
     }
     if src is None:
-        src = w
-    elif opts["max_requests"] is None and opts["window"] is None:
-        opts = None  # a preloaded table: the context rule, sample, predictions, arrivals apply
-        if p["fit_context"] == "drop":
-            src = check_context(validate_requests(src), max_context, "drop")[0]
+        src = w  # else a preloaded table, shaped by the same options (load_workload)
     df = requests_for(
         src,
         p["num_requests"],

@@ -119,7 +119,7 @@ def workload_tables(cells: list[dict]) -> dict:
     from hybridsched.workloads.tables import requests_for
 
     names = sorted({c["workload"] for c in cells})
-    return {w: requests_for(None if w == "gsm8k" else w) for w in names}
+    return {w: requests_for(w) for w in names}
 
 
 @dataclass

@@ -173,7 +173,11 @@ def _check_options(rate_scale, max_requests, fit_context, arrivals) -> None:
 
 
 def _resolve(name_or_path, format: str | None) -> tuple[pd.DataFrame, str, str]:
-    """The raw canonical table, the workload's name (or path) and its format."""
+    """The raw canonical table, the workload's name (or path) and its format; a table
+    already loaded (a sweep loads each workload once) is taken as it is."""
+    if isinstance(name_or_path, pd.DataFrame):
+        info = workload_info(name_or_path)
+        return name_or_path.copy(), info.get("workload", "table"), info.get("format", "hybridsched")
     text = str(name_or_path)
     if text in WORKLOADS:
         w = WORKLOADS[text]
@@ -207,7 +211,7 @@ def _drop_long(df: pd.DataFrame, max_context, max_requests, name: str):
 
 
 def load_workload(
-    name_or_path: str | Path = "gsm8k",
+    name_or_path: str | Path | pd.DataFrame = "gsm8k",
     *,
     format: str | None = None,
     window=None,
@@ -218,7 +222,8 @@ def load_workload(
     max_context: int | None = None,
     fit_context: str = "error",
 ) -> pd.DataFrame:
-    """The request table of a named workload or a file, shaped by the options (module docstring)."""
+    """The request table of a named workload, a file or a table already loaded, shaped by the
+    options (module docstring)."""
     win = parse_window(window)
     _check_options(rate_scale, max_requests, fit_context, arrivals)
     df, name, fmt = _resolve(name_or_path, format)

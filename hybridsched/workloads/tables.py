@@ -36,6 +36,8 @@ def requests_for(
     spec = predictor_spec(predictor, prediction_sigma)
     if requests is None and not workload_options:
         df = load_gsm8k()
+    elif isinstance(requests, pd.DataFrame) and workload_options:
+        df = load_workload(requests, **workload_options)  # shaped as a named one would be
     elif isinstance(requests, pd.DataFrame):
         df = validate_requests(requests)
     else:

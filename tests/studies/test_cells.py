@@ -139,3 +139,33 @@ def test_preloaded_table_honours_fit_context_drop():
     assert ok["status"] == "ok" and ok["num_requests"] == 29
     bad = run_cell({"workload": "w"}, tables)
     assert bad["status"] == "failed" and "context" in bad["error"]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"workload": "gsm8k", "max_requests": 300},
+        {
+            "workload": "azure-conv",
+            "window": "0:60",
+            "fit_context": "drop",
+            "model": "llama-3.1-8b",
+        },
+        {"workload": "azure-code", "window": "0:120", "max_requests": 50, "model": "llama-3.1-8b"},
+    ],
+)
+def test_a_preloaded_table_is_shaped_as_the_named_workload(options):
+    """Tests that a sweep's preloaded table (``workload_tables``) gives each cell the same
+    requests as loading the workload by name: the window, ``max_requests`` and
+    ``fit_context`` apply (they were once skipped, so a 300-request cell ran 1,319)."""
+    from hybridsched.studies.cells import requests_of, resolve
+    from hybridsched.studies.grid import workload_tables
+
+    p = resolve(options)
+    by_name = requests_of(p)
+    preloaded = requests_of(p, workload_tables([p]))
+    pd.testing.assert_frame_equal(by_name, preloaded)
+    if p["max_requests"]:
+        assert len(preloaded) == p["max_requests"]
+    if p["window"]:
+        assert preloaded["arrival_s"].max() < 60 * (2 if "code" in p["workload"] else 1)
