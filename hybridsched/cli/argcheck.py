@@ -113,10 +113,20 @@ def check_input_file(value: str | os.PathLike | None, flag: str) -> None:
 
 def check_profile(value: str, flag: str) -> None:
     """A profile given by path (it has a folder part or a .yaml/.yml suffix) must be a file;
-    a bare name is checked against the shipped profiles when it is loaded."""
+    a bare name must be a shipped profile (or an alias of one)."""
     p = Path(value)
     if len(p.parts) > 1 or p.suffix.lower() in (".yaml", ".yml"):
         check_input_file(value, flag)
+        return
+    from hybridsched.latency.profiles import load_hardware_profile, load_model_profile
+
+    load = {"--model": load_model_profile, "--models": load_model_profile}.get(flag)
+    load = load_hardware_profile if flag == "--hardware" else load
+    if load is not None:
+        try:
+            load(value)
+        except ValueError as e:
+            raise ValueError(f"{flag}: {e}") from None
 
 
 _NUMPY_REPR = re.compile(r"\bnp\.(?:float|int|uint|bool_|str_)\w*\((?P<v>[^()]*)\)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from hybridsched.cli.argcheck import nonnegative_int_arg, positive_int_arg
 from hybridsched.cli.options import add_engine_args
 from hybridsched.cli.outputs import Outputs
 
@@ -76,18 +77,24 @@ def add_capacity(sub) -> argparse.ArgumentParser:
     )
     p.add_argument("--models", nargs="+", default=["llama-65b"])
     p.add_argument("--hardware", nargs="+", default=["a100-80gb-sxm"])
-    p.add_argument("--tp", nargs="+", type=int, default=[1, 2, 4, 8])
-    p.add_argument("--clients", nargs="+", type=int, default=[1, 2, 4, 8])
-    p.add_argument("--max-batch", nargs="+", type=int, default=[32])
+    p.add_argument("--tp", nargs="+", type=positive_int_arg, default=[1, 2, 4, 8])
+    p.add_argument("--clients", nargs="+", type=positive_int_arg, default=[1, 2, 4, 8])
+    p.add_argument("--max-batch", nargs="+", type=positive_int_arg, default=[32])
     p.add_argument(
         "--policies",
         nargs="+",
         choices=list(POLICIES),
         help="default: vllm (if built), baseline, hybrid, chunked",
     )
-    p.add_argument("--max-gpus", type=int, default=16, help="largest cluster considered (16)")
-    p.add_argument("--num-requests", type=int, default=200, help="requests per simulation (200)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sample and the arrivals")
+    p.add_argument(
+        "--max-gpus", type=positive_int_arg, default=16, help="largest cluster considered (16)"
+    )
+    p.add_argument(
+        "--num-requests", type=positive_int_arg, default=200, help="requests per simulation (200)"
+    )
+    p.add_argument(
+        "--seed", type=nonnegative_int_arg, default=0, help="seed of the sample and the arrivals"
+    )
     p.add_argument(
         "--rel-tol", type=float, default=0.05, help="bisection stops within this share (0.05)"
     )
@@ -99,7 +106,9 @@ def add_capacity(sub) -> argparse.ArgumentParser:
         help="requests longer than the model's context: error (default) or drop",
     )
     p.add_argument("--time-limit", type=float, default=10.0, help="MMBPP time limit in seconds")
-    p.add_argument("--workers", type=int, default=None, help="local workers (default: cores)")
+    p.add_argument(
+        "--workers", type=positive_int_arg, default=None, help="local workers (default: cores)"
+    )
     add_engine_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--out", required=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from hybridsched.cli.argcheck import nonnegative_int_arg
 from hybridsched.cli.options import add_workload_args, report_dropped, workload_options
 
 
@@ -41,6 +42,8 @@ def add_export(sub) -> argparse.ArgumentParser:
         default="table",
         help="zero | table (the trace's times; default) | poisson:RATE | gamma:RATE,CV",
     )
-    p.add_argument("--arrival-seed", type=int, default=0, help="seed of the arrival process")
+    p.add_argument(
+        "--arrival-seed", type=nonnegative_int_arg, default=0, help="seed of the arrival process"
+    )
     p.add_argument("--out", required=True, help="the file to write")
     return p

@@ -126,7 +126,10 @@ def add_cluster_args(p: argparse.ArgumentParser, sample: bool = True) -> None:
             help="sample this many requests (seeded)",
         )
         p.add_argument(
-            "--seed", type=int, default=D.seed, help="seed for sampling and random sort keys"
+            "--seed",
+            type=nonnegative_int_arg,
+            default=D.seed,
+            help="seed for sampling and random sort keys",
         )
     add_predictor_args(p)
 
@@ -146,7 +149,7 @@ def add_predictor_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--prediction-seed",
-        type=int,
+        type=nonnegative_int_arg,
         default=D.prediction_seed,
         help="seed of the prediction error",
     )
@@ -182,7 +185,7 @@ def add_serving_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--arrival-seed",
-        type=int,
+        type=nonnegative_int_arg,
         default=None,
         help="seed of the arrival process (default --seed)",
     )
@@ -322,14 +325,15 @@ def recorded_prediction(args) -> dict:
 
 
 def flag_names(message: str) -> str:
-    """A cell's message with option names as flags: ``rate_scale must`` -> ``--rate-scale must``."""
+    """A cell's message with option names as flags: ``rate_scale must`` -> ``--rate-scale must``,
+    ``num_requests: ...`` -> ``--num-requests: ...``."""
     import re
 
     alias = {"num_clients": "clients"}  # the Cluster's field behind --clients
     names = sorted([*NAMES, *alias], key=len, reverse=True)
     return re.sub(
-        r"^(" + "|".join(names) + r") must",
-        lambda m: f"--{alias.get(m.group(1), m.group(1)).replace('_', '-')} must",
+        r"^(" + "|".join(names) + r")( must|:)",
+        lambda m: f"--{alias.get(m.group(1), m.group(1)).replace('_', '-')}{m.group(2)}",
         message,
     )
 

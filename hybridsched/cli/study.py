@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hybridsched.cli.argcheck import positive_int_arg
+from hybridsched.cli.argcheck import nonnegative_int_arg, positive_int_arg
 from hybridsched.cli.options import (
     add_cluster_args,
     add_engine_args,
@@ -90,7 +90,12 @@ def add_study(sub) -> argparse.ArgumentParser:
     p.add_argument("--cases", type=positive_int_arg, default=100)
     p.add_argument("--requests-per-case", type=positive_int_arg, default=1000)
     p.add_argument("--workers", type=positive_int_arg, default=2)
-    p.add_argument("--first-seed", type=int, default=1, help="case k uses seed first_seed + k - 1")
+    p.add_argument(
+        "--first-seed",
+        type=nonnegative_int_arg,
+        default=1,
+        help="case k uses seed first_seed + k - 1",
+    )
     add_cluster_args(p, sample=False)
     p.add_argument("--policies", nargs="*", choices=list(POLICIES))
     add_solve_args(p)

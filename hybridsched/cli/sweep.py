@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from hybridsched.cli.argcheck import positive_int_arg
 from hybridsched.cli.options import add_engine_args
 
 
@@ -36,7 +37,10 @@ def add_sweep(sub) -> argparse.ArgumentParser:
     p.add_argument("--grid", required=True, help="YAML: option name -> value or list of values")
     p.add_argument("--out", required=True, help="results directory (rerun to resume)")
     p.add_argument(
-        "--workers", type=int, default=None, help="local workers (default: the machine's cores)"
+        "--workers",
+        type=positive_int_arg,
+        default=None,
+        help="local workers (default: the machine's cores)",
     )
     add_engine_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")

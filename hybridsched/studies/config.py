@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from hybridsched.instance import Cluster
 from hybridsched.policies.registry import RuleKnobs, Serving, SolveSettings, policy_spec
 from hybridsched.workloads.arrivals import parse_arrivals
+from hybridsched.workloads.catalogue import parse_window
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,10 @@ class RunConfig:
         g = self.gpu_memory_utilization
         if not (math.isfinite(g) and 0 < g <= 1):
             raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {g!r}")
-        for name in ("block_size", "ep", "kv_blocks", "token_budget"):
+        for name in (
+            *("block_size", "ep", "kv_blocks", "token_budget", "num_requests", "max_requests"),
+            *("clients", "tp", "max_batch", "horizon", "min_prefill"),
+        ):
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"{name} must be >= 1, got {v!r}")
@@ -110,6 +114,7 @@ class RunConfig:
         if self.tp % self.ep:
             raise ValueError(f"ep must divide tp ({self.tp}), got {self.ep!r}")
         object.__setattr__(self, "arrivals", str(parse_arrivals(self.arrivals)))
+        parse_window(self.window)  # a bad window fails here, before any run
         object.__setattr__(self, "workload", str(self.workload))
         policy_spec(str(self.policy))
 

@@ -45,9 +45,14 @@ def load_grid(path: str | os.PathLike) -> dict:
     if not p.is_file():
         raise ValueError(f"grid: {p} does not exist")
     try:
-        grid = yaml.safe_load(p.read_text())
+        grid = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"grid: {p} is not a text file (byte {e.start} is not UTF-8)") from None
     except yaml.YAMLError as e:
-        raise ValueError(f"grid: {p} is not valid YAML ({e})") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ValueError(f"grid: {p} is not valid YAML{where}: {problem}") from None
     if not isinstance(grid, dict) or not grid:
         raise ValueError(f"grid: {p} must be a non-empty mapping of option names to values")
     return grid

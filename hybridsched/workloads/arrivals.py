@@ -94,6 +94,9 @@ def inter_arrivals(spec: ArrivalSpec, n: int, seed: int) -> np.ndarray:
     raise ValueError(f"arrivals: {spec.kind!r} has no inter-arrival times")
 
 
+MAX_ARRIVAL_S = 1e13  # workloads/requests.py MAX_CLOCK_S
+
+
 def apply_arrivals(
     requests: pd.DataFrame, spec: str | ArrivalSpec | None, seed: int = 0
 ) -> pd.DataFrame:
@@ -105,4 +108,10 @@ def apply_arrivals(
         return requests
     if sp.kind == "zero":
         return requests.assign(arrival_s=0.0)
-    return requests.assign(arrival_s=np.cumsum(inter_arrivals(sp, len(requests), seed)))
+    times = np.cumsum(inter_arrivals(sp, len(requests), seed))
+    if len(times) and not times[-1] <= MAX_ARRIVAL_S:
+        raise ValueError(
+            f"arrivals: {spec} puts the last of {len(times)} arrivals at {times[-1]:.3g} s, past "
+            f"{MAX_ARRIVAL_S:g} s, where the clock no longer resolves an iteration; use a higher rate"
+        )
+    return requests.assign(arrival_s=times)

@@ -35,6 +35,9 @@ import pandas as pd
 from hybridsched.paths import data_dir
 from hybridsched.workloads.prefixes import check_prefix_columns
 
+# Past about 1e13 s a float clock no longer resolves a millisecond iteration (the spacing
+# of doubles there is about 2e-3 s): arrivals beyond it are refused.
+MAX_CLOCK_S = 1e13
 COLUMNS = ["request_id", "prompt_tokens", "output_tokens", "predicted_output_tokens", "arrival_s"]
 _INT_COLUMNS = ["request_id", "prompt_tokens", "output_tokens", "predicted_output_tokens"]
 INTERVAL_COLUMNS = ["predicted_lo_tokens", "predicted_hi_tokens"]
@@ -131,6 +134,9 @@ def validate_requests(df: pd.DataFrame) -> pd.DataFrame:
     out["arrival_s"] = arr
     _fail_row(out, ~np.isfinite(arr), "arrival_s", "must be a finite number")
     _fail_row(out, arr < 0, "arrival_s", "must be >= 0")
+    _fail_row(
+        out, arr > MAX_CLOCK_S, "arrival_s", f"must be <= {MAX_CLOCK_S:g} s (clock precision)"
+    )
     check_prefix_columns(out, df, _fail_row)
     return out
 

@@ -37,7 +37,12 @@ def requests_for(
     if requests is None and not workload_options:
         df = load_gsm8k()
     elif isinstance(requests, pd.DataFrame) and workload_options:
-        df = load_workload(requests, **workload_options)  # shaped as a named one would be
+        # Shaped as a named workload would be (window, max_requests, a context rule that
+        # drops); a table passed in is not refused for its context here (as before).
+        opts = dict(workload_options)
+        if opts.get("fit_context", "error") == "error":
+            opts["max_context"] = None
+        df = load_workload(requests, **opts)
     elif isinstance(requests, pd.DataFrame):
         df = validate_requests(requests)
     else:
@@ -45,6 +50,10 @@ def requests_for(
     info = workload_info(df)
     chosen = parse_predictor(predictor) if predictor is not None else spec
     texts = prompt_texts(requests, df) if getattr(chosen, "reads_texts", False) else None
+    if num_requests is not None and num_requests > len(df):
+        raise ValueError(
+            f"num_requests: {num_requests} requested, but the workload has {len(df)} requests"
+        )
     if num_requests is not None and num_requests < len(df):
         df = sample_requests(df, num_requests, seed)
     if chosen is not None:
