@@ -467,7 +467,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument(
         "--only",
-        default="sim,mmbpp,mmbpp-scale,bound,mip,study,fit,engine,scale,phases,workloads,bounds,sweep,pred",
+        default="sim,mmbpp,mmbpp-scale,bound,mip,study,fit,engine,scale,phases,workloads,bounds,"
+        "sweep,pred,kernels,vllm,real",
         help="comma-separated sections",
     )
     p.add_argument("--sweep-cells", type=int, default=1000)
@@ -485,6 +486,7 @@ def main() -> None:
         print(json.dumps(_scale_case(int(n), int(m), float(limit), bool(int(unrelated)))))
         return
     from engine import bench_engine, bench_phases, bench_scale  # benchmarks/engine.py
+    from fidelity import bench_kernels, bench_real, bench_vllm  # benchmarks/fidelity.py
 
     sections = {
         "sim": bench_sim,
@@ -503,6 +505,9 @@ def main() -> None:
             args.sweep_cells, args.sweep_requests, kinds=args.sweep_engines.split(",")
         ),
         "pred": bench_pred,
+        "kernels": bench_kernels,
+        "vllm": bench_vllm,
+        "real": bench_real,
     }
     for name in args.only.split(","):
         sections[name.strip()]()

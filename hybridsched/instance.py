@@ -17,7 +17,7 @@ import pandas as pd
 from hybridsched.latency.kernels import KernelLatency
 from hybridsched.latency.kv_capacity import vllm_kv_blocks
 from hybridsched.latency.linear import LinearLatency, fit_linear
-from hybridsched.latency.profiles import load_hardware_profile, load_model_profile
+from hybridsched.latency.profiles import HardwareProfile, load_hardware_profile, load_model_profile
 from hybridsched.latency.roofline import LatencyModel, RooflineLatency
 from hybridsched.workloads.requests import check_context, load_gsm8k, validate_requests
 
@@ -76,10 +76,12 @@ class Cluster:
         if self.latency not in ("roofline", "linear"):
             raise ValueError(f"latency must be 'roofline' or 'linear', got {self.latency!r}")
 
-    def make_clients(self) -> tuple[Client, ...]:
+    def make_clients(self, hardware: HardwareProfile | None = None) -> tuple[Client, ...]:
+        """The clients; ``hardware``: this profile instead of the one named (for a profile
+        with changed overheads, as ``validate`` fits them)."""
         model, hw, tp = (
             load_model_profile(self.model),
-            load_hardware_profile(self.hardware),
+            hardware or load_hardware_profile(self.hardware),
             int(self.tp),
         )
         roof = RooflineLatency(model, hw, tp)

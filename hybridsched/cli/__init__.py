@@ -33,6 +33,13 @@ Commands and the files they write (columns and keys are a contract):
   notebooks as HTML reports.
 - ``calibrate --measurements CSV --model M --hardware H --out PROFILE.yaml``: a hardware
   profile fitted to measured iteration times, with its fit errors and outliers.
+- ``validate --run FILE [--format vllm-bench|llmservingsim] [--model M] [--hardware H]
+  --out DIR``: a real run's requests replayed through the ``vllm`` policy with the run's
+  settings (``studies/validation.py``): ``DIR/requests.csv`` (per request: ``ttft``,
+  ``tpot``, ``e2e`` real, simulated and relative error), ``DIR/summary.csv`` (mean, p50,
+  p90, p99 of each, real and simulated, relative error), ``DIR/metrics.json`` (the errors
+  as ``<metric>_<stat>_rel_error`` and ``<metric>_mape``, the run's settings) and
+  ``DIR/cdf.png``.
 
 ``simulate``, ``assign``, ``single-case``, ``study`` and ``export`` name their requests with
 ``--workload`` (a shipped name or a file; ``--requests`` is the older name) and shape them with
@@ -44,7 +51,7 @@ written unless the whole run succeeded (files are written to temporary names and
 renamed at the end).
 
 One module per command or group (``simulate``, ``assign``, ``study`` for ``single-case``
-and ``study``, ``export``, ``sweep``, ``capacity``, ``render``, ``calibrate``), each with
+and ``study``, ``export``, ``sweep``, ``capacity``, ``render``, ``calibrate``, ``validate``), each with
 its ``cmd_*`` and the ``add_*`` that declares its options; ``common`` holds the options
 they share and ``outputs`` the atomic writer. This module assembles the parser.
 """
@@ -70,6 +77,7 @@ from hybridsched.cli.render import add_render, cmd_render
 from hybridsched.cli.simulate import add_simulate, cmd_simulate
 from hybridsched.cli.study import add_single_case, add_study, cmd_single_case, cmd_study
 from hybridsched.cli.sweep import add_sweep, cmd_sweep
+from hybridsched.cli.validate import add_validate, cmd_validate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_capacity(sub).set_defaults(func=cmd_capacity)
     add_render(sub).set_defaults(func=cmd_render)
     add_calibrate(sub).set_defaults(func=cmd_calibrate)
+    add_validate(sub).set_defaults(func=cmd_validate)
     return parser
 
 

@@ -35,7 +35,7 @@ class Outputs:
 
     def add(self, name: str, content, **options) -> None:
         """``content``: a DataFrame (CSV; a name starting with ``trace`` is written by
-        ``write_trace``, which takes ``options``) or anything JSON can hold."""
+        ``write_trace``, which takes ``options``), bytes (a figure) or anything JSON can hold."""
         self.files[name] = content
         self.options[name] = options
 
@@ -57,6 +57,8 @@ class Outputs:
                     from hybridsched.trace.csv_writer import write_csv
 
                     write_csv(content, path)  # the bytes of to_csv(index=False)
+            elif isinstance(content, bytes):  # a rendered figure
+                path.write_bytes(content)
             else:
                 path.write_text(json.dumps(content, indent=2, default=_json_default) + "\n")
             self._tmp.append((path, self.dir / name))

@@ -44,7 +44,14 @@ from hybridsched.policies.chunked import ChunkedPrefill
 from hybridsched.policies.lagrangian import Lagrangian
 from hybridsched.policies.prefill_first import PrefillFirst
 from hybridsched.policies.rolling import RollingMMBPP
-from hybridsched.policies.routers import LeastKV, LeastWork, PowerOfTwo, PrefixAffinity, RoundRobin
+from hybridsched.policies.routers import (
+    LeastKV,
+    LeastWork,
+    PowerOfTwo,
+    PrefixAffinity,
+    RoundRobin,
+    VllmDP,
+)
 from hybridsched.policies.static import StaticRouter
 
 
@@ -311,6 +318,7 @@ ROUTER_FACTORIES: dict[str, Callable[[RouterContext], Router]] = {
     "power-of-two": lambda c: PowerOfTwo(seed=c.seed),
     "rolling-mmbpp": lambda c: RollingMMBPP(solve=c.solver, replan_s=c.replan_s),
     "prefix-affinity": lambda c: PrefixAffinity(),
+    "vllm-dp": lambda c: VllmDP(),
 }
 ROUTERS = tuple(ROUTER_FACTORIES)
 

@@ -11,6 +11,7 @@ holds requests, at every client's iteration boundary.
 ``least-kv``       most free KV memory
 ``power-of-two``   two seeded random clients, the one with less outstanding work
 ``rolling-mmbpp``  the paper's MMBPP made online (``rolling.py``)
+``vllm-dp``        vLLM's data-parallel balancer: least ``4 x waiting + running``
 ``prefix-affinity`` the client whose routed prompts share the longest prefix with this one,
                    balanced against load (as llm-d's prefix-cache, queue and KV-utilization
                    scorers, equal weights)
@@ -122,6 +123,18 @@ class PowerOfTwo(Immediate):
         ja, jb = ok[int(a)], ok[int(b)]
         v = self.view
         return min((ja, jb), key=lambda j: (v.outstanding_s(j), j))
+
+
+@dataclass
+class VllmDP(Immediate):
+    """vLLM's data-parallel load balancer (``DPLBAsyncMPClient``): the engine with the least
+    ``4 x waiting + running`` requests; ties to the lower index."""
+
+    name: str = "vllm-dp"
+
+    def choose(self, i: int) -> int:
+        v = self.view
+        return min(self._fitting(i), key=lambda j: (4 * v.queue_len(j) + v.running(j), j))
 
 
 @dataclass

@@ -53,6 +53,8 @@ CASES = [
         ["capacity", "--num-requests", "0", "--slo-ttft", "1", "--slo-tpot", "0.1", "--rate", "1"],
         "--num-requests",
     ),
+    (["validate", "--run", "{ten}"], "ten.csv"),
+    (["validate", "--run", "no/such-run"], "--run"),
 ]
 
 
