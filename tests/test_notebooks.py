@@ -23,6 +23,7 @@ NOTEBOOKS = [
     "07_my_deployment",
     "08_capacity_planning",
     "09_uncertainty",
+    "10_validation",
 ]
 
 # A column header or row label of each notebook's main results table.
@@ -36,6 +37,7 @@ TABLE_MARKERS = {
     "07_my_deployment": "highest load within the SLO",
     "08_capacity_planning": "max_rate",
     "09_uncertainty": "best offline vs vllm (%)",
+    "10_validation": "held-out E2E mean error",
 }
 
 
