@@ -52,6 +52,13 @@ reports-smoke: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
+# Every policy x router x admission on random valid instances, every invariant checked
+# (benchmarks/fuzz.py); make fuzz MINUTES=10 SEED=1.
+MINUTES ?= 3
+SEED ?= 0
+fuzz: $(STAMP)
+	$(PY) benchmarks/fuzz.py --minutes $(MINUTES) --seed $(SEED)
+
 # make lab [PORT=8888] [ARGS="--no-browser --ip=0.0.0.0"]; notebooks run there write to scratch/.
 PORT ?= 8888
 ARGS ?=
