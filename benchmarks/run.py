@@ -27,6 +27,10 @@ Sections:
          `--sweep-cells` and `--sweep-requests` make it smaller.
   pred   the length predictors' errors on the GSM8K test split (MAE, MAPE, Spearman, interval
          coverage), against the best constant and a prompt-length-only regression.
+  kernels  the measured-kernel latency model against aiconfigurator-core 0.12.0's own
+         estimates of all 130,944 reference iterations (benchmarks/kernel_accuracy.py):
+         median / p90 / max relative error per step kind, backend, table and model
+         (target: median <= 5%).
 """
 
 from __future__ import annotations
@@ -486,7 +490,8 @@ def main() -> None:
         print(json.dumps(_scale_case(int(n), int(m), float(limit), bool(int(unrelated)))))
         return
     from engine import bench_engine, bench_phases, bench_scale  # benchmarks/engine.py
-    from fidelity import bench_kernels, bench_real, bench_vllm  # benchmarks/fidelity.py
+    from fidelity import bench_real, bench_vllm  # benchmarks/fidelity.py
+    from kernel_accuracy import bench_kernels  # benchmarks/kernel_accuracy.py
 
     sections = {
         "sim": bench_sim,

@@ -7,7 +7,9 @@ parallelism for a mixture of experts), in milliseconds:
   layers: the QKV and output GEMMs, the FFN GEMMs and the SiLU-gate (dense) or the router
   GEMM and the routed experts (MoE), two add-and-norms, the embedding, and with ``tp > 1``
   ``1 + 2 L`` all-reduces of ``x * hidden`` half-precision elements;
-- ``logits(n)``: the LM head for ``n`` sampled tokens;
+- ``logits(n)``: the LM head for ``n`` sampled tokens; ``prefill_logits`` whether a prefill
+  runs it (aiconfigurator's mixture-of-experts models have none in their context pass) and
+  ``mixed_logits`` its cost in a mixed step (one token; none for a mixture of experts);
 - ``ctx(n, s)``: context attention of ``n`` prompts of ``s`` tokens, all layers, and
   ``ctx_extra`` (rotary embedding, KV writes, QK-norm) per prefill;
 - ``gen(b, c)``: generation attention of ``b`` requests reading ``c`` KV tokens each, all
@@ -15,8 +17,10 @@ parallelism for a mixture of experts), in milliseconds:
 
 Element-wise operators are priced as aiconfigurator prices them: bytes over the GPU's
 empirical bandwidth plus a launch constant. The composition follows aiconfigurator 0.12's
-``sdk/models`` (per-layer operator lists) and ``run_static`` (sums); see
-``data/latency/kernels/README.md``.
+``sdk/models`` (per-layer operator lists), ``run_static`` and ``mixed_step_latency`` (sums),
+quirks included; see ``data/latency/kernels/README.md``. Every term of ``tok`` is piecewise
+linear in the tokens (the all-reduce too: its table is interpolated linearly in elements, as
+aiconfigurator does), so ``tok`` is exact on the union of the terms' knots.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ class Parts:
     gen: Grid
     gen_min: Curve
     ctx_extra: float
+    prefill_logits: bool
+    mixed_logits: float
 
 
 def build_parts(t: KernelTables, m: ModelProfile, tp: int, ep: int) -> Parts:
@@ -53,7 +59,17 @@ def build_parts(t: KernelTables, m: ModelProfile, tp: int, ep: int) -> Parts:
     ctx = Grid(bs, ss, L * g)
     bs, ss, g = t.attention_grid("generation_attention", heads, **keys)
     gen = Grid(bs, ss, L * g)
-    return Parts(tok, logits, ctx, gen, gen.lower_envelope_in_s(), _ctx_extra(t, m, heads, kv))
+    moe = m.num_experts > 1  # aiconfigurator 0.12's MoE context pass has no LM head
+    return Parts(
+        tok,
+        logits,
+        ctx,
+        gen,
+        gen.lower_envelope_in_s(),
+        _ctx_extra(t, m, heads, kv),
+        prefill_logits=not moe,
+        mixed_logits=0.0 if moe else logits(1.0),
+    )
 
 
 def _token_major(t: KernelTables, m: ModelProfile, tp: int, ep: int, heads: int, kv: int) -> Curve:
@@ -69,7 +85,7 @@ def _token_major(t: KernelTables, m: ModelProfile, tp: int, ep: int, heads: int,
     if moe:
         ffn = m.expert_ffn_size or m.ffn_size
         curves["moe"] = t.moe_curve(DTYPE, h, ffn, m.experts_per_token, m.num_experts, tp // ep, ep)
-    knots = {1.0, X_MAX, *np.unique(np.round(np.geomspace(1, X_MAX, 400))).tolist()}
+    knots = {1.0, X_MAX}
     for x, _ in curves.values():
         knots |= set(x.tolist())
     ar = t.allreduce_curve(tp) if tp > 1 else None
@@ -82,7 +98,7 @@ def _token_major(t: KernelTables, m: ModelProfile, tp: int, ep: int, heads: int,
         total = total + L * t.memop_ms(6.0 * (m.ffn_size // tp) * xs)  # SiLU(gate) * up
     total = total + t.memop_ms(2.0 * h * xs)  # embedding
     if ar is not None:  # the embedding's and two a layer (attention out, FFN out)
-        total = total + (1 + 2 * L) * Curve(np.log(ar[0]), ar[1])(np.log(xs * h))
+        total = total + (1 + 2 * L) * Curve(*ar)(xs * h)  # linear in elements, not log
     return Curve(xs, total)
 
 

@@ -145,11 +145,15 @@ class Curve:
         self.ax, self.ay = np.asarray(xs, float), np.asarray(ys, float)
         self.xs, self.ys, self.n = self.ax.tolist(), self.ay.tolist(), len(self.ax)
 
+    def at(self, x: float) -> float:
+        """The value at one Python float (the engine's calls)."""
+        xs, ys = self.xs, self.ys
+        i = min(max(bisect.bisect_right(xs, x) - 1, 0), self.n - 2)
+        return ys[i] + (ys[i + 1] - ys[i]) * (x - xs[i]) / (xs[i + 1] - xs[i])
+
     def __call__(self, x):
         if type(x) is float:
-            xs, ys = self.xs, self.ys
-            i = min(max(bisect.bisect_right(xs, x) - 1, 0), self.n - 2)
-            return ys[i] + (ys[i + 1] - ys[i]) * (x - xs[i]) / (xs[i + 1] - xs[i])
+            return self.at(x)
         x = np.asarray(x, float)
         i = np.clip(np.searchsorted(self.ax, x, side="right") - 1, 0, self.n - 2)
         x0, y0, y1 = self.ax[i], self.ay[i], self.ay[i + 1]
@@ -167,7 +171,7 @@ class Grid:
 
     def __call__(self, b, s):
         if type(b) is float and type(s) is float:
-            return self._scalar(b, s)
+            return self.at(b, s)
         b, ls = np.asarray(b, float), np.log(np.maximum(np.asarray(s, float), 1e-9))
         i = np.clip(np.searchsorted(self.ab, b, side="right") - 1, 0, self.nb - 2)
         j = np.clip(np.searchsorted(self.als, ls, side="right") - 1, 0, self.ns - 2)
@@ -177,7 +181,8 @@ class Grid:
         f1 = np.exp(self.alf[i + 1, j] + (self.alf[i + 1, j + 1] - self.alf[i + 1, j]) * ws)
         return f0 + (f1 - f0) * wb
 
-    def _scalar(self, b: float, s: float) -> float:
+    def at(self, b: float, s: float) -> float:
+        """The value at one pair of Python floats (the engine's calls)."""
         bs, ls = self.bs, self.ls
         i = min(max(bisect.bisect_right(bs, b) - 1, 0), self.nb - 2)
         x = math.log(s) if s > 0 else -20.7

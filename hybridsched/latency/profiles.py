@@ -328,6 +328,14 @@ class HardwareProfile:
 
 
 _PROFILE_FOLDERS = {"model": "models", "hardware": "hardware"}
+# Former names of renamed profiles, still loaded (to the renamed profile) but not listed.
+ALIASES = {
+    "model": {},
+    "hardware": {
+        "h100-80gb-sxm-measured": "h100-sxm-splitwise2023",
+        "a100-80gb-sxm-measured": "a100-sxm-splitwise2023",
+    },
+}
 _NUMBER_FIELDS = {
     "model": {"published_params"},
     "hardware": {f.name for f in fields(HardwareProfile)}
@@ -336,12 +344,14 @@ _NUMBER_FIELDS = {
 
 
 def profile_names(kind: str) -> list[str]:
-    """The shipped profiles of a kind (``model`` or ``hardware``)."""
+    """The shipped profiles of a kind (``model`` or ``hardware``), by current name (a former
+    name in ``ALIASES`` still loads but is not listed)."""
     folder = data_dir() / "profiles" / _PROFILE_FOLDERS[kind]
     return sorted(p.stem for p in folder.glob("*.yaml"))
 
 
 def _profile_path(kind: str, name: str) -> Path:
+    name = ALIASES[kind].get(name, name)
     path = data_dir() / "profiles" / _PROFILE_FOLDERS[kind] / f"{name}.yaml"
     if not path.is_file():
         raise ValueError(
@@ -397,5 +407,6 @@ def load_model_profile(name_or_path: str | Path) -> ModelProfile:
 
 
 def load_hardware_profile(name_or_path: str | Path) -> HardwareProfile:
-    """A hardware profile by name (data/profiles/hardware/NAME.yaml) or by path."""
+    """A hardware profile by name (data/profiles/hardware/NAME.yaml, or a former name in
+    ``ALIASES``, which loads the renamed profile) or by path."""
     return _load_yaml(_resolve("hardware", name_or_path), HardwareProfile, "hardware")

@@ -6,11 +6,13 @@ per iteration. ``scalar_decode_time(lat)``, ``scalar_prefill_time(lat)`` and
 ``scalar_mixed_time(lat)`` return functions of Python numbers that do the roofline's
 arithmetic on cached constants, in the methods' order, so their results are bit for bit
 the methods' (``tests/latency/test_scalar.py`` checks every shipped profile and the
-optional terms). A latency model or option they do not cover is wrapped instead.
+optional terms). ``KernelLatency`` has its own (``KernelLatency.scalar``, which its methods
+use on Python numbers). A latency model or option they do not cover is wrapped instead.
 """
 
 from __future__ import annotations
 
+from hybridsched.latency.kernels import KernelLatency
 from hybridsched.latency.roofline import RooflineLatency
 
 
@@ -21,6 +23,8 @@ def scalar_decode_time(lat):
     same order on cached constants (bit for bit the method's result) without attribute
     lookups or numpy; otherwise it wraps the method.
     """
+    if isinstance(lat, KernelLatency):
+        return lat.scalar[0]
     if not _plain_roofline(lat):
         return lambda n, c: float(lat.decode_time(n, c))
     m, hw = lat.model, lat.hardware
@@ -45,6 +49,8 @@ def scalar_decode_time(lat):
 
 def scalar_prefill_time(lat):
     """``lat.prefill_time`` on two Python numbers, as :func:`scalar_decode_time` (bit for bit)."""
+    if isinstance(lat, KernelLatency):
+        return lat.scalar[1]
     hw = getattr(lat, "hardware", None)
     if not _plain_roofline(lat) or hw.prefill_floor_s or hw.prefill_per_request_s:
         return lambda s, s2: float(lat.prefill_time(s, s2))
@@ -69,6 +75,8 @@ def scalar_prefill_time(lat):
 
 def scalar_mixed_time(lat):
     """``lat.mixed_time`` on Python numbers, as :func:`scalar_decode_time` (bit for bit)."""
+    if isinstance(lat, KernelLatency):
+        return lat.scalar[2]
     hw = getattr(lat, "hardware", None)
     plain = _plain_roofline(lat) and hw.prefill_mbu is None
     if not plain or hw.prefill_floor_s or hw.prefill_per_request_s:

@@ -210,8 +210,8 @@ def test_module_entry_point_runs():
 
 
 def test_study_and_simulate_take_any_profile(tmp_path):
-    """Tests that study and simulate run Llama-2-70B on 2 x H100 (measured profile) at tp=2
-    and record the profiles they used."""
+    """Tests that study and simulate run Llama-2-70B on 2 x H100 (SplitwiseSim-fitted
+    profile) at tp=2 and record the profiles they used."""
     import json
 
     from hybridsched.cli import main
@@ -230,7 +230,7 @@ def test_study_and_simulate_take_any_profile(tmp_path):
                 "--model",
                 "llama-2-70b",
                 "--hardware",
-                "h100-80gb-sxm-measured",
+                "h100-sxm-splitwise2023",
                 "--tp",
                 "2",
                 "--time-limit",
@@ -243,7 +243,7 @@ def test_study_and_simulate_take_any_profile(tmp_path):
     )
     doc = json.loads((out / "study.json").read_text())
     text = json.dumps(doc)
-    assert "llama-2-70b" in text and "h100-80gb-sxm-measured" in text
+    assert "llama-2-70b" in text and "h100-sxm-splitwise2023" in text
     sim = tmp_path / "sim"
     assert (
         main(
@@ -254,7 +254,7 @@ def test_study_and_simulate_take_any_profile(tmp_path):
                 "--model",
                 "llama-2-70b",
                 "--hardware",
-                "h100-80gb-sxm-measured",
+                "h100-sxm-splitwise2023",
                 "--tp",
                 "2",
                 "--num-requests",

@@ -139,13 +139,18 @@ def test_load_splitwise_rows_and_bad_input(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "hw, label", [("a100-80gb-sxm", "a100-80gb"), ("h100-80gb-sxm", "h100-80gb")]
+    "hw, label, name",
+    [
+        ("a100-80gb-sxm", "a100-80gb", "a100-sxm-splitwise2023"),
+        ("h100-80gb-sxm", "h100-80gb", "h100-sxm-splitwise2023"),
+    ],
 )
-def test_shipped_calibrated_profiles_match_a_fresh_fit(hw, label):
-    """Tests that the shipped *-measured profiles are what a fresh fit of the shipped data gives,
-    that the decode and the medians meet the targets, and that the stored errors are the fit's."""
+def test_shipped_calibrated_profiles_match_a_fresh_fit(hw, label, name):
+    """Tests that the shipped *-splitwise2023 profiles are what a fresh fit of the shipped data
+    gives, that the decode and the medians meet the targets, and that the stored errors are
+    the fit's."""
     model = load_model_profile("llama-2-70b")
-    shipped = load_hardware_profile(f"{hw}-measured")
+    shipped = load_hardware_profile(name)
     base = replace(load_hardware_profile(hw), memory_bytes=80 * 2**30)
     fit = cal.fit_profile(load_splitwise(CSV, "llama2-70b", label), model, base)
     for k, v in fit.params.items():

@@ -14,7 +14,7 @@ from hybridsched.latency.profiles import load_hardware_profile, load_model_profi
 from hybridsched.paths import data_dir
 
 KERNEL_PROFILES = [n for n in profile_names("hardware") if load_hardware_profile(n).kernels]
-SPLITWISE = ("a100-80gb-sxm-measured", "h100-80gb-sxm-measured")
+SPLITWISE = ("a100-sxm-splitwise2023", "h100-sxm-splitwise2023")
 
 
 def test_profiles_named_for_what_they_are():

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hybridsched.latency.profiles import load_hardware_profile, load_model_profile, profile_names
 from hybridsched.latency.roofline import RooflineLatency, effective_prompts
 
-MEASURED = {"a100-80gb-sxm-measured", "h100-80gb-sxm-measured"}
+MEASURED = {"a100-sxm-splitwise2023", "h100-sxm-splitwise2023"}
 # Roofline profiles only: a profile of measured kernels times iterations from its tables.
 ROOFLINE = sorted(
     n

@@ -32,8 +32,8 @@ def test_shipped_profiles_listed():
         "a100-80gb-sxm",
         "h100-80gb-sxm",
         "h200-141gb",
-        "a100-80gb-sxm-measured",
-        "h100-80gb-sxm-measured",
+        "a100-sxm-splitwise2023",
+        "h100-sxm-splitwise2023",
     }
 
 
@@ -110,7 +110,7 @@ def test_memory_units():
     assert parse_bytes("80 GiB", "m") == 85_899_345_920
     assert parse_bytes("141 GB", "m") == 141e9
     assert load_hardware_profile("h100-80gb-sxm").memory_bytes == 80 * 2**30
-    assert load_hardware_profile("a100-80gb-sxm-measured").memory_bytes == 80 * 2**30
+    assert load_hardware_profile("a100-sxm-splitwise2023").memory_bytes == 80 * 2**30
     assert load_hardware_profile("a100-80gb-sxm").memory_bytes == 80e9
     with pytest.raises(ValueError, match="memory_bytes"):
         parse_bytes("80 GiBs", "memory_bytes")

@@ -12,7 +12,7 @@ from hybridsched.studies import deployment
 # A small deployment: 20 s of the conversation trace on one client of Llama-2-70B.
 CELL = {
     "model": "llama-2-70b",
-    "hardware": "h100-80gb-sxm-measured",
+    "hardware": "h100-sxm-splitwise2023",
     "clients": 1,
     "tp": 2,
     "max_batch": 16,

@@ -19,7 +19,7 @@ BASE = {
     "window": "0:30",
     "fit_context": "drop",
     "model": "llama-2-70b",
-    "hardware": "h100-80gb-sxm-measured",
+    "hardware": "h100-sxm-splitwise2023",
     "tp": 2,
     "clients": 2,
     "slo_ttft": 2.0,
