@@ -30,7 +30,7 @@ from hybridsched.bounds.floors import planning_sizes, work_floors
 from hybridsched.instance import Instance
 from hybridsched.policies.lagrangian import Lagrangian
 from hybridsched.policies.prefill_first import PrefillFirst
-from hybridsched.policies.static import round_robin, simulate
+from hybridsched.policies.static import fit_mask, round_robin, simulate
 
 ASSIGNMENTS = ("mmbpp", "round-robin", "mmbpp-reserved", "mmbpp-memory")
 SORTS = ("longest", "fcfs", "reservation")
@@ -100,12 +100,13 @@ class _Ordered:
         return self.inner.start(instance, client)
 
 
-def _random_candidates(planned: Instance, count: int, seed: int):
+def _random_candidates(planned: Instance, count: int, seed: int, block_size: int = 1):
     """Seeded random candidates: an assignment, a queue order and a rule with its knobs."""
     rng = np.random.default_rng(seed)
     n = planned.num_requests
-    cap = np.array([c.kv_capacity_tokens for c in planned.clients])
-    fits = planned.reservation[:, None] <= cap[None, :]
+    fits = fit_mask(planned, block_size)
+    if fits is None:
+        fits = np.ones((n, planned.num_clients), dtype=bool)
     for k in range(count):
         a = np.array([rng.choice(np.flatnonzero(fits[i])) for i in range(n)], dtype=np.int64)
         keys = rng.permutation(n).astype(float)
@@ -130,19 +131,23 @@ def plan(
     assign: Callable[[np.ndarray], np.ndarray],
     extra: int | None = None,
     seed: int = 0,
+    block_size: int = 1,
 ) -> Choice:
     """The best candidate on the predicted lengths (module docstring).
 
     ``assign(sizes)`` returns an MMBPP assignment for an (n, J) size array. Besides the
     structured candidates, ``extra`` seeded random ones (default: 256 for tiny
     instances, falling with ``n`` to none at 4,097 requests) widen the search where the
-    simulator is cheap.
+    simulator is cheap. ``block_size``: on-demand KV's block, so that every candidate places
+    each request only on a client that holds it alone in whole blocks.
     """
     planned = _planning_instance(instance)
     plans: dict[str, np.ndarray] = {}
     for kind in ASSIGNMENTS:
         plans[kind] = (
-            round_robin(planned) if kind == "round-robin" else assign(_sizes(planned, kind))
+            round_robin(planned, block_size)
+            if kind == "round-robin"
+            else assign(_sizes(planned, kind))
         )
     seen: dict[bytes, str] = {}
     results: dict[str, float] = {}
@@ -161,7 +166,7 @@ def plan(
                 if best is None or t < best[0] * (1 - 1e-12):
                     best = (t, name, plans[kind], rule)
     n_extra = _extra(instance.num_requests) if extra is None else extra
-    for name, a, rule in _random_candidates(planned, n_extra, seed):
+    for name, a, rule in _random_candidates(planned, n_extra, seed, block_size):
         t = float(simulate(planned, a, rule)["end_s"].max())
         results[name] = t
         if t < best[0] * (1 - 1e-12):

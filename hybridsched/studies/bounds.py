@@ -6,7 +6,6 @@ import numpy as np
 
 from hybridsched.bounds.floors import CACHED, work_floors
 from hybridsched.bounds.lower_bound import LowerBound, lower_bound, without_cached
-from hybridsched.engine.admission import DEFAULT_BLOCK_SIZE
 from hybridsched.instance import Instance
 from hybridsched.policies.registry import SolveSettings, policy_spec
 
@@ -25,11 +24,11 @@ def full_lower_bound(
     ``admission``: ``reservation`` or ``on-demand`` (``bounds.lower_bound``); the MMBPP's
     sizes are the floors valid for it. Requests with a zero floor on some client are left
     out of the MMBPP (fewer items: its bound stays valid). ``cached``: what a prefix cache
-    could supply per request (``bounds.lower_bound``), on demand; ``"auto"``: as the engine's
-    default cache (on, 16-token blocks) would, where the workload has prefix identity.
+    could supply per request (``bounds.lower_bound``), on demand; ``"auto"``: an allowance
+    valid for a cache of any block size, where the workload has prefix identity.
     """
     if isinstance(cached, str):
-        cached = cacheable(instance, admission, True, DEFAULT_BLOCK_SIZE)
+        cached = cacheable(instance, admission, True, None)
     mmbpp = 0.0
     od = admission == "on-demand"
     sized = instance
@@ -57,13 +56,16 @@ def full_lower_bound(
     )
 
 
-def cacheable(instance: Instance, admission: str, prefix_caching: bool, block_size: int):
+def cacheable(instance: Instance, admission: str, prefix_caching: bool, block_size: int | None):
     """What a prefix cache could supply per request when the engine runs one (on demand,
-    with the cache on and a workload that says which prompts share prefixes), else None."""
+    with the cache on and a workload that says which prompts share prefixes), else None;
+    ``block_size=None``: an allowance valid for any block size."""
     if admission != "on-demand" or not prefix_caching:
         return None
-    from hybridsched.workloads.prefixes import cacheable_tokens
+    from hybridsched.workloads.prefixes import cacheable_any_block, cacheable_tokens
 
+    if block_size is None:  # whatever block the engine runs
+        return cacheable_any_block(instance.requests)
     return cacheable_tokens(instance.requests, block_size)
 
 

@@ -214,4 +214,4 @@ def _portfolio(instance: Instance, solve: SolveSettings, block_size: int = 1):
             allowed=fit_mask(instance, block_size),
         ).assignment
 
-    return plan(instance, assign)
+    return plan(instance, assign, block_size=block_size)

@@ -224,3 +224,21 @@ def cacheable_tokens(requests: pd.DataFrame, block_size: int) -> np.ndarray | No
                 break  # a chain: no later block can be held elsewhere either
             out[i] += block_size
     return out
+
+
+def cacheable_any_block(requests: pd.DataFrame, block_size: int = 16) -> np.ndarray | None:
+    """``cacheable_tokens`` for every block size at once: what 16-token blocks allow plus
+    the rest of the next block (a finer block can share up to ``block_size - 1`` tokens
+    more), capped at ``s_i - 1``, for requests whose first segment another request shares
+    (else none can be cached). A valid allowance whatever block size the engine runs."""
+    segs = prompt_segments(requests)
+    if segs is None:
+        return None
+    exact = cacheable_tokens(requests, block_size)
+    first = [seg[0][0] if seg else None for seg in segs]
+    count: dict = {}
+    for key in first:
+        count[key] = count.get(key, 0) + 1
+    shared = np.array([k is not None and count[k] > 1 for k in first])
+    s = requests["prompt_tokens"].to_numpy(np.int64)
+    return np.where(shared, np.minimum(s - 1, exact + block_size - 1), exact)
