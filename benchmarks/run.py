@@ -467,12 +467,22 @@ def bench_sweep(
         )
 
 
+def bench_fuzz(minutes: float = 1.0) -> None:
+    from fuzz import fuzz  # benchmarks/fuzz.py; `make fuzz` runs it longer
+
+    print(f"== fuzz: every policy x router x admission on random instances, {minutes:g} min ==")
+    line, failures = fuzz(minutes)
+    print(line)
+    for seed, policy, router, adm, err in failures[:5]:
+        print(f"  FAILED seed={seed} policy={policy} router={router} admission={adm}: {err}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument(
         "--only",
         default="sim,mmbpp,mmbpp-scale,bound,mip,study,fit,engine,scale,phases,workloads,bounds,"
-        "sweep,pred,kernels,vllm,real",
+        "sweep,pred,kernels,vllm,real,fuzz",
         help="comma-separated sections",
     )
     p.add_argument("--sweep-cells", type=int, default=1000)
@@ -513,6 +523,7 @@ def main() -> None:
         "kernels": bench_kernels,
         "vllm": bench_vllm,
         "real": bench_real,
+        "fuzz": bench_fuzz,
     }
     for name in args.only.split(","):
         sections[name.strip()]()
