@@ -119,13 +119,29 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # a bad argument (one line on stderr, code 2) or --help (0)
         return e.code if isinstance(e.code, int) else 2
     args.argv = list(sys.argv[2:] if argv is None else argv[1:])
+    import signal
+
+    # SIGTERM ends a run as Ctrl-C does: one line, exit 130, nothing half-written (every
+    # command writes its files by rename at the end; a sweep keeps the cells it finished).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         check_args(args)
         args.func(args)
     except ValueError as e:
         print(f"error: {plain_message(str(e))}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: {_kept(args)}", file=sys.stderr)
+        return 130
     return 0
+
+
+def _kept(args: argparse.Namespace) -> str:
+    """What an interrupted command leaves: a sweep's finished cells, else nothing."""
+    out = getattr(args, "out", None)
+    if getattr(args, "command", "") == "sweep" and out:
+        return f"the cells finished so far are kept in {out}; rerun the same command to resume"
+    return f"nothing written to {out}" if out else "nothing written"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -98,6 +98,7 @@ class PrefixKV:
         self.linger_slots: dict[int, int] = {}  # the interface of kv.BlockLedger
         self.planned: set[int] = set()
         self.hits: dict[int, int] = {}  # this decision's hit tokens per queued row
+        self._dc, self._planned_for = 0, None
 
     # --- what the engine reads ----------------------------------------------------------
     @property
@@ -120,8 +121,15 @@ class PrefixKV:
     def step_running(self, chunks) -> None:
         """Before admissions: the running rows' decode and the continuing chunks take their
         blocks and register what they fill (vLLM's order)."""
-        for i in self.running:
-            self._grow(i, self.computed[i] + 1, self.prompt_known(i))
+        b, comp, ncached, blocks = self.b, self.computed, self.ncached, self.blocks
+        known_add = 0 if self.async_ else 1  # as prompt_known
+        for i in self.running:  # each decodes one token: the hot path of _grow
+            c = comp[i]
+            comp[i] = c + 1
+            if c % b == 0:  # its KV fills its last block: it takes one more
+                blocks[i] += self.pool.get_new_blocks(1)
+            if (c + known_add) // b > ncached.get(i, 0):
+                self._register(i, c + known_add)
         for i, x in chunks:
             self._grow(i, self.computed[i] + x, self.sh.prompt[i])
 
@@ -174,37 +182,51 @@ class PrefixKV:
     # vLLM looks a request's prefix up after the step's earlier requests took their blocks:
     # a cached free block that one of them takes from the free queue's head is gone.
     def begin_decision(self, running, dc: int) -> None:
+        """A new decision: its planning starts when a rule first asks (``_planning``)."""
+        self._dc, self._planned_for = dc, None
+
+    def _planning(self) -> None:
+        """This decision's plan, made once on the rule's first question: the blocks the
+        running rows' decode will take and register (their registered ones are in the pool)."""
+        if self._planned_for is not None:
+            return
+        self._planned_for = self._dc
         self.planned.clear()
         self.hits.clear()
         self.hit_list: dict[int, list] = {}
         self.touched: set[int] = set()
-        self.taking = self.decode_need(0, dc) // self.b
+        self.taking = self.decode_need(0, self._dc) // self.b
         self._doomed, self._doomed_n = set(), 0
-        for i in running:
-            self._plan_keys(i, self.computed[i] + 1, self.prompt_known(i))
+        for i in self.running:
+            self._plan_keys(i, self.computed[i] + 1, self.prompt_known(i), self.ncached.get(i, 0))
 
     def admit_cost(self, i: int, tokens: int) -> int:
+        self._planning()
         hit = self._hit_blocks(i, real=False)
         self.hits[i], self.hit_list[i] = len(hit) * self.b, hit
         evictable = sum(1 for b in hit if b is not None and b.ref == 0)
         return (-(-tokens // self.b) - len(hit) + evictable) * self.b
 
     def hit_tokens(self, i: int) -> int:
+        self._planning()
         if i not in self.hits:
             self.admit_cost(i, self.sh.prompt[i])
         return self.hits[i]
 
     def plan(self, i: int, done: int, tokens: int) -> None:
+        self._planning()
         b = self.b
         if i in self.blocks:  # a chunk of a row being prefilled
             upto = max(done, self.computed[i]) + tokens
             self.taking += max(0, -(-upto // b) - len(self.blocks[i]))
+            start = self.ncached.get(i, 0)
         else:  # an admission: its hits leave the free queue, its chunk takes new blocks
             hit = self.hit_list.get(i) or []
             upto = len(hit) * b + tokens
             self.taking += -(-upto // b) - len(hit)
             self.touched.update(x.id for x in hit if x is not None and x.ref == 0)
-        self._plan_keys(i, upto, self.sh.prompt[i])
+            start = len(hit)
+        self._plan_keys(i, upto, self.sh.prompt[i], start)
 
     def _doomed_ids(self) -> set[int]:
         """Ids of the free blocks this step's earlier allocations take (the queue's head)."""
@@ -239,10 +261,13 @@ class PrefixKV:
             self.pool.insert(keys[k], blocks[k])
         self.ncached[i] = max(self.ncached.get(i, 0), n_full)
 
-    def _plan_keys(self, i: int, upto: int, known: int) -> None:
-        keys = self.keys(i)
-        n_full = min(min(upto, known) // self.b, len(keys))
-        self.planned.update(keys[:n_full])
+    def _plan_keys(self, i: int, upto: int, known: int, start: int) -> None:
+        """The blocks ``start`` on of row ``i`` that this step fills (earlier ones are found
+        in the pool: registered, or hits)."""
+        n_full = min(upto, known) // self.b
+        if n_full > start:
+            keys = self.keys(i)
+            self.planned.update(keys[start : min(n_full, len(keys))])
 
     def _hit_blocks(self, i: int, real: bool) -> list:
         T = self.sh.prompt[i]

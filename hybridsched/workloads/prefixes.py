@@ -168,10 +168,18 @@ def check_prefix_columns(out: pd.DataFrame, df: pd.DataFrame, fail) -> None:
 
 
 class BlockKeys:
-    """Row -> its chained block ids over prompt then output (module docstring)."""
+    """Row -> its chained block ids over prompt then output (module docstring).
+
+    A row's segments are a path in a trie of segment keys (``nodes``); a block ending at
+    offset ``t`` of the segment at trie node ``v`` gets the id of ``(v, t)``. Two rows reach
+    the same node only through the same segments, all of them whole but the last (a cut
+    segment is followed by the row's own tokens, a key no other row has), so equal ids mean
+    equal tokens up to the block's end, as chained hashes do.
+    """
 
     def __init__(self, segments: list, ids: list, output: list, block_size: int) -> None:
         self.segments, self.ids, self.output, self.b = segments, ids, output, block_size
+        self.nodes: dict[tuple, int] = {}
         self.intern: dict[tuple, int] = {}
         self.rows: dict[int, list[int]] = {}
 
@@ -182,63 +190,65 @@ class BlockKeys:
         return keys
 
     def _build(self, i: int) -> list[int]:
-        segs = [*self.segments[i], (("o", self.ids[i]), self.output[i])]
-        b, intern = self.b, self.intern
+        b, nodes, intern = self.b, self.nodes, self.intern
         out: list[int] = []
-        parent, piece, room = -1, [], b
-        for key, n in segs:
-            at = 0
-            while at < n:
-                take = min(room, n - at)
-                piece.append((key, at, at + take))
-                at += take
-                room -= take
-                if room == 0:
-                    node = (parent, tuple(piece))
-                    parent = intern.get(node)
-                    if parent is None:
-                        parent = intern[node] = len(intern)
-                    out.append(parent)
-                    piece, room = [], b
+        parent, pos, end = -1, 0, b  # the trie node, tokens so far, the next block's end
+        for key, n in [*self.segments[i], (("o", self.ids[i]), self.output[i])]:
+            node = nodes.setdefault((parent, key), len(nodes))
+            stop = pos + n
+            while end <= stop:
+                k = (node, end - pos)
+                v = intern.get(k)
+                if v is None:
+                    v = intern[k] = len(intern)
+                out.append(v)
+                end += b
+            parent, pos = node, stop
         return out
 
 
-def cacheable_tokens(requests: pd.DataFrame, block_size: int) -> np.ndarray | None:
-    """Per request, the most prompt tokens a prefix cache could supply: its full blocks
-    (at most ``(s_i - 1) // b``: the last token is always computed) that some other request
-    also holds. None without prefix identity."""
+def shared_prompt_tokens(requests: pd.DataFrame) -> np.ndarray | None:
+    """Per request, the leading tokens of its prompt that some other request also holds
+    (its prompt, or its prompt and output), by whole segments: at least what is really
+    shared (a segment another request holds only in part counts whole). None without
+    prefix identity."""
     segs = prompt_segments(requests)
     if segs is None:
         return None
-    ids = requests["request_id"].tolist()
-    s = requests["prompt_tokens"].to_numpy(np.int64)
-    keys = BlockKeys(segs, ids, requests["output_tokens"].tolist(), block_size)
+    ids, out = requests["request_id"].tolist(), requests["output_tokens"].tolist()
+    nodes: dict[tuple, int] = {}
     count: dict[int, int] = {}
-    for i in range(len(ids)):
-        for k in set(keys(i)):
-            count[k] = count.get(k, 0) + 1
-    out = np.zeros(len(ids), dtype=np.int64)
-    for i in range(len(ids)):
-        for k in keys(i)[: (int(s[i]) - 1) // block_size]:
-            if count[k] < 2:
-                break  # a chain: no later block can be held elsewhere either
-            out[i] += block_size
-    return out
+    paths = []
+    for i, seg in enumerate(segs):
+        parent, path = -1, []
+        for key, n in [*seg, (("o", ids[i]), out[i])]:
+            parent = nodes.setdefault((parent, key), len(nodes))
+            path.append((parent, n))
+        for node in {p for p, _ in path}:
+            count[node] = count.get(node, 0) + 1
+        paths.append(path[: len(seg)])
+    shared = np.zeros(len(segs), dtype=np.int64)
+    for i, path in enumerate(paths):
+        for node, n in path:
+            if count[node] < 2:
+                break  # a path: nothing after an unshared segment is shared either
+            shared[i] += n
+    return shared
 
 
-def cacheable_any_block(requests: pd.DataFrame, block_size: int = 16) -> np.ndarray | None:
-    """``cacheable_tokens`` for every block size at once: what 16-token blocks allow plus
-    the rest of the next block (a finer block can share up to ``block_size - 1`` tokens
-    more), capped at ``s_i - 1``, for requests whose first segment another request shares
-    (else none can be cached). A valid allowance whatever block size the engine runs."""
-    segs = prompt_segments(requests)
-    if segs is None:
+def cacheable_tokens(requests: pd.DataFrame, block_size: int) -> np.ndarray | None:
+    """Per request, the most prompt tokens a prefix cache of ``block_size``-token blocks
+    could supply: whole blocks (at most ``(s_i - 1) // b``: the last token is always
+    computed) of the prefix another request also holds. None without prefix identity."""
+    shared = shared_prompt_tokens(requests)
+    if shared is None:
         return None
-    exact = cacheable_tokens(requests, block_size)
-    first = [seg[0][0] if seg else None for seg in segs]
-    count: dict = {}
-    for key in first:
-        count[key] = count.get(key, 0) + 1
-    shared = np.array([k is not None and count[k] > 1 for k in first])
     s = requests["prompt_tokens"].to_numpy(np.int64)
-    return np.where(shared, np.minimum(s - 1, exact + block_size - 1), exact)
+    b = int(block_size)
+    return np.minimum((s - 1) // b, shared // b) * b
+
+
+def cacheable_any_block(requests: pd.DataFrame) -> np.ndarray | None:
+    """``cacheable_tokens`` for every block size at once (one-token blocks: at most the
+    shared prefix, at most ``s_i - 1``): valid whatever block size the engine runs."""
+    return cacheable_tokens(requests, 1)
