@@ -7,11 +7,14 @@ repeats the earlier turns, so a prefix cache can reuse them). This script writes
 per workload into ``data/validation/llmservingsim/workloads/``: ``request_id`` (the line),
 ``arrival_s`` (the workload's ``arrival_time_ns`` / 1e9), ``prompt_tokens``,
 ``output_tokens``, ``prefix_parent`` (the earlier request whose prompt shares the longest
-run of leading tokens with this one, -1 for none) and ``shared_prefix_tokens`` (that
-run's length; 0 with no parent). Only the prompts' shared tokens are used: vLLM generated
-its own output tokens, not the workload's recorded replies.
+run of leading tokens with this one, -1 for none; the first such request on a tie) and
+``shared_prefix_tokens`` (that run's length; 0 with no parent). A run shorter than one
+16-token KV block counts as none: every Llama-3 prompt starts with the same BOS token, and
+a prefix cache reuses whole blocks only. Only the prompts' token ids are compared: vLLM
+generated its own output tokens, not the workload's recorded replies.
 
-Usage (the runs' upstream folder holds ``workloads/*.jsonl``)::
+Usage (the runs' upstream folder holds ``workloads/*.jsonl``; the sha256 printed for each
+is the ``dataset_hash`` in the runs' ``meta.json``)::
 
     python scripts/derive_llmservingsim_workloads.py UPSTREAM_RUNS_DIR
 """
@@ -19,6 +22,7 @@ Usage (the runs' upstream folder holds ``workloads/*.jsonl``)::
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -69,7 +73,9 @@ def main(upstream: str) -> None:
             w.writerows(rows)
         hits = sum(r["shared_prefix_tokens"] for r in rows)
         total = sum(r["prompt_tokens"] for r in rows)
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
         print(f"{dst.name}: {len(rows)} requests, {hits / total:.1%} of prompt tokens shared")
+        print(f"  from {path.name}, sha256 {sha}")
 
 
 if __name__ == "__main__":
