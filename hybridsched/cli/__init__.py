@@ -46,14 +46,17 @@ Commands and the files they write (columns and keys are a contract):
 ``--format``, ``--window START:END``, ``--rate-scale X``, ``--max-requests N``,
 ``--fit-context {error,drop}`` and ``--max-context`` (docs/model.md, "Workloads").
 
-Bad input exits with code 2 and one line naming the field and the value; nothing is
-written unless the whole run succeeded (files are written to temporary names and
-renamed at the end).
+Bad input exits with code 2 and one line naming the field and the value. Every command
+writes all or nothing (``jobs/staging.py``): its files go to a staging folder beside
+``--out`` and are moved in at the end, once every target was checked (a target that
+cannot be written is the same one-line error, exit 2, nothing moved). Ctrl-C or SIGTERM
+ends a command with one line, exit 130 (``interrupt``): nothing written, or for a sweep
+the cells kept and how to resume.
 
 One module per command or group (``simulate``, ``assign``, ``study`` for ``single-case``
 and ``study``, ``export``, ``sweep``, ``capacity``, ``render``, ``calibrate``, ``validate``), each with
 its ``cmd_*`` and the ``add_*`` that declares its options; ``common`` holds the options
-they share and ``outputs`` the atomic writer. This module assembles the parser.
+they share and ``outputs`` the all-or-nothing writer. This module assembles the parser.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ from hybridsched.cli.argcheck import (
     OneLineParser,
     check_input_file,
     check_out_dir,
+    check_out_file,
     check_profile,
     plain_message,
 )
@@ -73,6 +77,7 @@ from hybridsched.cli.assign import add_assign, cmd_assign
 from hybridsched.cli.calibrate import add_calibrate, cmd_calibrate
 from hybridsched.cli.capacity import add_capacity, cmd_capacity
 from hybridsched.cli.export import add_export, cmd_export
+from hybridsched.cli.interrupt import interrupted_line, signals_as_interrupt
 from hybridsched.cli.render import add_render, cmd_render
 from hybridsched.cli.simulate import add_simulate, cmd_simulate
 from hybridsched.cli.study import add_single_case, add_study, cmd_single_case, cmd_study
@@ -99,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_args(args: argparse.Namespace) -> None:
     """The paths of a parsed command line, before any work (ValueError naming the flag)."""
-    if getattr(args, "func", None) is not cmd_calibrate:  # calibrate's --out is a file
+    if getattr(args, "func", None) in (cmd_calibrate, cmd_export):  # --out is a file
+        check_out_file(args.out, "--out")
+    else:
         check_out_dir(getattr(args, "out", None), "--out")
     check_input_file(getattr(args, "requests", None), "--requests")
     w = getattr(args, "workload", None)
@@ -119,29 +126,19 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # a bad argument (one line on stderr, code 2) or --help (0)
         return e.code if isinstance(e.code, int) else 2
     args.argv = list(sys.argv[2:] if argv is None else argv[1:])
-    import signal
-
     # SIGTERM ends a run as Ctrl-C does: one line, exit 130, nothing half-written (every
-    # command writes its files by rename at the end; a sweep keeps the cells it finished).
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        check_args(args)
-        args.func(args)
-    except ValueError as e:
-        print(f"error: {plain_message(str(e))}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"interrupted: {_kept(args)}", file=sys.stderr)
-        return 130
+    # command moves its files in at the end; a sweep keeps the cells it finished).
+    with signals_as_interrupt():
+        try:
+            check_args(args)
+            args.func(args)
+        except ValueError as e:
+            print(f"error: {plain_message(str(e))}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(interrupted_line(args), file=sys.stderr)
+            return 130
     return 0
-
-
-def _kept(args: argparse.Namespace) -> str:
-    """What an interrupted command leaves: a sweep's finished cells, else nothing."""
-    out = getattr(args, "out", None)
-    if getattr(args, "command", "") == "sweep" and out:
-        return f"the cells finished so far are kept in {out}; rerun the same command to resume"
-    return f"nothing written to {out}" if out else "nothing written"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -98,6 +98,18 @@ def check_out_dir(value: str | os.PathLike | None, flag: str = "--out") -> Path:
     return p
 
 
+def check_out_file(value: str | os.PathLike | None, flag: str = "--out") -> Path:
+    """An output file: not a folder, in a folder that exists and is writable or can be
+    created; else ValueError. Creates nothing."""
+    if value is None or not str(value).strip():
+        raise ValueError(f"{flag}: needs a file name, got an empty value")
+    p = Path(value).expanduser()
+    if p.is_dir():
+        raise ValueError(f"{flag} {value}: is a folder, not a file")
+    check_out_dir(p.absolute().parent, flag)  # its message names the folder
+    return p
+
+
 def check_input_file(value: str | os.PathLike | None, flag: str) -> None:
     """A file to read: refuses a missing path or a folder (None: the default, accepted)."""
     if value is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hybridsched.jobs.staging import staged_file
 from hybridsched.latency import calibration as cal
 from hybridsched.latency.measurements import load_splitwise
 from hybridsched.latency.profiles import load_hardware_profile, load_model_profile, parse_bytes
@@ -40,10 +40,8 @@ def cmd_calibrate(args) -> None:
             f"at most {cal.OUTLIER_MAX_SHARE:.0%} of rows"
         ),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial")
-    cal.write_profile(fit, tmp, meta)
-    os.replace(tmp, out)
+    with staged_file(out) as staged:  # replaces --out only once it is whole
+        cal.write_profile(fit, staged, meta)
     print("\n".join([*_report(fit, len(m)), str(out)]))
 
 

@@ -9,6 +9,7 @@ from hybridsched.cli.options import add_workload_args, report_dropped, workload_
 
 
 def cmd_export(args) -> None:
+    from hybridsched.jobs.staging import staged_file
     from hybridsched.workloads.catalogue import export_workload, load_workload, workload_info
 
     df = load_workload(
@@ -19,8 +20,9 @@ def cmd_export(args) -> None:
     )
     info = workload_info(df)
     report_dropped(info)
-    path = export_workload(df, args.out, args.export_format)
-    print(path)
+    with staged_file(args.out) as staged:  # replaces --out only once it is whole
+        export_workload(df, staged, args.export_format)
+    print(args.out)
     print(
         f"{info['workload']}: {len(df)} requests over {df['arrival_s'].max():.1f} s "
         f"as {args.export_format}"

@@ -364,5 +364,6 @@ def add_engine_args(p: argparse.ArgumentParser, default: str = "dask") -> None:
     p.add_argument(
         "--scheduler",
         default=None,
-        help="address of a running Dask scheduler (tcp://HOST:8786); default: a local cluster",
+        help="address of a running Dask scheduler (tcp://HOST:8786), given 5 s to answer "
+        "(else exit 2); default: a local cluster",
     )

@@ -1,13 +1,14 @@
-"""The files a command writes, all at the end, each by atomic rename (``Outputs``)."""
+"""The files a command writes, all at the end, all or nothing (``Outputs``)."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from hybridsched.jobs.staging import Stage
 
 
 def _json_default(o):
@@ -25,13 +26,16 @@ def _json_default(o):
 
 
 class Outputs:
-    """Collects output files and writes them all at the end, each by atomic rename."""
+    """Collects output files and moves them all into place at the end, all or nothing
+    (``jobs/staging.py``: a target that cannot be written is a one-line ``ValueError``
+    before any file is moved)."""
 
     def __init__(self, out: str | Path):
         self.dir = Path(out)
         self.files: dict[str, object] = {}
         self.options: dict[str, dict] = {}  # per file: keyword arguments of its writer
-        self._tmp: list[tuple[Path, Path]] = []  # (partial file, final name), as written
+        self._stage: Stage | None = None
+        self._written: set[str] = set()
 
     def add(self, name: str, content, **options) -> None:
         """``content``: a DataFrame (CSV; a name starting with ``trace`` is written by
@@ -40,42 +44,51 @@ class Outputs:
         self.options[name] = options
 
     def write(self) -> None:
-        """Write the files added so far as ``NAME.partial``; nothing looks complete until
-        ``commit``. Files added later are written by the next ``write`` or ``commit``."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        done = {dst.name for _, dst in self._tmp}
+        """Write the files added so far into the staging folder beside the output folder;
+        nothing is in the output folder until ``commit``. Files added later are written
+        by the next ``write`` or ``commit``."""
+        if self._stage is None:
+            self._stage = Stage(self.dir)
         for name, content in self.files.items():
-            if name in done:
-                continue
-            path = self.dir / (name + ".partial")
-            if isinstance(content, pd.DataFrame):
-                if name.startswith("trace"):
-                    from hybridsched.trace.io import write_trace
-
-                    write_trace(content, path, **self.options.get(name, {}))
-                else:
-                    from hybridsched.trace.csv_writer import write_csv
-
-                    write_csv(content, path)  # the bytes of to_csv(index=False)
-            elif isinstance(content, bytes):  # a rendered figure
-                path.write_bytes(content)
-            else:
-                path.write_text(json.dumps(content, indent=2, default=_json_default) + "\n")
-            self._tmp.append((path, self.dir / name))
+            if name not in self._written:
+                try:
+                    _write_file(self._stage.path(name), name, content, self.options.get(name, {}))
+                except OSError as e:  # a full disk: one line naming the file
+                    raise self._stage.write_error(e, name) from None
+                self._written.add(name)
 
     def discard(self) -> None:
-        """Remove the partial files of ``write`` (a check failed after them)."""
-        for src, _ in self._tmp:
-            src.unlink(missing_ok=True)
-        self._tmp = []
+        """Remove what ``write`` wrote (a check failed after it, or the run was stopped)."""
+        if self._stage is not None:
+            self._stage.close()
+        self._stage, self._written = None, set()
 
     def commit(self) -> None:
-        """Write what ``write`` has not, rename every file into place, print the paths."""
-        self.write()
-        for src, dst in self._tmp:
-            os.replace(src, dst)
-        for _, dst in self._tmp:
-            print(dst)
+        """Write what ``write`` has not, move every file into place, print the paths."""
+        try:
+            self.write()
+            moved = self._stage.commit()
+        finally:
+            self.discard()
+        for path in moved:
+            print(self.dir / path.name)
+
+
+def _write_file(path: Path, name: str, content, options: dict) -> None:
+    """One output file: a DataFrame as CSV (a trace by ``write_trace``), bytes, or JSON."""
+    if isinstance(content, pd.DataFrame):
+        if name.startswith("trace"):
+            from hybridsched.trace.io import write_trace
+
+            write_trace(content, path, **options)
+        else:
+            from hybridsched.trace.csv_writer import write_csv
+
+            write_csv(content, path)  # the bytes of to_csv(index=False)
+    elif isinstance(content, bytes):  # a rendered figure
+        path.write_bytes(content)
+    else:
+        path.write_text(json.dumps(content, indent=2, default=_json_default) + "\n")
 
 
 class ProgressBar:

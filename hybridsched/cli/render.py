@@ -9,18 +9,29 @@ from hybridsched.cli.argcheck import parameter_arg
 
 
 def cmd_render(args) -> None:
+    """Render into a staging folder beside ``--out``, then move every report, results folder
+    and the index in at once (a failed notebook's stale report is removed in the same move)."""
+    from hybridsched.jobs.staging import staged_output
     from hybridsched.reports.rendering import RenderError, render
 
-    try:
-        render(
-            args.out,
-            smoke=args.smoke,
-            notebooks=args.notebooks or None,
-            parameters=dict(args.parameter or []),
-            progress=not args.quiet,
-        )
-    except RenderError as e:
-        print(f"render failed: {e}", file=sys.stderr)
+    failed = None
+    with staged_output(args.out) as stage:
+        try:
+            render(
+                args.out,
+                smoke=args.smoke,
+                notebooks=args.notebooks or None,
+                parameters=dict(args.parameter or []),
+                progress=not args.quiet,
+                publish_to=stage.dir,
+            )
+        except RenderError as e:  # the other notebooks' reports are still published
+            failed = e
+            for f in e.failures:
+                stage.remove(f"{f.notebook}.html")
+                stage.remove(f.notebook)
+    if failed is not None:
+        print(f"render failed: {failed}", file=sys.stderr)
         raise SystemExit(1) from None
 
 

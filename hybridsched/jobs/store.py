@@ -70,6 +70,10 @@ class ResultStore:
         tmp = self.dir / f".{path.name}.partial"
         df = pd.DataFrame(rows)
         df = df.astype({k: t for k, t in self.dtypes.items() if k in df.columns})
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
+        try:
+            df.to_parquet(tmp, index=False)
+            os.replace(tmp, path)
+        except BaseException:  # a full disk, or Ctrl-C while saving: no partial part left
+            tmp.unlink(missing_ok=True)
+            raise
         return path

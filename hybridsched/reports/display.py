@@ -11,6 +11,8 @@ change how a table is shown (its CSV file keeps the raw numbers):
   cell with no number reads "not reported";
 - ``show_wide(df, keys)``: a wide table (the study summary) transposed, one column per
   ``keys`` combination, so it fits the page;
+- ``show_params(df)``: one row per profile parameter, each in its unit (GB/s, µs/ms/s,
+  percentages of peak);
 - ``single_case_table(results)``: the policy table with, for the chunked-prefill rows,
   their own (mixed-iteration) bound and gap beside the paper-model ones.
 """
@@ -93,8 +95,9 @@ def show(
     shown.columns = _unique([h for h, _ in heads])
     styler = shown.style.hide(axis="index")
     text = [shown.columns[k] for k in range(len(heads)) if _is_text(df.iloc[:, k], kinds[k])]
-    if text:
-        styler = styler.set_properties(subset=text, **{"text-align": "left"})
+    if text:  # left-aligned, and long text (an error message) wraps inside the page
+        wrap = {"text-align": "left", "white-space": "normal", "overflow-wrap": "break-word"}
+        styler = styler.set_properties(subset=text, **wrap)
     return styler.set_caption(caption) if caption else styler
 
 
@@ -170,6 +173,39 @@ def show_metrics(df: pd.DataFrame, caption: str | None = None, paper: str = "pap
     return styler.set_caption(caption) if caption else styler
 
 
+def param_kind(name: str) -> str | None:
+    """How a profile parameter's values read, by its name: a bandwidth in GB/s, a time
+    (``..._s``) in s, ms or µs, an efficiency or share (``mfu``, ``mbu``, ``..._share``)
+    as a percentage; else the column's ``labels`` kind, else None (a plain number)."""
+    n = str(name)
+    if "bandwidth" in n:
+        return "bandwidth"
+    if n.endswith("_s"):
+        return "duration"
+    if n in ("mfu", "mbu") or n.endswith("_share") or n.endswith(("_mfu", "_mbu")):
+        return "fraction"
+    return kind(n)
+
+
+def show_params(df: pd.DataFrame, caption: str | None = None, first: str = "parameter") -> Any:
+    """A parameter-by-row table (a profile's constants, one column per profile) as a
+    Styler: each row formatted in its unit (``param_kind``: ``300.0 GB/s``, ``50 µs``,
+    ``9.09 ms``, ``69.1%``), the row names in a leading ``first`` column."""
+    rows = [
+        [str(name), *[_param_cell(v, param_kind(name)) for v in df.loc[name].tolist()]]
+        for name in df.index
+    ]
+    out = pd.DataFrame(rows, columns=[first, *map(str, df.columns)])
+    styler = out.style.hide(axis="index").set_properties(subset=[first], **{"text-align": "left"})
+    return styler.set_caption(caption) if caption else styler
+
+
+def _param_cell(v: Any, how: str | None) -> str:
+    if not _is_num(v):
+        return _txt(v)
+    return fmt(v, how) if how else fmt(v, None)
+
+
 def show_wide(df: pd.DataFrame, keys: Iterable[str], caption: str | None = None) -> Any:
     """A wide table transposed: one column per ``keys`` combination (``"2x tp4 / hybrid"``),
     one row per other column, each row formatted by its column's kind."""
@@ -200,10 +236,14 @@ def single_case_table(results: Mapping[str, Any]) -> pd.DataFrame:
     """One row per config and policy: the main metrics, the gap to the paper-model ``T_LB``
     (prefill or decode per iteration) and the share of the baseline's gap it closes, and
     for policies measured against another bound (chunked prefill: the mixed-iteration
-    ``T_LB``) that bound and the gap and share against it, blank for the others.
+    ``T_LB``; on-demand admission: the bound without the reservation share) what that bound
+    also covers (``tables.bound_model``), its value and the gap and share against it,
+    blank for the others.
 
     ``results`` maps a config name to a ``SingleCaseResult`` (``.table``, ``.bound``).
     """
+    from hybridsched.reports.tables import with_bound_models
+
     parts = []
     for name, r in results.items():
         t = r.table.copy()
@@ -217,6 +257,8 @@ def single_case_table(results: Mapping[str, Any]) -> pd.DataFrame:
         part["share of the gap closed (paper model)"] = (
             (base - t["makespan_s"]) / (base - lb) if base > lb else np.nan
         )
+        models = with_bound_models(t, getattr(r.bound, "admission", "reservation"))
+        part["own T_LB: also covers"] = models["bound_model"].where(other)
         part["own T_LB (s)"] = own.where(other)
         part["gap to own T_LB"] = t["gap_to_lb"].where(other)
         part["share closed (own T_LB)"] = t["gap_closed"].where(other)
@@ -230,6 +272,7 @@ SINGLE_CASE_FORMATS = {
     "paper-model T_LB (s)": "seconds",
     "gap to paper-model T_LB": "fraction",
     "share of the gap closed (paper model)": "fraction",
+    "own T_LB: also covers": "text",
     "own T_LB (s)": "seconds",
     "gap to own T_LB": "fraction",
     "share closed (own T_LB)": "fraction",

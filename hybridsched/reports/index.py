@@ -1,4 +1,11 @@
-"""The reports' ``index.html``: every report with its claim, the headlines, the render details."""
+"""The reports' ``index.html``: every report with its claim, the headlines, the render details.
+
+A report's one-line claim comes from its results: the ``claim`` string of a results JSON
+in its folder (the notebook computes it from its results and writes it with
+``reports.write_results``), so the index says what the results say. A report whose
+results carry no claim shows the one ``render`` recorded (its notebook's
+``hybridsched.claim`` metadata, else its first heading).
+"""
 
 from __future__ import annotations
 
@@ -99,16 +106,7 @@ def write_index(
         f"{e(_run_words(run or {}))}; written "
         f"{_dt.datetime.now(_dt.UTC).isoformat(timespec='seconds')}.</p>",
     ]
-    parts.append("<h2>Reports</h2><ul class='claims'>")
-    for m in metas:
-        claim = m.get("claim", "")
-        parts.append(
-            f"<li><a href='{e(m['html'])}'>{e(m['notebook'])}</a>"
-            + (f": {e(claim)}" if claim else "")
-            + ("" if not m.get("smoke") else " <i>(smoke run)</i>")
-            + "</li>"
-        )
-    parts.append("</ul>")
+    parts += _claims_html(out, metas)
     headlines = [(m, out / m["notebook"] / HEADLINE_CSV) for m in metas]
     headlines = [(m, p) for m, p in headlines if p.is_file()]
     if headlines:
@@ -120,10 +118,52 @@ def write_index(
                 else ""
             )
             parts.append(f"<h3>{e(m['notebook'])}{e(note)}</h3>{_csv_table(p)}")
-    parts.append(
+    parts += _details_html(metas, failures)
+    parts.append("</table></body></html>")
+    path = out / "index.html"
+    write_atomic(path, "\n".join(parts))
+    return path
+
+
+def results_claim(folder: Path) -> str | None:
+    """The ``claim`` of the first results JSON (by name) in a report's ``folder`` that has
+    one; None when none does."""
+    for path in sorted(folder.glob("*.json")):
+        if path.name == RENDER_JSON:
+            continue
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        claim = doc.get("claim") if isinstance(doc, dict) else None
+        if isinstance(claim, str) and claim.strip():
+            return claim.strip()
+    return None
+
+
+def _claims_html(out: Path, metas: list[dict]) -> list[str]:
+    """The list of reports, each with its claim (``results_claim``, else the recorded one)."""
+    e = html.escape
+    parts = ["<h2>Reports</h2><ul class='claims'>"]
+    for m in metas:
+        claim = results_claim(out / m["notebook"]) or m.get("claim", "")
+        parts.append(
+            f"<li><a href='{e(m['html'])}'>{e(m['notebook'])}</a>"
+            + (f": {e(claim)}" if claim else "")
+            + ("" if not m.get("smoke") else " <i>(smoke run)</i>")
+            + "</li>"
+        )
+    parts.append("</ul>")
+    return parts
+
+
+def _details_html(metas: list[dict], failures: Iterable) -> list[str]:
+    """The render details table: one row per report, then this run's failures."""
+    e = html.escape
+    parts = [
         "<h2>Render details</h2><table><tr><th>notebook</th><th>results</th><th>smoke</th>"
         "<th>commit</th><th>parameters</th><th>rendered</th><th>wall (s)</th></tr>"
-    )
+    ]
     for m in metas:
         n = m["notebook"]
         params = {k: v for k, v in m.get("parameters", {}).items() if k not in ("smoke", "out_dir")}
@@ -137,7 +177,4 @@ def write_index(
         parts.append(
             f"<tr class='failed'><td>{e(f.notebook)}</td><td colspan='6'>FAILED: {e(str(f))}</td></tr>"
         )
-    parts.append("</table></body></html>")
-    path = out / "index.html"
-    write_atomic(path, "\n".join(parts))
-    return path
+    return parts

@@ -8,14 +8,18 @@ and a kind that says how to print a value:
 - ``"pp"``: percentage points, signed (``+9.21 pp``),
 - ``"seconds"`` (2 decimals, 4 below a second; ``"seconds-coarse"``/``"seconds-fine"`` fix
   one of the two for a whole column), ``"count"`` (an integer, ``1,137``), ``"number"``
-  (two decimals), ``"text"``.
+  (two decimals), ``"text"``;
+- ``"duration"``: seconds shown in the unit that suits each value (``5e-05`` -> ``50 µs``,
+  ``0.0091`` -> ``9.1 ms``, ``2.5`` -> ``2.50 s``), ``"bandwidth"``: bytes per second in
+  GB/s (``3e11`` -> ``300.0 GB/s``).
 
 A value of no known kind prints as an integer, or with four significant digits.
 
 ``distinct_digits(values)`` is the fewest decimals that print distinct values distinctly
 (bar labels that tell bars apart).
 
-``label(column)`` falls back to the column name with underscores as spaces.
+``label(column)`` falls back to the column name with underscores as spaces (a name that
+already has spaces, ``"paper-model T_LB (s)"``, is kept as it is).
 """
 
 from __future__ import annotations
@@ -93,7 +97,10 @@ def _split(column: str) -> tuple[str, str | None]:
 def label(column: str) -> str:
     """The reader's label of ``column`` (with its unit)."""
     base, agg = _split(str(column))
-    text = LABELS[base][0] if base in LABELS else base.replace("_", " ")
+    if base in LABELS:
+        text = LABELS[base][0]
+    else:  # an identifier reads with spaces; a name in words (with spaces) stays as it is
+        text = base if " " in base else base.replace("_", " ")
     return f"{text}, {agg}" if agg else text
 
 
@@ -128,10 +135,28 @@ def fmt(value: Any, how: str | None, digits: int = 1) -> str:
         return f"{v:.4f}"
     if how == "number":
         return f"{v:,.2f}" if abs(v) >= 0.1 or v == 0 else f"{v:.3g}"
+    if how == "duration":
+        return duration(v)
+    if how == "bandwidth":
+        return f"{v / 1e9:,.1f} GB/s"
     # unknown: an integer as one, else four significant digits (two decimals from 100 on)
     if isinstance(value, (int, np.integer)) or v.is_integer():
         return f"{v:,.0f}"
     return f"{v:,.2f}" if abs(v) >= 100 else f"{v:.4g}"
+
+
+def duration(seconds: float) -> str:
+    """A time in the unit that suits it: ``0`` -> ``0 s``, ``5e-05`` -> ``50 µs``,
+    ``0.00909`` -> ``9.09 ms``, ``2.5`` -> ``2.50 s`` (three significant digits below 1 s);
+    under a nanosecond (a fitted constant at its floor) reads as ``0 s``."""
+    v = float(seconds)
+    if abs(v) < 1e-9:
+        return "0 s"
+    if abs(v) < 1e-3:
+        return f"{v * 1e6:.3g} µs"
+    if abs(v) < 1:
+        return f"{v * 1e3:.3g} ms"
+    return f"{v:,.2f} s"
 
 
 def distinct_digits(values, least: int = 1, most: int = 6) -> int:

@@ -22,10 +22,10 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.colors import to_rgb
 from matplotlib.patches import Patch
-from matplotlib.ticker import MaxNLocator, PercentFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter, PercentFormatter
 
-from hybridsched.reports.labels import distinct_digits, label
 from hybridsched.reports.labels import kind as value_kind
+from hybridsched.reports.labels import label
 
 KIND_COLORS = {"prefill": "#d62728", "decode": "#1f77b4"}
 BASELINE_COLOR = "#7f7f7f"
@@ -206,16 +206,36 @@ def plot_kv_usage(
     return ax
 
 
-def plot_makespan_bars(table: pd.DataFrame, lower_bound_s: float, ax: Axes | None = None) -> Axes:
-    """Makespan per policy with the lower bound ``T_LB`` as a line; bars labelled with ``T``.
+# Colours of the policies' own bounds (one per bound, dotted), beside the dashed black T_LB.
+OWN_BOUND_COLORS = ["#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 
-    The y axis starts near the bound, not at 0, so the gaps (what the policies compete
-    on) are visible; the axis label says so. Rows whose own ``lower_bound_s`` differs
-    from ``lower_bound_s`` (chunked-prefill policies, measured against the mixed-iteration
-    bound) get that bound as a short dotted mark over their bar.
+
+def _bound_name(model: object) -> str:
+    """The legend name of a policy's own bound from what it covers (``tables.bound_model``)."""
+    model = "" if model is None or (isinstance(model, float) and np.isnan(model)) else str(model)
+    return f"T_LB with {model}" if model else "own T_LB"
+
+
+def plot_makespan_bars(
+    table: pd.DataFrame,
+    lower_bound_s: float,
+    ax: Axes | None = None,
+    bound_label: str = "T_LB",
+) -> Axes:
+    """Makespan per policy as horizontal bars (one row per policy, labelled in seconds) with
+    the lower bound ``T_LB`` as a dashed line.
+
+    Rows whose own ``lower_bound_s`` differs from ``lower_bound_s`` (chunked prefill:
+    the mixed-iteration bound; on-demand admission: the bound without the reservation
+    share) get that bound as a mark across their bar, one line style per bound, named in
+    the legend by the table's ``bound_model`` column (``tables.with_bound_models``:
+    "T_LB with mixed iterations = 81.46 s"; "own T_LB" without it). Values print with the
+    report tables' decimals (2, or 4 when all are below a second). The axis starts near
+    the lowest bound, not at 0, so the gaps are visible; its label says so.
     """
     _require(table, ["policy", "makespan_s"], "plot_makespan_bars")
-    ax = _axes(ax, (7.0, 3.5))
+    n = len(table)
+    ax = _axes(ax, (7.0, 1.2 + 0.32 * n))
     t = table["makespan_s"].to_numpy(dtype=float)
     colors = [
         BASELINE_COLOR
@@ -227,40 +247,50 @@ def plot_makespan_bars(table: pd.DataFrame, lower_bound_s: float, ax: Axes | Non
         else "#9ecae1"
         for p in table["policy"]
     ]
-    x = np.arange(len(t))
-    bars = ax.bar(x, t, color=colors)
-    ax.set_xticks(x, table["policy"].astype(str), rotation=30, ha="right")
+    y = np.arange(n)
+    bars = ax.barh(y, t, color=colors, height=0.7)
+    ax.set_yticks(y, table["policy"].astype(str))
+    ax.invert_yaxis()
     own = (
         table["lower_bound_s"].to_numpy(dtype=float)
         if "lower_bound_s" in table.columns
-        else np.full(len(t), lower_bound_s)
+        else np.full(n, lower_bound_s)
     )
-    # enough decimals that bars of different heights (and the bounds) get different labels
-    d = distinct_digits([*t, lower_bound_s, *own])
-    ax.bar_label(bars, labels=[f"{v:.{d}f}" for v in t], fontsize=8)
-    ax.axhline(
+    # the report tables' decimals: 2, or 4 when every value is below a second
+    d = 4 if max([abs(lower_bound_s), *np.abs(t)]) < 1 else 2
+    texts = ax.bar_label(bars, labels=[f"{v:.{d}f}" for v in t], fontsize=8, padding=3)
+    for text in texts:  # readable where a bound's line crosses the label
+        text.set_bbox({"facecolor": "white", "edgecolor": "none", "pad": 0.3, "alpha": 0.85})
+    ax.axvline(
         lower_bound_s,
         color="black",
         linestyle="--",
         linewidth=1.0,
-        label=f"T_LB = {lower_bound_s:.{d}f} s",
+        zorder=1.5,
+        label=f"{bound_label} = {lower_bound_s:.{d}f} s",
     )
     other = ~np.isclose(own, lower_bound_s)
-    if other.any():
-        ax.hlines(
-            own[other],
-            x[other] - 0.45,
-            x[other] + 0.45,
-            colors="black",
+    models = table["bound_model"].tolist() if "bound_model" in table.columns else [None] * n
+    names: dict[tuple[str, str], list[int]] = {}
+    for k in np.flatnonzero(other):
+        names.setdefault((_bound_name(models[k]), f"{own[k]:.{d}f}"), []).append(int(k))
+    for i, ((name, value), rows) in enumerate(names.items()):
+        rows = np.array(rows)
+        ax.vlines(
+            own[rows],
+            y[rows] - 0.45,
+            y[rows] + 0.45,
+            colors=OWN_BOUND_COLORS[i % len(OWN_BOUND_COLORS)],
             linestyles=":",
-            linewidth=1.5,
-            label=f"mixed-iteration T_LB = {own[other].min():.{d}f} s",
+            linewidth=2.2,
+            zorder=3,
+            label=f"{name} = {value} s",
         )
     lo = min(lower_bound_s, float(t.min()), float(own.min()))
     hi = max(lower_bound_s, float(t.max()))
-    ax.set_ylim(max(0.0, lo - 0.25 * (hi - lo + 1e-9)), hi + 0.1 * (hi - lo + 1e-9))
-    ax.set_ylabel("makespan T (s, axis not from 0)")
-    _legend_outside(ax, fontsize=8)
+    ax.set_xlim(max(0.0, lo - 0.25 * (hi - lo + 1e-9)), hi + 0.14 * (hi - lo + 1e-9))
+    ax.set_xlabel("makespan T (s, axis not from 0)")
+    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.13), fontsize=8, frameon=False)
     return ax
 
 
@@ -386,4 +416,45 @@ def plot_stage_gains(
     ax.margins(x=0.15)  # room for the value labels on both sides
     ax.invert_yaxis()
     ax.set_xlabel(label(value))
+    return ax
+
+
+def plot_load_curves(
+    table: pd.DataFrame,
+    y: str,
+    ax: Axes | None = None,
+    x: str = "offered_rps",
+    hue: str = "policy",
+    log: bool = False,
+    limit: float | None = None,
+    diagonal: bool = False,
+) -> Axes:
+    """A latency-load curve: ``y`` against the offered rate, one line per ``hue`` value
+    (``studies.serving.load_sweep`` rows of one trace and cluster).
+
+    ``log``: a log y axis (latencies that grow by orders of magnitude past saturation);
+    ``limit``: a dotted line at an SLO; ``diagonal``: the line ``y = x`` (goodput equal to
+    the offered rate: every request within the SLO). Axis labels carry the units
+    (``labels.LABELS``); the legend is left to the caller (one per figure).
+    """
+    _require(table, [x, y, hue], "plot_load_curves")
+    ax = _axes(ax, (5.0, 3.5))
+    for key, part in table.groupby(hue, sort=False):
+        part = part.sort_values(x)
+        ax.plot(part[x], part[y], marker="o", ms=4, lw=1.4, label=str(key))
+    if log:
+        ax.set_yscale("log")
+        plain = FuncFormatter(lambda v, _: f"{v:g}")  # 0.5, 2, 100 rather than 5 x 10^-1
+        ax.yaxis.set_major_formatter(plain)
+        lo, hi = ax.get_ylim()  # label the minor ticks too when the axis spans few decades
+        ax.yaxis.set_minor_formatter(plain if np.log10(hi / lo) < 1.5 else NullFormatter())
+    if limit is not None:
+        ax.axhline(limit, ls=":", color="black", lw=1.0, label="SLO")
+    if diagonal:
+        top = float(table[x].max())
+        ax.plot([0, top], [0, top], ls="--", color="grey", lw=0.9, label="every request within")
+    ax.set_xlabel(label(x))
+    ax.set_ylabel(label(y))
+    ax.tick_params(labelsize=9)
+    _percent_axis(ax, y)
     return ax

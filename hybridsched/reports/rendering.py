@@ -5,6 +5,7 @@ See ``report`` for the layout ``render`` writes and the notebook contract.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -202,6 +203,7 @@ def render(
     notebooks_dir: str | os.PathLike | None = None,
     keep_ipynb: bool = False,
     timeout_s: float | None = None,
+    publish_to: str | os.PathLike | None = None,
 ) -> list[Path]:
     """Execute the notebooks and write their HTML reports, result files and ``index.html``.
 
@@ -215,6 +217,8 @@ def render(
     notebooks_dir : where the notebooks are (default: the repository's ``notebooks/``).
     keep_ipynb : also keep the executed notebook as ``<name>/<name>.ipynb``.
     timeout_s : per-cell execution time limit (None: no limit).
+    publish_to : where reports, results and ``index.html`` go (default ``out_dir``): a folder
+        beside ``out_dir`` whose entries the caller moves in, and removes failed ones' reports.
 
     Returns
     -------
@@ -230,21 +234,20 @@ def render(
     extra = {ALIASES.get(k, k): v for k, v in (parameters or {}).items()}
     declared = {p: _declared(p) for p in paths}
     check_parameters(extra, declared)
-    out.mkdir(parents=True, exist_ok=True)
+    pub = out if publish_to is None else Path(publish_to).expanduser().resolve()
+    pub.mkdir(parents=True, exist_ok=True)
     commit = repo_commit()
     written: list[Path] = []
     failures: list[NotebookFailure] = []
     for k, path in enumerate(paths, 1):
         params = {key: v for key, v in extra.items() if key in declared[path]}
-        job = _Job(path, f"[{k}/{len(paths)}] {path.stem}", params, out, commit, bool(smoke))
+        job = _Job(path, f"[{k}/{len(paths)}] {path.stem}", params, out, commit, bool(smoke), pub)
         html = _render_one(job, keep_ipynb, timeout_s, progress, failures)
         if html is not None:
             written.append(html)
-    written.append(
-        write_index(
-            out, commit=commit, run={"smoke": bool(smoke), "parameters": extra}, failures=failures
-        )
-    )
+    run = {"smoke": bool(smoke), "parameters": extra}
+    _index_with_kept(out, pub, commit=commit, run=run, failures=failures)
+    written.append(out / "index.html")
     if failures:
         raise RenderError(failures)
     return written
@@ -260,6 +263,7 @@ class _Job:
     out: Path
     commit: str | None
     smoke: bool
+    publish: Path  # where the report is moved (``out``, or a staging folder beside it)
 
 
 def _render_one(job: _Job, keep_ipynb, timeout_s, progress, failures) -> Path | None:
@@ -268,7 +272,7 @@ def _render_one(job: _Job, keep_ipynb, timeout_s, progress, failures) -> Path | 
     if progress:
         print(f"{job.tag}: running", flush=True)
     t0 = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix=f".render-{name}-", dir=out))
+    work = Path(tempfile.mkdtemp(prefix=f".render-{name}-", dir=job.publish))
     try:
         results = work / name
         results.mkdir()
@@ -278,12 +282,12 @@ def _render_one(job: _Job, keep_ipynb, timeout_s, progress, failures) -> Path | 
         except RenderError as e:
             failures.extend(e.failures)
             # A stale report of this notebook would not match this code: drop it.
-            _remove(out / f"{name}.html", out / name)
+            _remove(job.publish / f"{name}.html", job.publish / name)
             if progress:
                 print(f"{job.tag}: FAILED after {time.perf_counter() - t0:.1f} s", flush=True)
             return None
         wall = time.perf_counter() - t0
-        _publish(job.path, work, html_tmp, out, params, job.commit, job.smoke, wall, keep_ipynb)
+        _publish(job, work, html_tmp, params, wall, keep_ipynb)
         if progress:
             print(f"{job.tag}: ok in {wall:.1f} s -> {out / f'{name}.html'}", flush=True)
         return out / f"{name}.html"
@@ -291,9 +295,10 @@ def _render_one(job: _Job, keep_ipynb, timeout_s, progress, failures) -> Path | 
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _publish(path, work, html_tmp, out, params, commit, smoke, wall, keep_ipynb) -> None:
+def _publish(job: _Job, work, html_tmp, params, wall, keep_ipynb) -> None:
     """Write a rendered notebook's ``render.json`` and move its results folder and HTML from
-    ``work`` into ``out`` (each by rename, replacing the previous report)."""
+    ``work`` into ``job.publish`` (each by rename, replacing the previous report)."""
+    path, out, commit, smoke = job.path, job.publish, job.commit, job.smoke
     name = path.stem
     results = work / name
     if keep_ipynb:
@@ -315,3 +320,25 @@ def _publish(path, work, html_tmp, out, params, commit, smoke, wall, keep_ipynb)
         os.replace(out / name, old / name)
     os.replace(results, out / name)
     os.replace(html_tmp, out / f"{name}.html")
+
+
+def _index_with_kept(out: Path, pub: Path, **index) -> None:
+    """``index.html`` in ``pub`` over the reports published there and those ``out`` keeps (not
+    rendered again, not failed now), each linked into ``pub`` while the index is written.
+    ``pub`` is ``out`` or beside it, so the index's relative links are those of ``out``."""
+    failed = {f.notebook for f in index.get("failures", ())}
+    links: list[Path] = []
+    try:
+        for meta in sorted(out.glob(f"*/{RENDER_JSON}")):
+            name = meta.parent.name
+            if name in failed or os.path.lexists(pub / name):
+                continue
+            for entry in (name, f"{name}.html"):
+                if os.path.lexists(out / entry) and not os.path.lexists(pub / entry):
+                    with contextlib.suppress(OSError):  # no symbolic links: left out of the index
+                        (pub / entry).symlink_to(out / entry)
+                        links.append(pub / entry)
+        write_index(pub, **index)
+    finally:
+        for link in links:
+            link.unlink(missing_ok=True)

@@ -1,5 +1,10 @@
 """Tables for the notebooks: the policy and bound tables, the exact-MIP table and the
-paper-vs-ours headlines of the single case and the study (``paper_numbers.PAPER``)."""
+paper-vs-ours headlines of the single case and the study (``paper_numbers.PAPER``).
+
+``bound_model(policy, admission)`` says which ``T_LB`` a policy is measured against
+(``run_single_case`` gives each policy the bound of its own model: mixed iterations for
+chunked prefill, on-demand admission without the reservation share); ``with_bound_models``
+adds it to a single-case table as a ``bound_model`` column."""
 
 from __future__ import annotations
 
@@ -13,6 +18,38 @@ from hybridsched.studies.paper import PAPER
 from hybridsched.studies.sensitivity import METRIC_COLUMNS
 
 SINGLE_CASE_COLUMNS = ["policy", *METRIC_COLUMNS, "gap_to_lb", "gap_closed"]
+
+# The study summary's columns that compare a policy with the baseline on the same case.
+STUDY_COMPARISONS = [
+    "utilization_gain_pp_mean",
+    "utilization_gain_pp_min",
+    "utilization_gain_pp_max",
+    "makespan_reduction_mean",
+    "wins",
+    "ties",
+]
+
+
+def bound_model(policy: str, admission: str | None, reference: str = "reservation") -> str:
+    """What ``policy``'s own ``T_LB`` covers beyond the paper's model (a prefill or a decode
+    per iteration, admission by ``reference``): ``"mixed iterations"`` (chunked prefill),
+    ``"on-demand admission"`` (no reservation share), both joined by ``", "``, or ``""``
+    (the paper model's bound). An unknown policy counts as not mixed."""
+    from hybridsched.policies.registry import POLICIES
+
+    spec = POLICIES.get(policy)
+    parts = ["mixed iterations"] if spec is not None and spec.mixed else []
+    if admission and isinstance(admission, str) and admission != reference:
+        parts.append(f"{admission} admission")
+    return ", ".join(parts)
+
+
+def with_bound_models(table: pd.DataFrame, reference: str = "reservation") -> pd.DataFrame:
+    """``table`` (one row per policy, optionally with an ``admission`` column) with a
+    ``bound_model`` column: ``bound_model`` of each row."""
+    adm = table["admission"] if "admission" in table.columns else [None] * len(table)
+    models = [bound_model(str(p), a, reference) for p, a in zip(table["policy"], adm, strict=True)]
+    return table.assign(bound_model=models)
 
 
 def _table(r: Any) -> pd.DataFrame:
@@ -119,38 +156,47 @@ def _single_case_headline(b: Mapping, h: Mapping, lb: float) -> dict[str, float]
 def paper_vs_ours(
     results: Mapping[str, Any], baseline: str = "baseline", policy: str = "hybrid"
 ) -> pd.DataFrame:
-    """The single-case headline: the paper's numbers (``studies.paper.PAPER``) beside ours.
+    """The single-case headline: ours, then the paper's numbers (``studies.paper.PAPER``).
 
-    One row per metric; columns ``paper`` and one per config of ``results`` (name ->
-    ``SingleCaseResult`` or its table, which carries ``lower_bound_s``). Makespans are
-    in seconds on each side's own hardware model, so compare ratios, gaps and shares,
-    not seconds.
+    One row per metric; one column per config of ``results`` (name -> ``SingleCaseResult``
+    or its table, which carries ``lower_bound_s``), then ``paper``. Makespans are in
+    seconds on each side's own hardware model, so compare ratios, gaps and shares, not
+    seconds.
     """
     paper = _single_case_headline(
         {"makespan_s": PAPER["baseline_makespan_s"], "utilization": PAPER["baseline_utilization"]},
         {"makespan_s": PAPER["hybrid_makespan_s"], "utilization": PAPER["hybrid_utilization"]},
         PAPER["lower_bound_s"],
     )
-    out = pd.DataFrame({"paper": pd.Series(paper)})
+    out = pd.DataFrame(index=pd.Index(list(paper), name="metric"))
     for name, r in results.items():
         t = _table(r)
         lb = float(_row_of(t, baseline)["lower_bound_s"])
         out[name] = pd.Series(_single_case_headline(_row_of(t, baseline), _row_of(t, policy), lb))
-    out.index.name = "metric"
+    out["paper"] = pd.Series(paper)
     return out
 
 
-def study_table(studies: Mapping[str, Any]) -> pd.DataFrame:
-    """Study summaries (``StudyResult.summary``) stacked, one row per config and policy."""
+def study_table(studies: Mapping[str, Any], baseline: str = "baseline") -> pd.DataFrame:
+    """Study summaries (``StudyResult.summary``) stacked, one row per config and policy.
+
+    The comparisons with the baseline (``STUDY_COMPARISONS``: gains, wins, ties) are left
+    blank on the baseline's own row: it is the reference, not compared with itself.
+    """
     parts = [s.summary.assign(config=name) for name, s in studies.items()]
     df = pd.concat(parts, ignore_index=True)
+    comp = [c for c in STUDY_COMPARISONS if c in df.columns]
+    if comp:
+        df[comp] = df[comp].astype(float)
+        df.loc[df["policy"] == baseline, comp] = math.nan
     return df[["config", *[c for c in df.columns if c != "config"]]]
 
 
 def study_vs_paper(
     studies: Mapping[str, Any], baseline: str = "baseline", policy: str = "hybrid"
 ) -> pd.DataFrame:
-    """The 100-case headline: mean/min/max U gain, wins and makespan reduction, beside the paper.
+    """The 100-case headline: mean/min/max U gain, wins and makespan reduction per config,
+    then the paper's.
 
     The paper reports only the mean gain (+8.0 pp) and "consistent wins"; other paper
     cells are empty.
@@ -167,7 +213,7 @@ def study_vs_paper(
         "mean gap to T_LB, baseline (%)": math.nan,
         "mean gap to T_LB, hybrid (%)": math.nan,
     }
-    out = pd.DataFrame({"paper": pd.Series(rows)})
+    out = pd.DataFrame(index=pd.Index(list(rows), name="metric"))
     for name, s in studies.items():
         summ = s.summary.set_index("policy")
         b, h = summ.loc[baseline], summ.loc[policy]
@@ -185,6 +231,6 @@ def study_vs_paper(
                 "mean gap to T_LB, hybrid (%)": 100 * h["gap_to_lb_mean"],
             }
         )
+    out["paper"] = pd.Series(rows)
     out["note"] = ["", "", "", "", "", "", 'paper: "consistent wins"', "", "", ""]
-    out.index.name = "metric"
     return out

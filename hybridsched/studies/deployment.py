@@ -1,21 +1,28 @@
-"""One user's deployment: every policy on one cluster, workload, load and SLO, the winner
-against ``vllm``, and the highest load each policy serves within the SLO (notebook 07).
+"""One user's deployment (notebook 07): every policy on one cluster, workload, load and SLO,
+over several seeds; which policy to run (``deployment_verdict``); the highest load each
+policy serves within the SLO; and, when none serves the load, about how many GPUs would.
 
 A deployment is a cell (``cells.DEFAULTS`` names) without ``policy``: model, hardware (a
 profile name or a calibrated profile YAML), ``clients``, ``tp``, ``max_batch``, workload
 options, ``rate_scale`` (the load: every arrival time divided by it) and the SLO
 (``slo_ttft``, ``slo_tpot``, seconds).
 
-- ``compare(cell, policies)``: one row per policy (``cells.run_cell``) with the headline
-  columns ``HEADLINE``; a policy that fails keeps its row with ``status='failed'`` and
-  the error.
-- ``verdict(table, reference)``: the winner (highest goodput, then shortest makespan)
-  and its gain over the reference policy.
+- ``seed_cells(cell, seeds)``: one cell per seed. A seed draws the sample
+  (``num_requests``) or a random arrival process; where it would change nothing (a trace
+  replayed with its own timestamps), seed ``s`` serves the window ``s`` window-lengths
+  later in the trace, so each seed is another stretch of the same trace.
+- ``compare(cell, policies, seeds)``: one row per policy and seed (``cells.run_cell``),
+  the headline columns ``HEADLINE``; a failed run keeps its row with ``status='failed'``.
 - ``max_load(cell, policy)``: the highest ``rate_scale`` at which at least ``target`` of
   the requests meet both SLOs, by ``capacity.Bisection`` over ``rate_scale`` (start at the
-  cell's own, double or halve, then bisect to ``rel_tol``).
-- ``verdict_table(table, verdict)``: the winner beside the reference, metric by metric.
-- ``reading(...)``: a few generated sentences that say the above in words.
+  cell's own, double or halve up to ``max_doublings`` times, then bisect to ``rel_tol``);
+  ``max_loads`` runs it per policy and seed, ``load_summary`` keeps per policy the load
+  held on every seed.
+- ``capacity_need(cell, loads, policy)``: whether any policy holds the SLO at the cell's
+  load, and if none does, about how many GPUs would (its docstring says how).
+- ``verdict``, ``summary``, ``tradeoff_table``, ``tradeoff_view``, ``rule_text``
+  (``deployment_verdict``) and ``reading``, ``claim``, ``tradeoff_plot``
+  (``deployment_text``) are here too.
 """
 
 from __future__ import annotations
@@ -25,7 +32,21 @@ import math
 import pandas as pd
 
 from hybridsched.studies.capacity import Bisection
-from hybridsched.studies.cells import resolve, run_cell
+from hybridsched.studies.cells import requests_of, resolve, run_cell
+from hybridsched.studies.deployment_text import (  # noqa: F401 (the notebook's names)
+    claim,
+    reading,
+    tradeoff_plot,
+)
+from hybridsched.studies.deployment_verdict import (  # noqa: F401 (the notebook's names)
+    SIMPLICITY,
+    rule_text,
+    summary,
+    tradeoff_table,
+    tradeoff_view,
+    verdict,
+)
+from hybridsched.workloads.catalogue import parse_window
 
 COMPARED_POLICIES = ("vllm", "baseline", "chunked", "hybrid-chunked", "online-hybrid", "hybrid")
 HEADLINE = [
@@ -38,13 +59,16 @@ HEADLINE = [
     "tpot_p99_s",
     "num_preemptions",
 ]
+RUN_COLUMNS = ["policy", "seed", "window", "offered_rps", *HEADLINE[1:], "status", "error"]
 LOAD_COLUMNS = [
     "policy",
+    "seed",
     "max_rate_scale",
     "max_rate_rps",
     "rate_scale_upper",
     "capped",
     "simulations",
+    "base_rps",
     "error",
 ]
 
@@ -58,48 +82,46 @@ def _check_cell(cell: dict) -> dict:
     return dict(cell)
 
 
-def compare(cell: dict, policies=COMPARED_POLICIES) -> pd.DataFrame:
-    """Every policy on the deployment: the ``HEADLINE`` columns plus ``status``, ``error``
-    (one row per policy)."""
+def seed_cells(cell: dict, seeds=None) -> list[dict]:
+    """One cell per seed (``seeds`` None: the cell alone, with its own seed).
+
+    Each cell sets ``seed``. When the seed would not change the requests (no
+    ``num_requests`` sample, arrivals ``table`` or ``zero`` or a fixed ``arrival_seed``),
+    seed ``s`` also moves a bounded ``window`` ``s`` window-lengths later ("0:300", seed 1:
+    "300:600"); without a bounded window the seeds serve the same requests.
+    """
+    if seeds is None:
+        return [dict(cell)]
+    p = resolve(cell)
+    random_arrivals = p["arrivals"] not in ("table", "zero") and p["arrival_seed"] is None
+    window = parse_window(p["window"])
+    shift = p["num_requests"] is None and not random_arrivals and window is not None
+    shift = shift and math.isfinite(window[1])
+    out = []
+    for s in seeds:
+        c = {**cell, "seed": int(s)}
+        if shift:
+            start, end = window
+            span = end - start
+            c["window"] = f"{start + s * span:g}:{end + s * span:g}"
+        out.append(c)
+    return out
+
+
+def compare(cell: dict, policies=COMPARED_POLICIES, seeds=None) -> pd.DataFrame:
+    """Every policy on every seed's cell (``seed_cells``): one row each (``RUN_COLUMNS``),
+    ``offered_rps`` the seed's load in requests per second (``base_rate`` times
+    ``rate_scale``)."""
     cell = _check_cell(cell)
-    df = pd.DataFrame([run_cell({**cell, "policy": pol}) for pol in policies])
-    for c in (*HEADLINE, "error"):
+    rows = []
+    for c in seed_cells(cell, seeds):
+        offered = _safe_base_rate(c) * float(resolve(c)["rate_scale"])
+        rows += [{**run_cell({**c, "policy": pol}), "offered_rps": offered} for pol in policies]
+    df = pd.DataFrame(rows)
+    for c in RUN_COLUMNS:
         if c not in df.columns:
             df[c] = math.nan
-    return df[[*HEADLINE, "status", "error"]].reset_index(drop=True)
-
-
-def verdict(table: pd.DataFrame, reference: str = "vllm") -> dict:
-    """The winning policy (highest ``goodput_rps``, then shortest ``makespan_s``) and how it
-    compares with ``reference``: goodput ratio, makespan reduction and TTFT p99 ratio."""
-    ok = table[table["status"] == "ok"]
-    if ok.empty:
-        raise ValueError(
-            "no policy ran: "
-            + "; ".join(f"{p}: {e}" for p, e in zip(table["policy"], table["error"], strict=True))
-        )
-    best = ok.sort_values(["goodput_rps", "makespan_s"], ascending=[False, True]).iloc[0]
-    out = {"winner": str(best["policy"]), "reference": reference}
-    ref = ok[ok["policy"] == reference]
-    if ref.empty:
-        return {
-            **out,
-            "goodput_ratio": math.nan,
-            "makespan_reduction": math.nan,
-            "ttft_p99_ratio": math.nan,
-        }
-    r = ref.iloc[0]
-    return {
-        **out,
-        "goodput_ratio": _ratio(best["goodput_rps"], r["goodput_rps"]),
-        "makespan_reduction": 1 - _ratio(best["makespan_s"], r["makespan_s"]),
-        "ttft_p99_ratio": _ratio(best["ttft_p99_s"], r["ttft_p99_s"]),
-    }
-
-
-def _ratio(a, b) -> float:
-    a, b = float(a), float(b)
-    return a / b if b > 0 else math.nan
+    return df[RUN_COLUMNS].reset_index(drop=True)
 
 
 def max_load(
@@ -108,19 +130,22 @@ def max_load(
     target: float = 0.9,
     rel_tol: float = 0.05,
     max_doublings: int = 4,
+    start: float | None = None,
 ) -> dict:
     """The highest ``rate_scale`` measured to keep ``slo_attainment >= target`` for ``policy``.
 
-    ``max_rate_rps`` is that load in requests per second (``throughput`` of the request
-    count over the arrival span at ``rate_scale`` 1, times the scale; NaN when unknown);
-    ``rate_scale_upper`` the lowest scale measured to miss (inf when ``capped``: the top of
-    the searched range held). A failed simulation stops the search and fills ``error``.
+    The search starts at ``start`` (default: the cell's ``rate_scale``). ``max_rate_rps``
+    is that load in requests per second (``base_rps``, the cell's rate at ``rate_scale``
+    1, times the scale; NaN when unknown); ``rate_scale_upper`` the lowest scale measured
+    to miss (inf when ``capped``: the top of the searched range held). ``max_rate_scale``
+    is 0 when even the lowest load searched missed. A failed simulation stops the search
+    and fills ``error``.
     """
     if not 0 < target <= 1:
         raise ValueError(f"target must be in (0, 1], got {target!r}")
     cell = _check_cell(cell)
-    start = float(resolve(cell)["rate_scale"])
-    b = Bisection(start, rel_tol, max_doublings)
+    first = float(resolve(cell)["rate_scale"]) if start is None else float(start)
+    b = Bisection(first, rel_tol, max_doublings)
     error = None
     while (x := b.next()) is not None:
         x = float(f"{x:.4g}")
@@ -129,13 +154,16 @@ def max_load(
             error = str(row.get("error"))
             break
         b.update(x, row["slo_attainment"] >= target)
+    base = _safe_base_rate(cell)
     return {
         "policy": policy,
+        "seed": int(resolve(cell)["seed"]),
         "max_rate_scale": b.lo if error is None else math.nan,
-        "max_rate_rps": b.lo * base_rate(cell) if error is None else math.nan,
+        "max_rate_rps": b.lo * base if error is None else math.nan,
         "rate_scale_upper": b.hi,
         "capped": b.capped,
         "simulations": len(b.tested),
+        "base_rps": base,
         "error": error,
     }
 
@@ -143,8 +171,6 @@ def max_load(
 def base_rate(cell: dict) -> float:
     """Requests per second of the deployment's arrivals at ``rate_scale`` 1 (requests over
     the span from the first to the last arrival); NaN when all arrive at once."""
-    from hybridsched.studies.cells import requests_of
-
     reqs = requests_of(resolve({**cell, "rate_scale": 1.0}))
     t = reqs["arrival_s"] if "arrival_s" in reqs else None
     if t is None or len(t) < 2 or float(t.max() - t.min()) <= 0:
@@ -152,147 +178,106 @@ def base_rate(cell: dict) -> float:
     return len(t) / float(t.max() - t.min())
 
 
-def max_loads(cell: dict, policies=COMPARED_POLICIES, **kw) -> pd.DataFrame:
-    """``max_load`` of every policy, one row each (columns ``LOAD_COLUMNS``)."""
-    return pd.DataFrame([max_load(cell, p, **kw) for p in policies], columns=LOAD_COLUMNS)
+def _safe_base_rate(cell: dict) -> float:
+    """``base_rate``, NaN when the requests cannot be read (the run says why)."""
+    try:
+        return base_rate(cell)
+    except (ValueError, OSError):
+        return math.nan
 
 
-VERDICT_METRICS = {
-    "goodput_rps": "goodput (req/s within the SLO)",
-    "slo_attainment": "requests within the SLO (%)",
-    "throughput_rps": "throughput (req/s)",
-    "makespan_s": "makespan (s)",
-    "ttft_p99_s": "TTFT p99 (s)",
-    "tpot_p99_s": "TPOT p99 (s/token)",
-    "num_preemptions": "preemptions",
-}
+def max_loads(cell: dict, policies=COMPARED_POLICIES, seeds=None, **kw) -> pd.DataFrame:
+    """``max_load`` of every policy on every seed's cell, one row each (``LOAD_COLUMNS``)."""
+    cells = seed_cells(_check_cell(cell), seeds)
+    rows = [max_load(c, p, **kw) for p in policies for c in cells]
+    return pd.DataFrame(rows, columns=LOAD_COLUMNS)
 
 
-def verdict_table(table: pd.DataFrame, v: dict) -> pd.DataFrame:
-    """One row per headline metric (``VERDICT_METRICS``, those the table has): the winner's
-    value, the reference's and the relative change (winner / reference - 1; NaN when the
-    reference is missing or zero)."""
-    ok = table[table["status"] == "ok"].set_index("policy")
-    w, ref = v["winner"], v["reference"]
-    other, w_name, ref_name = ref, f"{w} (winner)", f"{ref} (reference)"
-    if w == ref:  # the reference wins: compare it with the best of the others
-        other = _runner_up(ok, w)
-        w_name, ref_name = f"{w} (winner, reference)", f"{other} (runner-up)"
+def load_summary(loads: pd.DataFrame) -> pd.DataFrame:
+    """Per policy (``max_loads`` rows): ``max_rate_scale``, the load held on every seed (the
+    lowest of the seeds' highest; NaN when a search failed) and ``max_rate_scale_mean``;
+    ``max_rate_rps`` (``max_rate_scale`` times the seeds' mean ``base_rps``);
+    ``rate_scale_upper`` (the lowest load measured to miss on some seed); ``capped`` (every
+    seed held at the top of the range); ``simulations`` and the first ``error``."""
     rows = []
-    for col, name in VERDICT_METRICS.items():
-        if col not in ok.columns:
-            continue
-        unit = 100.0 if col == "slo_attainment" else 1.0  # a share, shown in percent
-        a = unit * float(ok.loc[w, col])
-        b = unit * float(ok.loc[other, col]) if other in ok.index else math.nan
+    for pol, part in loads.groupby("policy", sort=False):
+        err = part["error"].dropna()
+        lo = math.nan if len(err) else float(part["max_rate_scale"].min())
         rows.append(
             {
-                "metric": name,
-                w_name: a,
-                ref_name: b,
-                "change": a / b - 1 if b > 0 else math.nan,
+                "policy": pol,
+                "max_rate_scale": lo,
+                "max_rate_scale_mean": math.nan
+                if len(err)
+                else float(part["max_rate_scale"].mean()),
+                "max_rate_rps": lo * float(part["base_rps"].mean()),
+                "rate_scale_upper": float(part["rate_scale_upper"].min()),
+                "capped": bool(part["capped"].all()),
+                "simulations": int(part["simulations"].sum()),
+                "error": str(err.iloc[0]) if len(err) else None,
             }
         )
     return pd.DataFrame(rows)
 
 
-def _runner_up(ok: pd.DataFrame, winner: str) -> str | None:
-    """The best policy but ``winner`` (highest goodput, then shortest makespan), or None."""
-    rest = ok.drop(index=winner).sort_values(["goodput_rps", "makespan_s"], ascending=[False, True])
-    return str(rest.index[0]) if len(rest) else None
+def capacity_need(
+    cell: dict,
+    loads: pd.DataFrame,
+    policy: str = "vllm",
+    seeds=None,
+    target: float = 0.9,
+    rel_tol: float = 0.05,
+    max_doublings: int = 4,
+    deeper: int = 6,
+) -> dict:
+    """Whether a policy holds the SLO at the cell's load on every seed; if none does, about
+    how many GPUs would.
+
+    ``loads`` is ``load_summary``. With ``R`` the cell's ``rate_scale`` and ``L`` the
+    highest load a policy held on every seed: ``L >= R`` is not ``overloaded``. Otherwise
+    ``replicas = ceil(clients * R / L)`` and ``gpus = replicas * tp``: the load served within
+    the SLO is taken to grow in proportion to the replicas (round-robin spreads requests
+    evenly). One run per seed of the policy that held ``L`` on that many replicas at ``R``
+    tests it: ``check_attainment`` (lowest share within the SLO over the seeds) and
+    ``check_holds``. When no policy held even the lowest load searched (``L = 0``),
+    ``policy`` is searched ``deeper`` halvings lower; if it holds nowhere there, a request
+    misses the SLO even on an idle cluster, more replicas cannot help, ``gpus`` is None and
+    ``reason`` is ``latency``.
+    """
+    p = resolve(_check_cell(cell))
+    offered, clients, tp = float(p["rate_scale"]), int(p["clients"]), int(p["tp"])
+    held = loads.dropna(subset=["max_rate_scale"])
+    top = float(held["max_rate_scale"].max()) if len(held) else 0.0
+    out = {"overloaded": False, "rate_scale": offered, "gpus_now": clients * tp, "tp": tp}
+    if top >= offered * (1 - 1e-9):
+        return out
+    out.update(overloaded=True, replicas=None, gpus=None, reason="load", deeper_simulations=0)
+    basis = str(held.loc[held["max_rate_scale"].idxmax(), "policy"]) if top > 0 else policy
+    lowest = offered / 2**max_doublings
+    if top <= 0:  # nothing held in the range searched: look lower with one policy
+        kw = {"target": target, "rel_tol": rel_tol, "max_doublings": deeper}
+        deep = max_loads(cell, [policy], seeds, start=lowest / 2, **kw)
+        out["deeper_simulations"] = int(deep["simulations"].sum())
+        top = float(load_summary(deep)["max_rate_scale"].iloc[0])
+        lowest = lowest / 2 ** (deeper + 1)
+    out.update(basis_policy=basis, basis_load=top, lowest_searched=lowest)
+    if not top > 0:
+        return {**out, "reason": "latency"}
+    replicas = math.ceil(clients * offered / top - 1e-9)
+    worst = _worst_share({**cell, "clients": replicas}, basis, seeds)
+    return {
+        **out,
+        "replicas": replicas,
+        "gpus": replicas * tp,
+        "check_attainment": worst,
+        "check_holds": bool(worst >= target),
+    }
 
 
-def _winner_line(ok: pd.DataFrame, v: dict, p: dict, slo: str, rate: float) -> str:
-    w, ref = v["winner"], v["reference"]
-    load = f"rate_scale {p['rate_scale']:g}" + (
-        f" (about {rate:.2f} req/s)" if math.isfinite(rate) else ""
-    )
-    g = ok.loc[w, "goodput_rps"]
-    if w == ref or math.isnan(v["goodput_ratio"]):
-        line = f"- **{w} wins** at {load}: the highest goodput ({g:.2f} req/s meeting {slo})"
-        other = _runner_up(ok, w) if w == ref else None
-        if other is None:
-            return line + "."
-        g2 = ok.loc[other, "goodput_rps"]
-        if g2 >= g:
-            gap = "the same goodput with a longer makespan"
-        else:
-            gap = f"{100 * (1 - g2 / g):.1f}% less goodput ({g2:.2f} req/s)"
-        return (
-            line + f"; no other policy beats the reference: the runner-up, {other}, serves {gap}."
-        )
-    ratio, lat = v["goodput_ratio"], v["ttft_p99_ratio"]
-    t_w, t_r = ok.loc[w, "ttft_p99_s"], ok.loc[ref, "ttft_p99_s"]
-    tail = f"{lat:.2f} times {ref}'s" if lat >= 1 else f"{100 * (1 - lat):.0f}% lower than {ref}'s"
-    red = v["makespan_reduction"]
-    margin = (
-        f"with the same goodput as {ref}"
-        if abs(ratio - 1) < 5e-4
-        else f"by {100 * (ratio - 1):.1f}% more goodput than {ref}"
-    )
-    line = (
-        f"- **{w} wins** at {load}, {margin}: {g:.2f} against "
-        f"{ok.loc[ref, 'goodput_rps']:.2f} req/s meeting {slo}; its makespan is "
-        f"{100 * abs(red):.1f}% {'shorter' if red >= 0 else 'longer'} and its TTFT p99 {tail} "
-        f"({t_w:.2f} s against {t_r:.2f} s)."
-    )
-    if ratio - 1 < 0.05:
-        line += (
-            " A margin under 5% comes from one window and one seed: render again with another "
-            "`window` or `seed` before relying on it."
-        )
-    return line
-
-
-def reading(table: pd.DataFrame, v: dict, loads: pd.DataFrame, cell: dict, target: float) -> str:
-    """A few Markdown sentences: the winner and its margin over the reference, who meets the
-    SLO at this load, and the load each policy still serves within it."""
-    p = resolve(cell)
-    slo = f"TTFT <= {p['slo_ttft']:g} s and TPOT <= {p['slo_tpot']:g} s"
-    ok = table[table["status"] == "ok"].set_index("policy")
-    ref = v["reference"]
-    rate = base_rate(cell) * float(p["rate_scale"])
-    lines = [_winner_line(ok, v, p, slo, rate)]
-    meet = ok.index[ok["slo_attainment"] >= target].tolist()
-    lines.append(
-        f"- At this load {len(meet)} of {len(ok)} policies keep {target:.0%} of requests within "
-        f"{slo}" + (f": {', '.join(meet)}." if meet else ".")
-    )
-    lines += _load_lines(loads, v, ref)
-    failed = table[table["status"] != "ok"]
-    for _, r in failed.iterrows():
-        lines.append(f"- {r['policy']} did not run: {r['error']}")
-    return "\n".join(lines)
-
-
-def _load_lines(loads: pd.DataFrame, v: dict, ref: str) -> list[str]:
-    """The highest load within the SLO, who reaches it, and the winner's against the reference's."""
-    good = loads.dropna(subset=["max_rate_scale"]).set_index("policy")
-    if good.empty:
-        return []
-
-    def at(pol: str) -> str:
-        r = good.loc[pol]
-        rps = r.get("max_rate_rps", math.nan)
-        rps = f" ({rps:.2f} req/s)" if isinstance(rps, float) and math.isfinite(rps) else ""
-        return f"rate_scale {r['max_rate_scale']:.3g}{rps}"
-
-    top = good["max_rate_scale"].max()
-    best = good.index[good["max_rate_scale"] == top].tolist()
-    capped = " (the top of the searched range)" if bool(good.loc[best, "capped"].any()) else ""
-    txt = f"- The highest load within the SLO: {at(best[0])}{capped}, reached by {', '.join(best)}"
-    if ref in good.index and ref not in best:
-        txt += f"; {ref} up to {good.loc[ref, 'max_rate_scale']:.3g}"
-    lines = [txt + "."]
-    w = v["winner"]
-    if w != ref and w in good.index and ref in good.index:
-        a, b = good.loc[w, "max_rate_scale"], good.loc[ref, "max_rate_scale"]
-        if a == b:
-            lines.append(f"- {w} and {ref} hold the SLO up to the same load, {at(w)}.")
-        else:
-            more = "more" if a > b else "less"
-            lines.append(
-                f"- {w} holds the SLO up to {at(w)}, {100 * abs(a / b - 1):.1f}% {more} load "
-                f"than {ref} ({at(ref)})."
-            )
-    return lines
+def _worst_share(cell: dict, policy: str, seeds) -> float:
+    """The lowest ``slo_attainment`` of ``policy`` over the seeds' cells (NaN if one failed)."""
+    shares = [
+        float(run_cell({**c, "policy": policy}).get("slo_attainment", math.nan))
+        for c in seed_cells(cell, seeds)
+    ]
+    return min(shares) if all(math.isfinite(s) for s in shares) else math.nan

@@ -17,8 +17,9 @@ unknown policy, model or hardware profile, or a bad value; a cluster that cannot
 
 ``run_sweep(grid, out, ...)`` runs every cell not already done in ``out``
 (``store.ResultStore``) with ``cells.run_cell`` on a ``jobs.executor.Executor``, saving rows as
-they finish, and writes ``out/sweep.json`` (grid, counts, engine, versions). Workload
-tables are loaded once and sent to each worker once.
+they finish, and writes ``out/sweep.json`` (grid, counts, engine, versions; all or nothing,
+its target checked before any cell runs). Workload tables are loaded once and sent to each
+worker once.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import pandas as pd
 import yaml
 
 from hybridsched.jobs.executor import Executor, JobError
+from hybridsched.jobs.staging import check_targets, staged_output
 from hybridsched.jobs.store import ResultStore
 from hybridsched.studies.cells import CLUSTER_KEYS, DTYPES, cell_id, cluster_of, resolve, run_cell
 from hybridsched.studies.config import DEFAULTS, unknown_error
@@ -196,6 +198,7 @@ def run_sweep(
     from hybridsched.provenance import versions
 
     cells = expand_grid(grid)
+    check_targets(out, ["sweep.json"], ["cells.parquet"])  # before any cell runs
     store = ResultStore(out, DTYPES)
     done = store.done_ids()
     todo = [c for c in cells.cells if cell_id(c) not in done]
@@ -222,8 +225,6 @@ def run_sweep(
         "wall_s": wall,
         "versions": versions(),
     }
-    tmp = Path(out) / ".sweep.json.partial"
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    os.replace(tmp, Path(out) / "sweep.json")
+    with staged_output(out, ["sweep.json"]) as stage:
+        stage.path("sweep.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return SweepResult(store.load(), counts, cells.skipped, wall)

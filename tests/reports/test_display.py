@@ -44,6 +44,11 @@ def _headers(styler) -> list[str]:
         (None, "count", ""),
         (math.inf, None, ""),
         (np.float64(100.5), None, "100.50"),
+        (5e-05, "duration", "50 µs"),
+        (0.00909, "duration", "9.09 ms"),
+        (2.5, "duration", "2.50 s"),
+        (1e-12, "duration", "0 s"),
+        (3e11, "bandwidth", "300.0 GB/s"),
     ],
 )
 def test_fmt_reads_each_kind(value, how, text):
@@ -158,6 +163,8 @@ def test_single_case_table_shows_both_bounds_for_chunked_rows():
     assert t.loc["chunked", "gap to paper-model T_LB"] == pytest.approx(-1 / 90)
     assert t.loc["chunked", "share of the gap closed (paper model)"] == pytest.approx(1.1)
     assert t.loc["chunked", "own T_LB (s)"] == mixed
+    assert t.loc["chunked", "own T_LB: also covers"] == "mixed iterations"
+    assert pd.isna(t.loc["hybrid", "own T_LB: also covers"])
     assert t.loc["chunked", "share closed (own T_LB)"] == pytest.approx(0.55)
     assert t.loc["hybrid", "share of the gap closed (paper model)"] == pytest.approx(0.8)
     assert math.isnan(t.loc["hybrid", "own T_LB (s)"])
@@ -170,6 +177,7 @@ def test_labels_name_aggregates_and_fall_back():
     assert labels.label("utilization_gain_pp_mean") == "U gain over the baseline (pp), mean"
     assert labels.kind("gap_to_lb_max") == "fraction"
     assert labels.label("some_new_column") == "some new column"
+    assert labels.label("paper-model T_LB (s)") == "paper-model T_LB (s)"
     assert display.column_kind("x", pd.Series([1.0, 2.0])) == "count"
     assert display.column_kind("x", pd.Series([1.5, 2.0])) == "number"
     assert display.column_kind("x", pd.Series([0.1758, "optimal", 1264], dtype=object)) is None
@@ -179,3 +187,66 @@ def test_labels_name_aggregates_and_fall_back():
         "29.28",
         "1",
     ]
+
+
+def test_show_params_prints_each_parameter_in_its_unit():
+    """Tests that a profile's constants read with units (bandwidth in GB/s, times in µs or ms,
+    efficiencies as percentages), the parameter names kept, and no raw bytes/s or 0.0000."""
+    t = pd.DataFrame(
+        {
+            "guessed": [0.5, 3e11, 1e-05, 0.003, 0.0],
+            "fitted": [0.691, 2.27e11, 5e-05, 0.0091, 0.0109],
+        },
+        index=[
+            "mfu",
+            "allreduce_bandwidth",
+            "allreduce_latency_s",
+            "iteration_overhead_s",
+            "prefill_per_request_s",
+        ],
+    )
+    s = display.show_params(t)
+    assert _headers(s) == ["parameter", "guessed", "fitted"]
+    assert _cells(s) == [
+        ["mfu", "50.0%", "69.1%"],
+        ["allreduce_bandwidth", "300.0 GB/s", "227.0 GB/s"],
+        ["allreduce_latency_s", "10 µs", "50 µs"],
+        ["iteration_overhead_s", "3 ms", "9.1 ms"],
+        ["prefill_per_request_s", "0 s", "10.9 ms"],
+    ]
+
+
+def test_study_table_leaves_the_baseline_out_of_its_own_comparisons():
+    """Tests that the study table blanks the baseline's gains, wins and ties against itself
+    (no "+0.00 pp" or "ties 100"), and keeps the hybrid's."""
+    summary = pd.DataFrame(
+        {
+            "policy": ["baseline", "hybrid"],
+            "num_cases": [4, 4],
+            "utilization_mean": [0.78, 0.87],
+            "utilization_gain_pp_mean": [0.0, 8.8],
+            "makespan_reduction_mean": [0.0, 0.10],
+            "wins": [0, 4],
+            "ties": [4, 0],
+        }
+    )
+    t = reports.study_table({"2x tp4": SimpleNamespace(summary=summary)}).set_index("policy")
+    assert t.loc["baseline", ["utilization_gain_pp_mean", "wins", "ties"]].isna().all()
+    assert t.loc["hybrid", "wins"] == 4 and t.loc["hybrid", "utilization_gain_pp_mean"] == 8.8
+    cells = dict(
+        (r[0], r[1:])
+        for r in _cells(reports.show_wide(t.reset_index().assign(config="c"), ["config", "policy"]))
+    )
+    assert cells["ties (cases)"] == ["", "0"]
+    assert cells["U gain over the baseline (pp), mean"] == ["", "+8.80 pp"]
+
+
+def test_bound_model_names_what_a_policy_bound_covers():
+    """Tests that a policy's own bound is named by its iterations and admission."""
+    from hybridsched.reports.tables import bound_model
+
+    assert bound_model("hybrid", "reservation") == ""
+    assert bound_model("chunked", "reservation") == "mixed iterations"
+    assert bound_model("online-hybrid", "on-demand") == "on-demand admission"
+    assert bound_model("vllm", "on-demand") == "mixed iterations, on-demand admission"
+    assert bound_model("not-a-policy", None) == ""

@@ -104,31 +104,45 @@ def test_batch_occupancy_and_kv_usage_return_axes(trace, gsm8k_small):
 
 
 def test_makespan_bars_show_lower_bound(single_table):
-    """Tests that plot_makespan_bars returns an Axes with one bar per policy and the T_LB line."""
+    """Tests that plot_makespan_bars returns an Axes with one bar per policy and the T_LB line,
+    and labels each bar with its makespan at the tables' two decimals."""
     ax = plots.plot_makespan_bars(single_table, lower_bound_s=91.2)
     assert isinstance(ax, Axes)
     assert len(ax.patches) == len(single_table)
-    assert any(np.allclose(line.get_ydata(), 91.2) for line in ax.lines)
+    assert any(np.allclose(line.get_xdata(), 91.2) for line in ax.lines)
+    labels = [t.get_text() for t in ax.texts]
+    assert labels == [f"{v:.2f}" for v in single_table["makespan_s"]]
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(single_table["policy"])
 
 
-def test_makespan_bars_mark_a_policy_own_bound():
-    """Tests that a row measured against another bound (a chunked-prefill policy) gets that bound
-    drawn over its bar and named in the legend, and the others do not."""
+def test_makespan_bars_name_each_own_bound_as_the_table_does():
+    """Tests that rows measured against another bound get that bound drawn across their bar,
+    one mark per bound, each named in the legend by what it covers (the table's bound_model)
+    with the value at the tables' decimals; rows on the paper-model bound get none."""
+    from hybridsched.reports.tables import with_bound_models
+
     table = pd.DataFrame(
         {
-            "policy": ["baseline", "hybrid", "chunked"],
-            "makespan_s": [104.0, 93.1, 90.5],
-            "lower_bound_s": [91.2, 91.2, 81.5],
+            "policy": ["baseline", "hybrid", "chunked", "hybrid-chunked", "vllm"],
+            "admission": ["reservation"] * 4 + ["on-demand"],
+            "makespan_s": [104.0, 93.1, 90.5, 89.4, 90.5],
+            "lower_bound_s": [91.2, 91.2, 81.4619, 81.4619, 78.951],
         }
     )
-    ax = plots.plot_makespan_bars(table, lower_bound_s=91.2)
+    ax = plots.plot_makespan_bars(with_bound_models(table), lower_bound_s=91.2)
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert any("mixed-iteration T_LB = 81.5" in x for x in labels)
-    segs = [c for c in ax.collections if len(c.get_segments())]
-    assert len(segs) == 1 and len(segs[0].get_segments()) == 1
-    assert np.allclose(segs[0].get_segments()[0][:, 1], 81.5)
+    assert labels == [
+        "T_LB = 91.20 s",
+        "T_LB with mixed iterations = 81.46 s",
+        "T_LB with mixed iterations, on-demand admission = 78.95 s",
+    ]
+    segs = [c.get_segments() for c in ax.collections if len(c.get_segments())]
+    assert [len(s) for s in segs] == [2, 1]
+    assert np.allclose([s[0][0, 0] for s in segs], [81.4619, 78.951])
     ax2 = plots.plot_makespan_bars(table.iloc[:2], lower_bound_s=91.2)
     assert len(ax2.get_legend().get_texts()) == 1
+    ax3 = plots.plot_makespan_bars(table.drop(columns="admission"), lower_bound_s=91.2)
+    assert "own T_LB = 81.46 s" in [t.get_text() for t in ax3.get_legend().get_texts()]
 
 
 def test_paired_makespan_and_gain_hist(study_cases):
@@ -174,3 +188,27 @@ def test_missing_columns_are_named():
         plots.plot_gantt(
             pd.DataFrame({"client": [0], "kind": ["decode"], "start_s": [0.0], "end_s": [1.0]})
         )
+
+
+def test_load_curves_draw_one_line_per_policy_with_slo_and_units():
+    """Tests that plot_load_curves draws a line per policy against the offered rate, the SLO
+    as a dotted line, the y = x line for goodput, log axes that read as plain numbers, and
+    axis labels with units."""
+    runs = pd.DataFrame(
+        {
+            "policy": ["vllm"] * 3 + ["hybrid-chunked"] * 3,
+            "offered_rps": [2.0, 4.0, 8.0] * 2,
+            "ttft_p99_s": [0.3, 1.5, 40.0, 0.4, 3.0, 90.0],
+            "goodput_rps": [2.0, 3.9, 2.1, 2.0, 3.8, 4.2],
+        }
+    )
+    ax = plots.plot_load_curves(runs, "ttft_p99_s", log=True, limit=2.0)
+    labels = [line.get_label() for line in ax.lines]
+    assert labels == ["vllm", "hybrid-chunked", "SLO"]
+    assert ax.get_yscale() == "log" and ax.get_ylabel() == "TTFT p99 (s)"
+    assert ax.get_xlabel() == "offered rate (req/s)"
+    ax.figure.canvas.draw()
+    ticks = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert ticks and all("10^" not in t and "times" not in t for t in ticks)
+    ax2 = plots.plot_load_curves(runs, "goodput_rps", diagonal=True)
+    assert [line.get_label() for line in ax2.lines][-1] == "every request within"

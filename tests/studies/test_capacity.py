@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 
@@ -11,12 +12,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hybridsched.cli import main
+from hybridsched.reports.capacity_plots import rates_table
 from hybridsched.studies.capacity import (
     Bisection,
     bisect_max,
+    candidate_cells,
     cheapest,
+    default_policies,
     frontier,
     gpus_needed,
+    is_clairvoyant,
     plan_capacity,
     read_prices,
 )
@@ -99,14 +104,13 @@ def test_read_prices_names_bad_rows(tmp_path):
 
 
 def test_plan_on_a_tiny_real_cluster(tmp_path):
-    """Tests a plan on one small cluster (30 requests, B=4, so queues build near 1 req/s): the
-    reported rate was measured to meet
-    the target, the next tested rate above it was measured to miss it, and the CLI writes the
-    choice."""
+    """Tests a plan on one small cluster (B=4, so queues build near 1 req/s): the reported
+    rate was measured to meet the target in steady state, the next tested rate above it was
+    measured to miss it, and the CLI writes the choice."""
     out = tmp_path / "cap"
     argv = ["capacity", "--slo-ttft", "2.0", "--slo-tpot", "0.05", "--rate", "2"]
     argv += ["--tp", "4", "--clients", "1", "--max-batch", "4", "--policies", "baseline"]
-    argv += ["--num-requests", "30"]
+    argv += ["--num-requests", "30", "--min-duration", "20", "--seeds", "1"]
     argv += ["--rel-tol", "0.1", "--engine", "serial", "--quiet", "--out", str(out)]
     code = 0
     try:
@@ -118,11 +122,147 @@ def test_plan_on_a_tiny_real_cluster(tmp_path):
     assert len(cand) == 1 and cand["gpus"].iloc[0] == 4
     r, hi = cand["max_rate"].iloc[0], cand["rate_upper"].iloc[0]
     assert 0 < r < hi < math.inf and hi - r <= 0.1 * hi
-    at = ev.set_index("rate")["slo_attainment"]
+    at = ev.set_index("rate")["steady_attainment"]
     assert at[r] >= 0.9 and at[hi] < 0.9
+    assert (ev["num_requests"] >= ev["rate"] * 20 - 1e-9).all()  # runs span --min-duration
     plan = json.loads((out / "capacity.json").read_text())
     assert (plan["choice"] is not None) == (r >= 2) and code == (0 if r >= 2 else 1)
     assert plan["params"]["target"] == 0.9 and plan["params"]["seed"] == 0
+
+
+SMALL = {
+    "models": ["llama-3.1-8b"],
+    "hardware": ["h100-80gb-sxm"],
+    "tp": [1],
+    "max_batch": [8],
+    "policies": ["vllm"],
+    "engine": "serial",
+    "min_duration_s": 30.0,
+    "seeds": 2,
+    "rel_tol": 0.1,
+}
+
+
+def test_a_cluster_sustains_no_more_than_its_saturated_throughput():
+    """Tests that the sustained rate of a cluster is at most the throughput it reaches when
+    flooded (4x that rate, twice as long), and that the larger cluster is not searched once
+    the smaller one sustains the target."""
+    from hybridsched.studies.cells import simulate_cell
+
+    res = plan_capacity("azure-conv", 1.0, 0.05, 1.0, clients=[1, 2], **SMALL)
+    (row,) = res.candidates.itertuples()
+    assert row.clients == 1 and row.sustains and not row.at_search_bound
+    assert [s["clients"] for s in res.skipped] == [2]
+    assert "not searched" in res.skipped[0]["reason"]
+    flood = 4 * row.max_rate
+    c = simulate_cell(
+        {
+            "workload": "azure-conv",
+            "model": "llama-3.1-8b",
+            "hardware": "h100-80gb-sxm",
+            "tp": 1,
+            "clients": 1,
+            "max_batch": 8,
+            "policy": "vllm",
+            "num_requests": round(flood * 60),
+            "arrivals": f"poisson:{flood}",
+        }
+    )
+    assert row.max_rate <= c.run.metrics["throughput_rps"]
+
+
+def test_rates_do_not_fall_with_more_identical_clients():
+    """Tests that with the full frontier searched, the sustained rate does not fall as
+    identical clients are added (beyond the bisection's tolerance)."""
+    res = plan_capacity(
+        "azure-conv", 1.0, 0.05, 2.0, clients=[1, 2, 3], stop_at_target=False, **SMALL
+    )
+    t = res.candidates.sort_values("clients")
+    assert list(t["clients"]) == [1, 2, 3] and t["error"].isna().all()
+    rates = t["max_rate"].to_numpy()
+    assert (rates[1:] >= rates[:-1] * (1 - SMALL["rel_tol"])).all()
+    assert rates[-1] > rates[0]
+    f = frontier(res.candidates, by=("policy",))
+    assert f["max_rate"].is_monotonic_increasing
+
+
+def test_a_rate_at_the_search_bound_is_flagged_and_not_shown_as_measured(tmp_path, capsys):
+    """Tests that a cluster meeting any SLO at every rate tried stops at the top of the
+    range, flagged, with an open-ended bracket, and the command prints it as '>= X'."""
+    out = tmp_path / "cap"
+    argv = ["capacity", "--slo-ttft", "1000", "--slo-tpot", "10", "--rate", "0.75"]
+    argv += ["--models", "llama-3.1-8b", "--hardware", "h100-80gb-sxm", "--tp", "1"]
+    argv += ["--clients", "1", "--policies", "vllm", "--num-requests", "20"]
+    argv += ["--min-duration", "2", "--seeds", "1", "--engine", "serial", "--quiet"]
+    assert main([*argv, "--out", str(out)]) == 0
+    cand = pd.read_csv(out / "candidates.csv")
+    (row,) = cand.itertuples()
+    assert row.at_search_bound and row.capped and row.max_rate == 0.75 * 2**6
+    assert row.rate_upper == math.inf and row.max_rate_ci_high == math.inf
+    assert rates_table(cand)["max_rate"].tolist() == [">= 48"]
+    printed = capsys.readouterr().out
+    table_line = next(line for line in printed.splitlines() if "h100-80gb-sxm" in line)
+    assert ">= 48" in table_line and "sustains >= 48 req/s" in printed
+    assert " 48 " not in table_line.replace(">= 48", "")  # never the bare number
+
+
+def test_capacity_takes_a_trace_window(tmp_path):
+    """Tests that --window keeps the window's requests and arrivals, compressed to each
+    tested rate (rate_scale = rate / the window's own rate)."""
+    from hybridsched.workloads.tables import requests_for
+
+    out = tmp_path / "cap"
+    argv = ["capacity", "--slo-ttft", "1", "--slo-tpot", "0.05", "--rate", "8"]
+    argv += ["--workload", "azure-conv", "--window", "0:60", "--models", "llama-3.1-8b"]
+    argv += ["--hardware", "h100-80gb-sxm", "--tp", "1", "--clients", "1", "--policies"]
+    argv += ["vllm", "--rel-tol", "0.2", "--engine", "serial", "--quiet", "--out", str(out)]
+    with contextlib.suppress(SystemExit):  # exit 1: no cluster sustains 8 req/s
+        main(argv)
+    ev = pd.read_csv(out / "evaluations.csv")
+    n = len(requests_for("azure-conv", workload_options={"window": "0:60"}))
+    assert (ev["arrivals"] == "table").all() and (ev["window"] == "0:60").all()
+    assert ev["rate_scale"].to_numpy() == pytest.approx(ev["rate"].to_numpy() / (n / 60))
+    assert (ev["counted"] < n).all() and ev["seed"].nunique() == 1
+    notes = json.loads((out / "capacity.json").read_text())["params"]["notes"]
+    assert any("one set of arrivals" in x for x in notes)
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--policies", "hybrid", "vllm"], "--allow-clairvoyant"),
+        (["--rate-scale", "2"], "rate-scale must be 1"),
+    ],
+)
+def test_capacity_refuses_clairvoyant_policies_and_a_rate_scale(tmp_path, capsys, extra, needle):
+    """Tests that a clairvoyant policy without --allow-clairvoyant, or a --rate-scale, exits
+    2 with one line, before any simulation."""
+    argv = ["capacity", "--slo-ttft", "1", "--slo-tpot", "0.05", "--rate", "1", *extra]
+    assert main([*argv, "--out", str(tmp_path / "cap")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err
+    assert not (tmp_path / "cap").exists()
+
+
+def test_clairvoyance_and_the_default_policies_and_grid():
+    """Tests which policies read future arrivals, that the defaults are online ones, and the
+    default grid: every client count per tp that holds the model, in order of GPUs."""
+    assert is_clairvoyant("hybrid") and is_clairvoyant("hybrid-chunked")
+    assert not is_clairvoyant("vllm") and not is_clairvoyant("baseline")
+    assert not is_clairvoyant("online-hybrid")
+    assert is_clairvoyant("baseline", router=None) is False
+    assert not any(is_clairvoyant(p) for p in default_policies())
+    assert "vllm" in default_policies() and "online-hybrid" in default_policies()
+    fixed = {"workload": "gsm8k", "seed": 0, "slo_ttft": 1.0, "slo_tpot": 0.1}
+    space = {"model": ["llama-3.1-70b"], "hardware": ["h100-80gb-sxm"], "max_batch": [32]}
+    cells, skipped = candidate_cells(
+        {**fixed}, {**space, "policy": ["vllm"]}, [1, 2, 4, 8], None, 8
+    )
+    got = [(c["tp"], c["clients"]) for c in cells]
+    assert sorted(got) == [(2, 1), (2, 2), (2, 3), (2, 4), (4, 1), (4, 2), (8, 1)]
+    gpus = [t * n for t, n in got]
+    assert gpus == sorted(gpus)
+    assert [s["tp"] for s in skipped] == [1] and "KV" in skipped[0]["reason"]
 
 
 def test_plan_skips_clusters_over_max_gpus_and_rejects_bad_slo():
@@ -143,3 +283,24 @@ def test_plan_skips_clusters_over_max_gpus_and_rejects_bad_slo():
     )
     assert res.candidates.empty and res.choice is None
     assert res.skipped and "max_gpus=16" in res.skipped[0]["reason"]
+
+
+def test_frontier_plot_draws_bound_points_open_with_an_arrow():
+    """Tests the frontier figure: measured points filled, search-bound points open with an
+    upward arrow, and axes in GPUs and req/s."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from hybridsched.reports.capacity_plots import plot_frontier
+
+    t = _table().assign(
+        at_search_bound=[True, False, False, False, False],
+        max_rate_ci_low=[10.0, 5.5, 8.0, 3.5, 2.5],
+        max_rate_ci_high=[math.inf, 6.5, 10.0, 4.5, 3.5],
+    )
+    ax = plot_frontier(t, 5.0)
+    opened = [ln for ln in ax.lines if ln.get_markerfacecolor() == "none"]
+    assert len(opened) == 1 and opened[0].get_ydata()[0] == 10.0
+    (arrow,) = ax.texts
+    assert arrow.xy[1] > 10.0 and ax.get_ylim()[1] > arrow.xy[1]
+    assert "GPUs" in ax.get_xlabel() and "req/s" in ax.get_ylabel()
