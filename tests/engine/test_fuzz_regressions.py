@@ -62,8 +62,12 @@ def test_seed_1000101_portfolio_places_requests_where_they_fit_in_blocks(block):
     """``hybrid-robust``'s round-robin and random candidates placed request 26 (290 + 21 =
     311 tokens) on the 311-token client, which holds it in tokens but not in whole blocks,
     and the engine refused the dispatch."""
+    inst = seed_1000101()  # with exact predictions: no request outgrows its client
+    req = inst.requests.assign(predicted_output_tokens=inst.requests["output_tokens"])
     adm = Admission("on-demand", block_size=block, prefix_caching=True)
-    res = run_policy(seed_1000101(), "hybrid-robust", solve=SOLVE, admission=adm, check=True)
+    res = run_policy(
+        inst.replace(requests=req), "hybrid-robust", solve=SOLVE, admission=adm, check=True
+    )
     assert res.assignment[26] != 0
 
 
