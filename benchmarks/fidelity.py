@@ -1,14 +1,11 @@
-"""Fidelity targets: the kernel model against its database, ``vllm`` against vLLM's own
-scheduler, and the engine against real vLLM runs (``make bench``; the figures the README
-and notebook 10 quote)."""
+"""Fidelity targets: ``vllm`` against vLLM's own scheduler, and the engine against real vLLM
+runs (``make bench``; the figures the README and notebook 10 quote). The kernel model
+against its database is ``kernel_accuracy.py``."""
 
 from __future__ import annotations
 
 import json
 import time
-
-# the kernel model against aiconfigurator's estimates lives in kernel_accuracy.py
-from kernel_accuracy import PROFILES, bench_kernels, kernel_errors  # noqa: F401
 
 
 def bench_vllm() -> None:

@@ -37,26 +37,24 @@ def nonnegative_float_arg(text: str) -> float:
     return v
 
 
-def positive_int_arg(text: str) -> int:
-    """An integer >= 1."""
+def _int_at_least(text: str, lo: int) -> int:
     try:
         v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+        raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, got {text!r}") from None
+    if v < lo:
+        raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, got {text}")
     return v
+
+
+def positive_int_arg(text: str) -> int:
+    """An integer >= 1."""
+    return _int_at_least(text, 1)
 
 
 def nonnegative_int_arg(text: str) -> int:
     """An integer >= 0."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
-    return v
+    return _int_at_least(text, 0)
 
 
 def _nearest_existing(p: Path) -> Path:

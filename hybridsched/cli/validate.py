@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from hybridsched.cli.argcheck import nonnegative_float_arg
 from hybridsched.cli.outputs import Outputs
 
 
@@ -39,20 +40,6 @@ def cmd_validate(args) -> None:
     print(summary_sentence(v.run, v.errors))
 
 
-def nonnegative_seconds(text: str) -> float:
-    import math
-
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be a number of seconds >= 0, got {text!r}"
-        ) from None
-    if not (math.isfinite(v) and v >= 0):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text}")
-    return v
-
-
 def add_validate(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "validate",
@@ -76,14 +63,14 @@ def add_validate(sub) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--iteration-overhead",
-        type=nonnegative_seconds,
+        type=nonnegative_float_arg,
         default=None,
         metavar="S",
         help="host time per iteration, s (default: the hardware profile's)",
     )
     p.add_argument(
         "--request-overhead",
-        type=nonnegative_seconds,
+        type=nonnegative_float_arg,
         default=None,
         metavar="S",
         help="API time per request, s (default: the hardware profile's)",

@@ -12,7 +12,8 @@ A request table may carry prefix identity in one of these ways (the first presen
 - ``prefix_group`` and ``shared_prefix_tokens``: requests of one group share their first
   ``shared_prefix_tokens`` tokens (a common system prompt); with ``prefix_parent`` too, a
   first turn (parent -1) starts with its group's prefix and a later turn extends its parent;
-- ``--shared-prefix N`` (``shared_prefix``): every request starts with the same ``N`` tokens.
+- ``--shared-prefix N`` (``with_shared_prefix``): every request starts with the same ``N``
+  tokens, written as the group columns above.
 
 ``prompt_segments`` turns them into one list per request of ``(key, tokens)`` segments: two
 requests' prompts agree on their first ``x`` tokens exactly when their segment lists agree up
@@ -50,7 +51,7 @@ def with_shared_prefix(requests: pd.DataFrame, tokens: int) -> pd.DataFrame:
     return requests.assign(prefix_group="shared", shared_prefix_tokens=np.minimum(s, int(tokens)))
 
 
-def prompt_segments(requests: pd.DataFrame, shared_prefix: int | None = None):
+def prompt_segments(requests: pd.DataFrame):
     """Per request, its prompt as ``(key, tokens)`` segments; None without prefix identity."""
     ids = requests["request_id"].tolist()
     s = requests["prompt_tokens"].to_numpy(np.int64)
@@ -59,13 +60,13 @@ def prompt_segments(requests: pd.DataFrame, shared_prefix: int | None = None):
             _blocks(rid, int(n), b)
             for rid, n, b in zip(ids, s, requests["prefix_blocks"], strict=True)
         ]
-    roots = _roots(requests, ids, s, shared_prefix)
+    roots = _roots(requests, ids, s)
     if "prefix_parent" in requests.columns:
         return _chains(requests, ids, s, roots)
     return roots if roots is not None else None
 
 
-def _roots(requests: pd.DataFrame, ids: list, s: np.ndarray, shared_prefix: int | None):
+def _roots(requests: pd.DataFrame, ids: list, s: np.ndarray):
     """Segments of requests that extend no earlier one: a group's common prefix, or their own."""
     if "prefix_group" in requests.columns:
         shared = requests["shared_prefix_tokens"].to_numpy(np.int64)
@@ -73,11 +74,6 @@ def _roots(requests: pd.DataFrame, ids: list, s: np.ndarray, shared_prefix: int 
         return [
             _split(("g", g), int(k), rid, int(n)) if not _missing(g) else [(("u", rid), int(n))]
             for g, k, rid, n in zip(groups, shared, ids, s, strict=True)
-        ]
-    if shared_prefix:
-        return [
-            _split(("g", "shared"), min(int(shared_prefix), int(n)), rid, int(n))
-            for rid, n in zip(ids, s, strict=True)
         ]
     return None
 

@@ -23,7 +23,7 @@ from hybridsched.studies.run import run_policy
 from hybridsched.trace.check import check_trace
 from hybridsched.trace.errors import TraceError
 from hybridsched.workloads.prefixes import with_shared_prefix
-from tests.engine.test_vllm_fixtures import FIXTURES, prefix_columns
+from tests.engine.test_vllm_fixtures import FIXTURES, fixture_table
 
 LAT = LinearLatency(0.01, 0.0001, 0.005, 0.0, 0.00001)
 SOLVE = SolveSettings(time_limit_s=1.0)
@@ -32,16 +32,7 @@ SOLVE = SolveSettings(time_limit_s=1.0)
 def fixture_instance(name: str, lat=LAT) -> tuple[Instance, dict]:
     fx = json.loads((FIXTURES / f"{name}.json").read_text())
     st = fx["settings"]
-    req = pd.DataFrame([r[:3] for r in fx["requests"]], columns=["p", "o", "a"])
-    table = pd.DataFrame(
-        {
-            "request_id": np.arange(len(req)),
-            "prompt_tokens": req["p"],
-            "output_tokens": req["o"],
-            "arrival_s": req["a"].astype(float),
-            **prefix_columns(fx),
-        }
-    )
+    table = fixture_table(fx, prefixes=True)
     M = st["num_blocks_usable"] * st["block_size"]
     inst = Instance(
         table,

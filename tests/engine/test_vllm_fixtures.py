@@ -74,19 +74,24 @@ def prefix_columns(fx: dict) -> dict:
     return {"prefix_parent": parent, "prefix_group": group, "shared_prefix_tokens": shared}
 
 
-def replay(fx: dict):
-    """The fixture's requests through the engine's ``vllm`` policy, with vLLM's settings."""
-    st = fx["settings"]
+def fixture_table(fx: dict, prefixes: bool) -> pd.DataFrame:
+    """The fixture's requests as a request table (with its prefix columns if ``prefixes``)."""
     req = pd.DataFrame([r[:3] for r in fx["requests"]], columns=["p", "o", "a"])
-    table = pd.DataFrame(
+    return pd.DataFrame(
         {
             "request_id": np.arange(len(req)),
             "prompt_tokens": req["p"],
             "output_tokens": req["o"],
             "arrival_s": req["a"].astype(float),
-            **(prefix_columns(fx) if st["enable_prefix_caching"] else {}),
+            **(prefix_columns(fx) if prefixes else {}),
         }
     )
+
+
+def replay(fx: dict):
+    """The fixture's requests through the engine's ``vllm`` policy, with vLLM's settings."""
+    st = fx["settings"]
+    table = fixture_table(fx, st["enable_prefix_caching"])
     M = st["num_blocks_usable"] * st["block_size"]
     inst = Instance(
         table,

@@ -4,6 +4,8 @@ per-iteration estimates row by row (``make bench`` scores all 130,944 rows)."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +13,10 @@ import pytest
 from hybridsched.instance import Cluster
 from hybridsched.latency.kernels import KernelLatency
 from hybridsched.latency.profiles import load_hardware_profile, load_model_profile, profile_names
-from hybridsched.paths import data_dir
+from hybridsched.paths import data_dir, repo_root
+
+sys.path.insert(0, str(repo_root() / "benchmarks"))
+from kernel_accuracy import PROFILES  # noqa: E402  (benchmarks/kernel_accuracy.py)
 
 KERNEL_PROFILES = [n for n in profile_names("hardware") if load_hardware_profile(n).kernels]
 SPLITWISE = ("a100-sxm-splitwise2023", "h100-sxm-splitwise2023")
@@ -53,17 +58,9 @@ def test_fixed_reference_rows_within_two_percent():
     models and tp) against the kernel model, each within 2%."""
     ref = pd.read_parquet(data_dir() / "latency" / "kernels" / "reference_estimates.parquet")
     rows = ref.sample(60, random_state=3)
-    profile = {
-        ("h100_sxm", "vllm"): "h100-sxm-vllm", ("h200_sxm", "vllm"): "h200-sxm-vllm",
-        ("a100_sxm", "vllm"): "a100-sxm-vllm", ("b200_sxm", "vllm"): "b200-vllm",
-        ("rtx_pro_6000_server", "vllm"): "rtx-pro-6000-vllm", ("l40s", "vllm"): "l40s-vllm",
-        ("h100_sxm", "sglang"): "h100-sxm-sglang", ("h100_sxm", "trtllm"): "h100-sxm-trtllm",
-        ("h200_sxm", "sglang"): "h200-sxm-sglang", ("h200_sxm", "trtllm"): "h200-sxm-trtllm",
-        ("b200_sxm", "sglang"): "b200-sglang", ("b200_sxm", "trtllm"): "b200-trtllm",
-    }  # fmt: skip
     assert set(rows["kind"]) == {"prefill", "decode", "mixed", "chunk"}
     for r in rows.itertuples():
-        hw = load_hardware_profile(profile[(r.system, r.backend)])
+        hw = load_hardware_profile(PROFILES[(r.system, r.backend)])
         lat = KernelLatency(load_model_profile(r.model), hw, int(r.tp), int(r.ep))
         if r.kind == "prefill":
             t = lat.prefill_time(float(r.sum_tokens), float(r.sum_sq_tokens))
