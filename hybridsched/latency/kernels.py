@@ -36,6 +36,7 @@ import numpy as np
 
 from hybridsched.latency.kernel_ops import build_parts
 from hybridsched.latency.kernel_tables import KernelTables, kernel_tables
+from hybridsched.latency.measured_scale import measured_scale, rescale
 from hybridsched.latency.profiles import HardwareProfile, ModelProfile
 
 _NUMBER = (float, int)  # Python numbers: the scalar path
@@ -62,7 +63,11 @@ class KernelLatency:
 
     @cached_property
     def _parts(self):
-        return build_parts(self.tables, self.model, int(self.tp), int(self.ep))
+        parts = build_parts(self.tables, self.model, int(self.tp), int(self.ep))
+        if self.hardware.kernel_scale:
+            scale = measured_scale(self.hardware.kernel_scale, self.hardware.kernels)
+            parts = rescale(parts, scale)
+        return parts
 
     @property
     def overhead(self) -> float:
@@ -210,6 +215,7 @@ class KernelLatency:
             "tp": int(self.tp),
             "ep": int(self.ep),
             "tables": self.hardware.kernels,
+            "measured_scale": self.hardware.kernel_scale,
             "backend": meta.get("backend"),
             "backend_version": meta.get("backend_version"),
             "aiconfigurator_core_version": meta.get("aiconfigurator_core_version"),

@@ -253,6 +253,9 @@ class HardwareProfile:
     # serving engine keeps beside weights and KV cache per GPU (activations of the largest
     # step, CUDA graphs, the CUDA context and communication buffers; vLLM's sizing).
     kernels: str | None = None
+    # A GPU without its own tables: the sibling's tables (``kernels``) rescaled by a layer
+    # profile measured on this GPU, a folder under data/latency/measured/ (measured_scale.py).
+    kernel_scale: str | None = None
     async_scheduling: bool = False  # the serving stack plans an iteration ahead (vLLM >= 0.19)
     request_overhead_s: float = 0.0
     engine_reserve_bytes: float = 0.0
@@ -271,6 +274,7 @@ class HardwareProfile:
                 "calibration",
                 "allreduce_ring",
                 "kernels",
+                "kernel_scale",
                 "async_scheduling",
             ):
                 continue
@@ -339,7 +343,8 @@ ALIASES = {
 _NUMBER_FIELDS = {
     "model": {"published_params"},
     "hardware": {f.name for f in fields(HardwareProfile)}
-    - {"name", "source", "calibration", "allreduce_ring", "kernels", "async_scheduling"},
+    - {"name", "source", "calibration", "allreduce_ring", "kernels", "kernel_scale"}
+    - {"async_scheduling"},
 }
 
 
