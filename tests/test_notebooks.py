@@ -91,7 +91,8 @@ def smoke_reports(tmp_path_factory):
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_smoke_render_has_no_error_and_writes_results(smoke_reports, name):
     """Tests that a notebook runs with smoke=True through papermill without an error cell and
-    writes its results JSON, with parameters and versions, into its own results folder."""
+    writes its results JSON, with parameters, versions and the claim computed from its
+    results (one line of plain text), into its own results folder."""
     import json
 
     executed = nbformat.read(smoke_reports / name / f"{name}.ipynb", as_version=4)
@@ -108,6 +109,9 @@ def test_notebook_smoke_render_has_no_error_and_writes_results(smoke_reports, na
     doc = json.loads(jsons[0].read_text())
     assert doc["notebook_parameters"]["smoke"] is True
     assert "versions" in json.dumps(doc)
+    claim = doc.get("claim")
+    assert isinstance(claim, str) and len(claim) > 40, f"{name}: no claim in {jsons[0].name}"
+    assert "\n" not in claim and "`" not in claim and "**" not in claim
 
 
 @pytest.mark.slow
@@ -124,10 +128,17 @@ def test_notebook_html_has_results_table_and_figure(smoke_reports, name):
 
 @pytest.mark.slow
 def test_index_links_every_report_with_headline(smoke_reports):
-    """Tests that index.html links each report and shows the paper-vs-ours headline of the single case."""
+    """Tests that index.html links each report with the claim of its results JSON and shows
+    the paper-vs-ours headline of the single case."""
+    import html
+
+    from hybridsched.reports.index import results_claim
+
     index = (smoke_reports / "index.html").read_text()
     for name in NOTEBOOKS:
-        assert f"href='{name}.html'" in index
+        claim = results_claim(smoke_reports / name)
+        assert claim, f"{name}: its results carry no claim"
+        assert f"<li><a href='{name}.html'>{name}</a>: {html.escape(claim)}" in index
     assert "Paper vs ours" in index and "U gain (pp)" in index
 
 

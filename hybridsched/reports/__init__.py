@@ -29,6 +29,7 @@ _API = {
     "results_dir": "results",
     "write_results": "results",
     "repo_commit": "results",
+    "claim_from": "results",
     "render": "rendering",
     "RenderError": "rendering",
     "find_notebooks": "rendering",

@@ -1,4 +1,5 @@
-"""The capacity plan as read: the candidates' rates as text and the GPUs-against-rate frontier.
+"""The capacity plan as read: the candidates' rates as text, the GPUs-against-rate frontier
+and the index's one-line claim (``capacity_claim``).
 
 A rate at the search's upper bound (``at_search_bound``) is a lower bound: it is written
 ``>= X`` and drawn as an open marker with an upward arrow, never as a measurement.
@@ -66,6 +67,24 @@ def describe_choice(choice: dict | None, rate: float, max_gpus: int) -> str:
         f"sustains {c['max_rate']:.3g} req/s, fails at {c['rate_upper']:.3g} "
         f"(90% interval {interval_text(c['max_rate_ci_low'], c['max_rate_ci_high'])} req/s)"
     )
+
+
+def capacity_claim(params: dict, choice: dict | None, analytic_gpus: float | None = None) -> str:
+    """The index's one line, from the plan: the model, workload and SLO (``plan.params``), the
+    cheapest cluster (``describe_choice``) and the GPUs the analytic estimate asks for."""
+    p = params
+    n = len(p["seeds"])
+    models = ", ".join(map(str, p.get("search_space", {}).get("model", [])))
+    setup = (
+        f"{models + ' on ' if models else ''}{p['workload']}, TTFT <= {p['slo_ttft']:g} s and "
+        f"TPOT <= {p['slo_tpot']:g} s for {p['target']:.0%} of requests, steady state "
+        f"({n} seed{'s' if n != 1 else ''}, runs of {p['min_duration_s']:g} s)"
+    )
+    g = None if analytic_gpus is None else float(analytic_gpus)
+    known = g is not None and g == g  # NaN: no estimate
+    plural = "" if g == 1 else "s"
+    analytic = f"; the analytic estimate asks for {g:.0f} GPU{plural}" if known else ""
+    return f"{setup}: {describe_choice(choice, p['rate'], p['max_gpus'])}{analytic}."
 
 
 def plot_frontier(

@@ -1,10 +1,11 @@
 """The reports' ``index.html``: every report with its claim, the headlines, the render details.
 
 A report's one-line claim comes from its results: the ``claim`` string of a results JSON
-in its folder (the notebook computes it from its results and writes it with
-``reports.write_results``), so the index says what the results say. A report whose
-results carry no claim shows the one ``render`` recorded (its notebook's
-``hybridsched.claim`` metadata, else its first heading).
+in its folder (the notebook computes it from its results, e.g. with
+``reports.claim_from`` on its generated result, and writes it with
+``reports.write_results``), so the index says what the results say; a claim is never
+typed. A report whose results carry no claim shows the line ``render`` recorded (its
+notebook's first heading, ``rendering.notebook_claim``).
 """
 
 from __future__ import annotations

@@ -95,14 +95,15 @@ def find_notebooks(
 
 
 def notebook_claim(path: Path) -> str:
-    """The one-line claim the index shows for a notebook: its ``hybridsched.claim`` metadata,
-    else its first Markdown heading without the notebook's number."""
+    """The line ``render`` records for a notebook, which the index shows only when the
+    notebook's results carry no ``claim`` (``index.results_claim``): its first Markdown
+    heading without the notebook's number.
+
+    A claim is generated from the results, never typed: notebook metadata is not read.
+    """
     import nbformat
 
     nb = nbformat.read(str(path), as_version=4)
-    claim = nb.metadata.get("hybridsched", {}).get("claim")
-    if claim:
-        return str(claim)
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             for line in cell.source.splitlines():

@@ -1,5 +1,6 @@
 """The result files a notebook writes: ``results_dir``, ``write_results``, JSON-safe values,
-and the commit that produced them (``repo_commit``)."""
+the commit that produced them (``repo_commit``) and the one-line claim they carry
+(``claim_from``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import enum
 import json
 import math
 import os
+import re
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -117,3 +119,26 @@ def write_results(
         fig.savefig(p, dpi=110, bbox_inches="tight")
         paths.append(p)
     return paths
+
+
+# A bold label opening a generated paragraph: "**Result.** ".
+_LABEL = re.compile(r"^\*\*[^*]+\*\*\s*")
+# A sentence ends at ".", "!" or "?" before white space and a capital, a digit or Markdown
+# markup; so decimals ("1.5"), versions ("llama-3.1-8b") and ratios ("0.25x") do not.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`*(])")
+
+
+def claim_from(markdown: str) -> str:
+    """The one-line claim a notebook writes into its results JSON (the ``claim`` key the
+    reports' index shows): the first sentence of the generated Markdown ``markdown`` (its
+    "**Result.**" paragraph), as plain text.
+
+    The paragraph's leading bold label is dropped, code and emphasis marks are removed and
+    white space is collapsed. Raises ``ValueError`` when no text is left.
+    """
+    paragraph = markdown.strip().split("\n\n", 1)[0]
+    first = _SENTENCE_END.split(_LABEL.sub("", paragraph, count=1), maxsplit=1)[0]
+    claim = " ".join(first.replace("**", "").replace("`", "").split())
+    if not claim:
+        raise ValueError(f"no sentence to claim in {markdown!r}")
+    return claim

@@ -30,6 +30,7 @@ _API = {
     "solve_exact": "exact",
     "linear_coefficients": "exact",
     "ExactResult": "exact",
+    "exact_claim": "exact",
     "sweep": "sensitivity",
     "ablation_deltas": "sensitivity",
     "load_sweep": "serving",

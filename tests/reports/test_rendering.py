@@ -226,15 +226,15 @@ def test_render_log_is_clean_and_pages_read_as_reports(nb_dir, tmp_path, capfd):
     assert "<li><a href='01_good.html'>01_good</a>: tiny</li>" in index
 
 
-def test_notebook_claim_prefers_metadata(tmp_path):
-    """Tests that a notebook's claim is its hybridsched.claim metadata, else its first heading."""
+def test_notebook_claim_is_the_heading_never_typed_metadata(tmp_path):
+    """Tests that the line render records for a notebook is its first heading (without its
+    number), and that a typed hybridsched.claim in its metadata is not read."""
     path = _notebook(tmp_path / "01_x.ipynb", "x = 1")
     assert reports.notebook_claim(path) == "tiny"
     nb = nbformat.read(path, as_version=4)
     nb.metadata["hybridsched"] = {"claim": "The hybrid wins."}
     nbformat.write(nb, path)
-    assert reports.notebook_claim(path) == "The hybrid wins."
-    del nb.metadata["hybridsched"]
+    assert reports.notebook_claim(path) == "tiny"
     nb.cells[0].source = "# 05 · A latency model\n\ntext"
     nbformat.write(nb, path)
     assert reports.notebook_claim(path) == "A latency model"

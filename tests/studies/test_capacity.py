@@ -6,13 +6,14 @@ import contextlib
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from hybridsched.cli import main
-from hybridsched.reports.capacity_plots import rates_table
+from hybridsched.reports.capacity_plots import capacity_claim, rates_table
 from hybridsched.studies.capacity import (
     Bisection,
     bisect_max,
@@ -304,3 +305,44 @@ def test_frontier_plot_draws_bound_points_open_with_an_arrow():
     (arrow,) = ax.texts
     assert arrow.xy[1] > 10.0 and ax.get_ylim()[1] > arrow.xy[1]
     assert "GPUs" in ax.get_xlabel() and "req/s" in ax.get_ylabel()
+
+
+def test_capacity_claim_is_built_from_the_plan():
+    """Tests the index's line of a capacity plan: model, workload, SLO and measurement from
+    the plan's parameters, the cheapest cluster with its rates, the analytic GPUs; and the
+    line when no cluster sustains the rate."""
+    params = {
+        "workload": "azure-conv",
+        "slo_ttft": 1.0,
+        "slo_tpot": 0.05,
+        "target": 0.9,
+        "rate": 20.0,
+        "max_gpus": 8,
+        "seeds": [0, 1, 2],
+        "min_duration_s": 600.0,
+        "search_space": {"model": ["llama-3.1-8b"]},
+    }
+    choice = {
+        "clients": 3,
+        "tp": 1,
+        "hardware": "h100-sxm-vllm",
+        "gpus": 3,
+        "max_batch": 32,
+        "policy": "vllm",
+        "at_search_bound": False,
+        "max_rate": 28.84,
+        "rate_upper": 30.1,
+        "max_rate_ci_low": 27.5,
+        "max_rate_ci_high": 29.9,
+    }
+    claim = capacity_claim(params, choice, 2.0)
+    assert claim.startswith(
+        "llama-3.1-8b on azure-conv, TTFT <= 1 s and TPOT <= 0.05 s for 90% of requests, "
+        "steady state (3 seeds, runs of 600 s): cheapest for 20 req/s: 3 x tp=1 h100-sxm-vllm "
+        "(3 GPUs), B=32, policy vllm: sustains 28.8 req/s"
+    )
+    assert claim.endswith("; the analytic estimate asks for 2 GPUs.")
+    assert capacity_claim(params, choice, np.int64(1)).endswith("asks for 1 GPU.")
+    assert capacity_claim(params, choice, np.float64(3.0)).endswith("asks for 3 GPUs.")
+    none = capacity_claim({**params, "seeds": [0]}, None, math.nan)
+    assert none.endswith("(1 seed, runs of 600 s): no candidate sustains 20 req/s within 8 GPUs.")

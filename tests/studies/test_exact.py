@@ -96,3 +96,36 @@ def test_mip_beats_a_heuristic_somewhere(solved):
         run_policy(inst, "baseline").metrics["makespan_s"] - res.makespan_s for inst, res in solved
     ]
     assert max(gains) > 1e-6
+
+
+def test_exact_claim_is_built_from_the_results():
+    """Tests the index's line of the exact MIP notebook: the instance, T* and its status,
+    the certified policies and the replay's makespan, each from the results."""
+    from hybridsched import reports
+    from hybridsched.instance import Cluster, linear_instance, make_instance
+    from hybridsched.studies.bounds import full_lower_bound
+    from hybridsched.studies.exact import exact_claim, solve_exact
+
+    requests = pd.DataFrame({"prompt_tokens": [180, 60, 120], "output_tokens": [3, 2, 4]})
+    roof = make_instance(requests, Cluster(num_clients=2, tp=4, max_batch=2))
+    inst = linear_instance(roof, fit_linear(roof.clients[0].latency, 2).model)
+    exact = solve_exact(inst, time_limit_s=60)
+    bound = full_lower_bound(inst)
+    runs = {p: run_policy(inst, p).metrics for p in ("baseline", "hybrid")}
+    table = reports.exact_table({"exact MIP": exact.metrics, **runs}, bound)
+    claim = exact_claim(exact, table, bound.lower_bound_s, inst)
+    t_opt = exact.mip.makespan_s
+    assert claim.startswith("On a tiny instance (3 requests, 2 clients, B=2, linear latency)")
+    assert f"T* = {t_opt:.4f} s (proven optimal)" in claim
+    assert f"T_LB = {bound.lower_bound_s:.4f} s <= T* <= T(policy) for 2 of 2 policies" in claim
+    gaps = table.set_index("policy").loc[["baseline", "hybrid"], "gap_to_optimum"]
+    best, gap = gaps.idxmin(), gaps.min()
+    assert gap > 1e-6  # no policy reaches T* on this instance
+    assert f"replays in the simulator in {exact.metrics['makespan_s']:.4f} s;" in claim
+    assert claim.endswith(f"the closest policy, {best}, ends {gap:.1%} above T*.")
+    for gaps, end in (
+        ([0.0, 0.0, 0.1], "; 1 policy reaches T*."),
+        ([0, 0, 0], "; every policy reaches T*."),
+    ):
+        tied = table.assign(gap_to_optimum=gaps)  # the optimum's row, then the two policies
+        assert exact_claim(exact, tied, bound.lower_bound_s, inst).endswith(end)
