@@ -174,3 +174,41 @@ def describe_row(row) -> str:
     rate = row["replica_rate_rps"]
     per = f"{rate:.1f} req/s per replica" if math.isfinite(rate) else "no rate"
     return f"{cluster} ({gpus} GPU{'s' if gpus != 1 else ''}): {per}"
+
+
+def aiconfigurator_reference(
+    workload: str, model: str, hardware: str, rate: float, batch: int
+) -> pd.DataFrame:
+    """The recorded answer for one capacity case, empty when it was not recorded: the
+    ``recommend`` rows (aggregated and disaggregated) and the ``estimate`` row at our batch
+    cap ``batch`` with the fewest GPUs (notebook 08)."""
+    case = dict(workload=workload, model=model, hardware=hardware, rate=rate)
+    try:
+        rec = aiconfigurator_recommendation(**case)
+        cap = aiconfigurator_recommendation(**case, selection="estimate")
+    except ValueError:  # another case than the ones recorded
+        return pd.DataFrame()
+    cap = cap[cap["batch_size"] == batch].sort_values(["gpus", "tp"]).head(1)
+    return pd.concat([rec, cap], ignore_index=True)
+
+
+def aic_sentence(rows: pd.DataFrame, choice: dict | None) -> str:
+    """``aiconfigurator_reference``'s rows against our chosen cluster, in one sentence."""
+    if rows.empty:
+        return "aiconfigurator's recommend was not recorded for this case."
+    rec = rows[(rows["selection"] == "recommend") & (rows["serving_mode"] == "agg")].iloc[0]
+    cap = rows[rows["selection"] == "estimate"]
+    at_cap = (
+        f"; held to our batch cap of {cap.iloc[0]['batch_size']:.0f} it asks for "
+        f"{cap.iloc[0]['gpus']:.0f}"
+        if len(cap)
+        else ""
+    )
+    ours = f"{choice['gpus']:.0f}" if choice else "more than the search's"
+    n = int(rec["gpus"])
+    return (
+        f"NVIDIA aiconfigurator's own recommend answers {n} GPU{'s' if n != 1 else ''} "
+        f"({rec['replicas']:.0f} x tp={rec['tp']:.0f} at batch {rec['batch_size']:.0f}){at_cap}, "
+        f"against {ours} here: it prices one fully loaded replica at mean lengths, with "
+        "neither arrival bursts nor a share of requests held to the SLO."
+    )

@@ -105,3 +105,26 @@ def test_the_reader_refuses_what_was_not_recorded(tmp_path):
         aiconfigurator_recommendation(selection="best")
     with pytest.raises(ValueError, match="no such file"):
         read_aiconfigurator_csv(tmp_path / "absent.csv")
+
+
+def test_reference_for_notebook_08_case_and_its_sentence():
+    """Tests that notebook 08's case yields aiconfigurator's recommend rows plus the estimate
+    at our batch cap, and that the sentence quotes the recorded GPU counts and ours."""
+    from hybridsched.studies.analytic_reference import aic_sentence, aiconfigurator_reference
+
+    rows = aiconfigurator_reference("azure-conv", "llama-3.1-8b", "h100-sxm-vllm", 20.0, 32)
+    assert list(rows["selection"]) == ["recommend", "recommend", "estimate"]
+    assert (rows.loc[rows["selection"] == "estimate", "batch_size"] == 32).all()
+    rec = rows[(rows["selection"] == "recommend") & (rows["serving_mode"] == "agg")].iloc[0]
+    text = aic_sentence(rows, {"gpus": 3})
+    assert f"answers {int(rec['gpus'])} GPU" in text and "against 3 here" in text
+    assert f"it asks for {int(rows.iloc[2]['gpus'])}" in text
+
+
+def test_unrecorded_case_is_said_not_invented():
+    """Tests that a case with no recorded row gives an empty table and says so."""
+    from hybridsched.studies.analytic_reference import aic_sentence, aiconfigurator_reference
+
+    rows = aiconfigurator_reference("azure-conv", "llama-3.1-8b", "h100-sxm-vllm", 7.0, 32)
+    assert rows.empty
+    assert "not recorded" in aic_sentence(rows, {"gpus": 1})
