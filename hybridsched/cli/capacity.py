@@ -79,7 +79,7 @@ def add_capacity(sub) -> argparse.ArgumentParser:
         "--target", type=float, default=0.9, help="share of requests meeting the SLO (0.9)"
     )
     p.add_argument("--models", nargs="+", default=["llama-65b"])
-    p.add_argument("--hardware", nargs="+", default=["a100-80gb-sxm"])
+    p.add_argument("--hardware", nargs="+", default=["h100-sxm-vllm"])
     p.add_argument("--tp", nargs="+", type=positive_int_arg, default=[1, 2, 4, 8])
     p.add_argument(
         "--clients",

@@ -185,7 +185,7 @@ def plan_capacity(
     slo_tpot: float,
     rate: float,
     models: list[str] = ("llama-65b",),
-    hardware: list[str] = ("a100-80gb-sxm",),
+    hardware: list[str] = ("h100-sxm-vllm",),
     tp: list[int] = (1, 2, 4, 8),
     clients: list[int] | None = None,
     max_batch: list[int] = (32,),

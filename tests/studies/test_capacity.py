@@ -346,3 +346,21 @@ def test_capacity_claim_is_built_from_the_plan():
     assert capacity_claim(params, choice, np.float64(3.0)).endswith("asks for 3 GPUs.")
     none = capacity_claim({**params, "seeds": [0]}, None, math.nan)
     assert none.endswith("(1 seed, runs of 600 s): no candidate sustains 20 req/s within 8 GPUs.")
+
+
+def test_capacity_defaults_to_the_measured_h100_vllm_profile():
+    """Tests that `capacity` and `plan_capacity` plan on the H100 vLLM kernel profile unless
+    told otherwise (not the paper's guessed A100 roofline)."""
+    import inspect
+
+    from hybridsched.cli import build_parser
+    from hybridsched.studies.capacity import plan_capacity
+
+    args = build_parser().parse_args(
+        ["capacity", "--workload", "gsm8k", "--slo-ttft", "1", "--slo-tpot", "0.1",
+         "--rate", "2", "--out", "x"]
+    )  # fmt: skip
+    assert args.hardware == ["h100-sxm-vllm"]
+    assert tuple(inspect.signature(plan_capacity).parameters["hardware"].default) == (
+        "h100-sxm-vllm",
+    )
