@@ -44,3 +44,27 @@ def summary_sentence(name: str, errors: dict) -> str:
         for m, label in (("ttft", "TTFT"), ("tpot", "TPOT"), ("e2e", "E2E"))
     ]
     return f"{name}: mean " + ", ".join(parts)
+
+
+def trust_sentence(iteration_grid=None) -> str:
+    """How far the kernel profiles' latencies are from real vLLM runs, for a page that uses
+    them: every shipped real run replayed with the host overhead fitted on the others (as
+    notebook 10 does), in one sentence. ``iteration_grid``: the overheads tried (s; default
+    notebook 10's)."""
+    from hybridsched.studies import validation
+    from hybridsched.workloads.real_runs import list_llmservingsim_runs, load_run
+
+    grid = validation.ITERATION_GRID_S if iteration_grid is None else tuple(iteration_grid)
+    runs = [load_run(n) for n in list_llmservingsim_runs()]
+    table, _ = validation.leave_one_run_out(runs, iteration_grid=grid)
+    mape = validation.mape_of_means(table)
+    e2e = table["e2e_mean_rel_error"]
+    return (
+        f"**How far to trust these latencies.** Replaying {len(table)} real vLLM runs "
+        f"(notebook 10; host overhead fitted on the other runs), the same latency model "
+        f"misses the mean TTFT by {mape['ttft']:.1%}, TPOT by {mape['tpot']:.1%} and "
+        f"end-to-end latency by {mape['e2e']:.1%} on average (per run, E2E from "
+        f"{e2e.min():+.0%} to {e2e.max():+.0%}). None of those runs is of this page's GPU "
+        "and model: read its absolute latencies and rates as carrying about that error, "
+        "while policies compared on one profile share it."
+    )
