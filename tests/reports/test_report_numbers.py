@@ -82,3 +82,17 @@ def test_the_check_catches_a_number_no_table_holds():
     """Tests the checker on a reading that states one number absent from the tables."""
     assert missing("sustains 28.8 req/s at 3 GPUs", {28.75, 3.0}) == []
     assert missing("sustains 31.2 req/s at 3 GPUs, 86% of it", {28.75, 3.0, 0.861}) == ["31.2"]
+
+
+MACHINE = ("/work/", "/tmp/", "/home/", "/root/", "/Users/", "C:\\")
+REPRS = ("object at 0x", "&lt;Figure size", "&lt;Axes", "&lt;matplotlib")
+
+
+@pytest.mark.parametrize("page", sorted(p.stem for p in (repo_root() / "reports").glob("*.html")))
+def test_committed_page_has_no_machine_path_repr_or_stderr(page):
+    """Tests that a committed report shows no path of the machine that rendered it, no raw
+    Python repr and no stderr output block (warnings, tracebacks)."""
+    html = (repo_root() / "reports" / f"{page}.html").read_text(encoding="utf-8")
+    assert [m for m in MACHINE if m in html] == []
+    assert [r for r in REPRS if r in html] == []
+    assert 'data-mime-type="application/vnd.jupyter.stderr"' not in html
